@@ -1,0 +1,1 @@
+"""wordslab-dashboard admin: Flask-Admin forms and actions over the config store."""

@@ -1,0 +1,78 @@
+"""Slow sources refreshed in a background thread, never on the scrape path.
+
+A collector reads `snapshot()`, which is always the last successful value (or None
+before the first success) plus how the last refresh went, so a source timing out
+shows as `wordslab_source_refresh_success 0` while its last good data stays visible.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable, Generic, Optional, TypeVar
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Snapshot(Generic[T]):
+    value: Optional[T]
+    ok: bool
+    error: str | None
+    refreshed_at: float | None  # unix time of the last successful refresh
+    duration_seconds: float
+
+
+class BackgroundSource(Generic[T]):
+    def __init__(self, name: str, refresh: Callable[[], T], interval_seconds: float):
+        self.name = name
+        self._refresh = refresh
+        self.interval_seconds = interval_seconds
+        self._lock = threading.Lock()
+        self._snapshot: Snapshot[T] = Snapshot(None, False, "not refreshed yet", None, 0.0)
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def refresh_now(self) -> Snapshot[T]:
+        started = time.perf_counter()
+        try:
+            value = self._refresh()
+        except Exception as exc:  # keep the last good value, report the failure
+            log.warning("source %s refresh failed: %s", self.name, exc)
+            with self._lock:
+                old = self._snapshot
+                self._snapshot = Snapshot(old.value, False, f"{type(exc).__name__}: {exc}",
+                                          old.refreshed_at, time.perf_counter() - started)
+        else:
+            with self._lock:
+                self._snapshot = Snapshot(value, True, None, time.time(),
+                                          time.perf_counter() - started)
+        return self.snapshot()
+
+    def snapshot(self) -> Snapshot[T]:
+        with self._lock:
+            return self._snapshot
+
+    def request_refresh(self) -> None:
+        """Ask the thread to refresh soon (e.g. after an admin action)."""
+        self._wake.set()
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._run, name=f"source-{self.name}", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.refresh_now()
+            self._wake.wait(self.interval_seconds)
+            self._wake.clear()

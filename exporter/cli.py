@@ -1,0 +1,78 @@
+"""`wordslab-exporter`: serve the metrics of this machine."""
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+
+from .config import DEFAULT_LISTEN_ADDRESS, Settings
+from .registry import build_collectors, build_registry
+from .server import make_app, parse_listen_address, serve
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="wordslab-exporter", description=__doc__)
+    parser.add_argument("--listen-address", default=DEFAULT_LISTEN_ADDRESS,
+                        help="HOST:PORT to serve /metrics on (default %(default)s)")
+    parser.add_argument("--db", dest="db_path", help="dashboard SQLite file (default: "
+                        "$WORDSLAB_WORKSPACE/.wordslab-dashboard/dashboard.db)")
+    parser.add_argument("--state-dir", help="where small state kept across restarts lives")
+    parser.add_argument("--git-fetch-interval", type=float, default=300.0,
+                        help="seconds between background `git fetch` of workspace projects")
+    parser.add_argument("--log-level", default="INFO")
+    for var in ("WORDSLAB_PLATFORM", "WORDSLAB_VERSION", "WORDSLAB_HOME", "WORDSLAB_WORKSPACE",
+                "WORDSLAB_MODELS", "WORDSLAB_NOTEBOOKS_ENV", "WORDSLAB_ROOT_URL"):
+        flag = "--" + var.lower().removeprefix("wordslab_").replace("_", "-")
+        parser.add_argument(flag, dest=var, help=f"overrides ${var}")
+    return parser.parse_args(argv)
+
+
+def settings_from_args(args: argparse.Namespace, env=None) -> Settings:
+    import os
+    env = dict(os.environ if env is None else env)
+    for key, value in vars(args).items():
+        if key.startswith("WORDSLAB_") and value is not None:
+            env[key] = value
+    overrides = {"listen_address": args.listen_address,
+                 "git_fetch_interval_seconds": args.git_fetch_interval}
+    if args.db_path:
+        overrides["db_path"] = args.db_path
+    if args.state_dir:
+        overrides["state_dir"] = args.state_dir
+    return Settings.from_env(env, **overrides)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        parse_listen_address(args.listen_address)
+    except ValueError as exc:
+        print(f"wordslab-exporter: {exc}", file=sys.stderr)
+        return 2
+    settings = settings_from_args(args)
+    collectors = build_collectors(settings)
+    registry = build_registry(collectors)
+    for collector in collectors:
+        collector.start()
+    try:
+        server, _ = serve(make_app(registry, [c.name for c in collectors]), args.listen_address)
+    except OSError as exc:
+        print(f"wordslab-exporter: cannot listen on {args.listen_address}: {exc}", file=sys.stderr)
+        return 1
+    logging.getLogger("exporter").info("serving /metrics on http://%s/metrics", args.listen_address)
+    stopped = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stopped.set())
+    stopped.wait()
+    server.shutdown()
+    for collector in collectors:
+        collector.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

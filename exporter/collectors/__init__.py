@@ -1,0 +1,1 @@
+"""One collector per file, each yielding its own metric families (node_exporter style)."""

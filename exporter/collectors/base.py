@@ -1,0 +1,99 @@
+"""Base class for collectors and the umbrella collector that times them.
+
+Every collector yields prometheus_client metric families built fresh per scrape,
+so a vanished disk or GPU process disappears from the output. The umbrella adds
+`wordslab_collector_success` and `wordslab_collector_duration_seconds` for each
+one and swallows its failure, so one broken source never breaks a scrape.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Iterable, Sequence
+
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from ..background import BackgroundSource
+from ..config import Settings
+
+log = logging.getLogger(__name__)
+
+PREFIX = "wordslab_"
+
+
+class WordslabCollector:
+    """A named source of metric families. Subclasses implement `collect_metrics`."""
+
+    name: str = ""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        # Background sources this collector reads; their health is published too.
+        self.sources: list[BackgroundSource] = []
+
+    def collect_metrics(self) -> Iterable[Metric]:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def start(self) -> None:
+        """Start background refreshers. Never called on the scrape path."""
+        for source in self.sources:
+            source.start()
+
+    def stop(self) -> None:
+        for source in self.sources:
+            source.stop()
+
+
+class UmbrellaCollector(Collector):
+    """Runs every WordslabCollector and reports its own success and duration."""
+
+    def __init__(self, collectors: Sequence[WordslabCollector]):
+        self.collectors = list(collectors)
+
+    def describe(self) -> list:
+        # Returning nothing keeps registration from running a full collect.
+        return []
+
+    def collect(self) -> Iterable[Metric]:
+        success = GaugeMetricFamily(
+            PREFIX + "collector_success",
+            "1 if the collector's last collection succeeded, 0 if it failed.",
+            labels=["collector"],
+        )
+        duration = GaugeMetricFamily(
+            PREFIX + "collector_duration_seconds",
+            "Time the collector took during this scrape.",
+            labels=["collector"],
+        )
+        for collector in self.collectors:
+            started = time.perf_counter()
+            try:
+                families = list(collector.collect_metrics())
+                ok = 1.0
+            except Exception:  # one broken source must not break the scrape
+                log.exception("collector %s failed", collector.name)
+                families = []
+                ok = 0.0
+            duration.add_metric([collector.name], time.perf_counter() - started)
+            success.add_metric([collector.name], ok)
+            yield from families
+        yield success
+        yield duration
+        yield from source_health(s for c in self.collectors for s in c.sources)
+
+
+def source_health(sources: Iterable[BackgroundSource]) -> Iterable[Metric]:
+    ok = GaugeMetricFamily(PREFIX + "source_refresh_success",
+                           "1 if the background source's last refresh succeeded.", labels=["source"])
+    last = GaugeMetricFamily(PREFIX + "source_last_success_timestamp_seconds",
+                             "Unix time of the source's last successful refresh.", labels=["source"])
+    took = GaugeMetricFamily(PREFIX + "source_refresh_duration_seconds",
+                             "Time the source's last refresh took.", labels=["source"])
+    for source in sources:
+        snap = source.snapshot()
+        ok.add_metric([source.name], 1.0 if snap.ok else 0.0)
+        took.add_metric([source.name], snap.duration_seconds)
+        if snap.refreshed_at is not None:
+            last.add_metric([source.name], snap.refreshed_at)
+    yield from (ok, last, took)

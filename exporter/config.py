@@ -1,0 +1,84 @@
+"""Exporter settings: the VM's WORDSLAB_* environment, overridable by command-line flags."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+DEFAULT_LISTEN_ADDRESS = "127.0.0.1:9877"
+
+
+def _path_or_none(value: str | None) -> Path | None:
+    return Path(value) if value else None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a collector may need, read once at start-up.
+
+    `env` keeps the whole environment snapshot so collectors that need other
+    variables (ports, URLs, provider keys) read them from one place and tests can
+    pass a dict instead of mutating os.environ.
+    """
+
+    env: Mapping[str, str] = field(default_factory=dict)
+    listen_address: str = DEFAULT_LISTEN_ADDRESS
+    # Where the exporter keeps small state across restarts (network max rates...).
+    state_dir: Path | None = None
+    db_path: Path | None = None
+    git_fetch_interval_seconds: float = 300.0
+    slow_refresh_interval_seconds: float = 30.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> "Settings":
+        env = dict(os.environ if env is None else env)
+        state_dir = overrides.pop("state_dir", None) or _default_state_dir(env)
+        db_path = overrides.pop("db_path", None) or default_db_path(env)
+        return cls(env=env, state_dir=Path(state_dir), db_path=Path(db_path), **overrides)
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        value = self.env.get(name)
+        return value if value not in (None, "") else default
+
+    @property
+    def platform(self) -> str | None:
+        return self.get("WORDSLAB_PLATFORM")
+
+    @property
+    def version(self) -> str | None:
+        return self.get("WORDSLAB_VERSION")
+
+    @property
+    def home(self) -> Path | None:
+        return _path_or_none(self.get("WORDSLAB_HOME"))
+
+    @property
+    def workspace(self) -> Path | None:
+        return _path_or_none(self.get("WORDSLAB_WORKSPACE"))
+
+    @property
+    def models(self) -> Path | None:
+        return _path_or_none(self.get("WORDSLAB_MODELS"))
+
+    @property
+    def notebooks_env(self) -> Path | None:
+        return _path_or_none(self.get("WORDSLAB_NOTEBOOKS_ENV"))
+
+    @property
+    def root_url(self) -> str | None:
+        return self.get("WORDSLAB_ROOT_URL")
+
+
+def _dashboard_dir(env: Mapping[str, str]) -> Path:
+    # Beside the platform's other app data (.openwebui, .jupyter) in the workspace.
+    base = env.get("WORDSLAB_WORKSPACE") or env.get("HOME") or "."
+    return Path(base) / ".wordslab-dashboard"
+
+
+def _default_state_dir(env: Mapping[str, str]) -> Path:
+    return Path(env.get("WORDSLAB_DASHBOARD_STATE_DIR") or _dashboard_dir(env))
+
+
+def default_db_path(env: Mapping[str, str]) -> Path:
+    return Path(env.get("WORDSLAB_DASHBOARD_DB") or _dashboard_dir(env) / "dashboard.db")

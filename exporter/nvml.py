@@ -1,0 +1,85 @@
+"""Shared access to NVML through the `pynvml` module (package nvidia-ml-py).
+
+The module is looked up at call time via importlib so tests can put a fake
+`pynvml` first on sys.path; nothing else in the exporter imports pynvml.
+A missing library or driver is a normal state (no GPU), not an error.
+"""
+from __future__ import annotations
+
+import importlib
+import logging
+import threading
+import time
+from pathlib import Path
+from types import ModuleType
+
+log = logging.getLogger(__name__)
+
+RETRY_INIT_SECONDS = 60.0
+
+
+class Nvml:
+    def __init__(self, module: ModuleType | None = None):
+        self._module = module
+        self._lock = threading.Lock()
+        self._initialized = False
+        self._last_attempt = float("-inf")
+        self.init_error: str | None = None
+
+    @property
+    def module(self) -> ModuleType | None:
+        if self._module is None:
+            try:
+                self._module = importlib.import_module("pynvml")
+            except ImportError as exc:
+                self.init_error = f"pynvml not importable: {exc}"
+                return None
+        return self._module
+
+    def available(self) -> bool:
+        """True once nvmlInit succeeded; retried at most once a minute."""
+        with self._lock:
+            if self._initialized:
+                return True
+            now = time.monotonic()
+            if now - self._last_attempt < RETRY_INIT_SECONDS:
+                return False
+            self._last_attempt = now
+            module = self.module
+            if module is None:
+                return False
+            try:
+                module.nvmlInit()
+            except Exception as exc:  # NVMLError_LibraryNotFound, DriverNotLoaded...
+                self.init_error = f"{type(exc).__name__}: {exc}"
+                log.info("NVML unavailable: %s", self.init_error)
+                return False
+            self._initialized = True
+            self.init_error = None
+            return True
+
+    def cuda_driver_version(self) -> str | None:
+        """CUDA version the driver supports, "12.4" style, or None without a usable GPU."""
+        if not self.available():
+            return None
+        try:
+            raw = self.module.nvmlSystemGetCudaDriverVersion_v2()
+        except Exception:
+            return None
+        return f"{raw // 1000}.{(raw % 1000) // 10}"
+
+
+def cpu_only_marker(*dirs: Path | None) -> bool:
+    """The platform writes `.cpu-only` in its env or workspace dir when no GPU should be used."""
+    return any(d is not None and (d / ".cpu-only").exists() for d in dirs)
+
+
+_shared: Nvml | None = None
+
+
+def shared() -> Nvml:
+    """One NVML session per process, shared by the GPU and system collectors."""
+    global _shared
+    if _shared is None:
+        _shared = Nvml()
+    return _shared

@@ -1,0 +1,63 @@
+"""HTTP server: `/metrics` for Prometheus and a small landing page at `/`."""
+from __future__ import annotations
+
+import html
+import threading
+from socketserver import ThreadingMixIn
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from prometheus_client import CollectorRegistry, make_wsgi_app
+
+from . import __version__
+
+
+class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format, *args):  # scrapes every 5 s would flood the log
+        pass
+
+
+def landing_page(collector_names: list[str]) -> bytes:
+    items = "".join(f"<li>{html.escape(n)}</li>" for n in collector_names)
+    return (
+        "<!doctype html><html><head><title>wordslab exporter</title></head><body>"
+        f"<h1>wordslab-dashboard exporter {__version__}</h1>"
+        '<p><a href="/metrics">Metrics</a></p>'
+        f"<h2>Collectors</h2><ul>{items}</ul></body></html>"
+    ).encode()
+
+
+def make_app(registry: CollectorRegistry, collector_names: list[str]):
+    metrics_app = make_wsgi_app(registry)
+    page = landing_page(collector_names)
+
+    def app(environ, start_response):
+        path = environ.get("PATH_INFO", "/")
+        if path == "/metrics":
+            return metrics_app(environ, start_response)
+        if path in ("/", ""):
+            start_response("200 OK", [("Content-Type", "text/html; charset=utf-8")])
+            return [page]
+        start_response("404 Not Found", [("Content-Type", "text/plain")])
+        return [b"not found\n"]
+
+    return app
+
+
+def parse_listen_address(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"listen address must be HOST:PORT with a port 1-65535, got {value!r}")
+    host = host.strip("[]") or "0.0.0.0"
+    return host, int(port)
+
+
+def serve(app, listen_address: str) -> tuple[WSGIServer, threading.Thread]:
+    host, port = parse_listen_address(listen_address)
+    server = make_server(host, port, app, _ThreadingWSGIServer, handler_class=_QuietHandler)
+    thread = threading.Thread(target=server.serve_forever, name="http", daemon=True)
+    thread.start()
+    return server, thread
