@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# The two commands of the README, on a fresh Debian/Ubuntu machine:
+#   ./dashboard.sh up     install what is missing, then run the stack natively
+#   ./dashboard.sh test   install what the tests need, then run the whole test suite
+set -euo pipefail
+cd "$(dirname "$0")"
+
+VENV=${WORDSLAB_DASHBOARD_VENV:-.venv}
+
+sudo_if_needed() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+# Debian packages, installed only when their command is missing.
+apt_install_missing() {
+  local missing=()
+  local pair cmd pkg
+  for pair in "$@"; do
+    cmd=${pair%%=*}; pkg=${pair#*=}
+    command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  echo "installing Debian packages: ${missing[*]}"
+  sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+
+python_env() {
+  local extra=$1
+  if [ ! -x "$VENV/bin/python" ]; then
+    python3 -c 'import sys; sys.exit(sys.version_info < (3, 10))' \
+      || { echo "wordslab-dashboard needs Python >= 3.10" >&2; exit 1; }
+    python3 -m venv "$VENV" 2>/dev/null || {
+      apt_install_missing "python3-venv=python3-venv"; python3 -m venv "$VENV"; }
+  fi
+  "$VENV/bin/python" -m pip install -q --upgrade pip
+  "$VENV/bin/python" -m pip install -q -e ".$extra"
+}
+
+case "${1:-}" in
+  up)
+    shift
+    apt_install_missing git=git prometheus=prometheus
+    python_env ""
+    exec "$VENV/bin/wordslab-dashboard" up "$@"
+    ;;
+  test)
+    shift
+    apt_install_missing git=git prometheus=prometheus promtool=prometheus \
+      prometheus-node-exporter=prometheus-node-exporter chromium=chromium docker-compose=docker-compose
+    python_env "[test]"
+    exec "$VENV/bin/python" -m pytest "$@"
+    ;;
+  *)
+    echo "usage: $0 up [wordslab-dashboard up options] | test [pytest options]" >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,52 @@
+"""compose.yaml validated offline: no Docker engine runs here, docker-compose's own schema check does."""
+import shutil
+import subprocess
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _config(*files: str) -> subprocess.CompletedProcess:
+    docker_compose = shutil.which("docker-compose")
+    assert docker_compose, "docker-compose (Debian package docker-compose) is needed to validate compose.yaml"
+    argv = [docker_compose]
+    for f in files:
+        argv += ["-f", f]
+    return subprocess.run(argv + ["config"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+
+
+def test_compose_files_pass_the_compose_schema():
+    for files in (["compose.yaml"], ["compose.yaml", "compose.gpu.yaml"]):
+        result = _config(*files)
+        assert result.returncode == 0, result.stderr
+
+
+def test_schema_check_rejects_a_broken_file(tmp_path):
+    broken = tmp_path / "compose.yaml"
+    broken.write_text((ROOT / "compose.yaml").read_text().replace("network_mode: host", "network_mode: [host]"))
+    result = _config(str(broken))
+    assert result.returncode != 0 and "network_mode" in result.stderr
+
+
+def test_stack_uses_the_repo_files_the_native_runner_uses():
+    compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
+    services = compose["services"]
+    assert set(services) == {"exporter", "admin", "prometheus", "grafana"}
+    for name, service in services.items():
+        assert service["network_mode"] == "host", name
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            if source.startswith("./") and not source.startswith("./.wordslab-run"):
+                assert (ROOT / source).exists(), f"{name} mounts missing {source}"
+    home = services["grafana"]["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    assert (ROOT / "grafana" / "dashboards" / Path(home).name).exists()
+    prom_cmd = " ".join(services["prometheus"]["command"])
+    assert "--config.file=/etc/prometheus/prometheus.yml" in prom_cmd
+
+
+def test_dockerfile_installs_every_python_package():
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    for package in ("exporter", "admin", "wordslab_dashboard"):
+        assert f"COPY {package} ./{package}" in dockerfile

@@ -1,0 +1,1 @@
+"""Native runner for the whole wordslab-dashboard stack (no Docker needed)."""

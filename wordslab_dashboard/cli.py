@@ -1,0 +1,164 @@
+"""`wordslab-dashboard up`: run exporter, admin, Prometheus (and Grafana if installed) natively.
+
+Cloud GPU boxes are often containers without Docker, so the same files that
+compose.yaml mounts are used here with local processes.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from exporter.config import Settings
+
+from .layout import REPO_ROOT, Layout
+
+
+@dataclass
+class Service:
+    name: str
+    argv: list[str]
+    url: str
+    env: dict[str, str] = field(default_factory=dict)
+    stdout_to_terminal: bool = False
+    process: subprocess.Popen | None = None
+
+
+def _find(*names: str) -> str | None:
+    for name in names:
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+def plan_services(args: argparse.Namespace, layout: Layout) -> tuple[list[Service], list[str]]:
+    """The services to start and, for what cannot start, a line saying what is missing."""
+    py = sys.executable
+    exporter_url = f"http://{args.exporter_address}"
+    admin_url = f"http://{args.admin_address}"
+    prometheus_url = f"http://{args.prometheus_address}"
+    grafana_url = f"http://127.0.0.1:{args.grafana_port}"
+    common = {"WORDSLAB_ADMIN_URL": admin_url, "WORDSLAB_GRAFANA_URL": grafana_url,
+              "WORDSLAB_PROMETHEUS_URL": prometheus_url,
+              "WORDSLAB_DASHBOARD_STATE_DIR": str(layout.state)}
+    services = [
+        Service("exporter", [py, "-m", "exporter", "--listen-address", args.exporter_address],
+                exporter_url + "/metrics", common),
+        Service("admin", [py, "-m", "admin", "--listen-address", args.admin_address,
+                          "--grafana-url", grafana_url], admin_url + "/admin/", common,
+                stdout_to_terminal=True),
+    ]
+    missing = []
+    prometheus = _find("prometheus")
+    if prometheus:
+        services.append(Service("prometheus", [
+            prometheus, f"--config.file={layout.prometheus_config}",
+            f"--storage.tsdb.path={layout.prometheus_data}",
+            f"--web.listen-address={args.prometheus_address}",
+            f"--storage.tsdb.retention.time={args.retention}",
+        ], prometheus_url, common))
+    else:
+        missing.append("prometheus: not on PATH (Debian/Ubuntu: sudo apt-get install prometheus)")
+    grafana = _find("grafana", "grafana-server")
+    if grafana and not args.no_grafana:
+        home = Path(os.environ.get("GRAFANA_HOME", "/usr/share/grafana"))
+        argv = [grafana] + (["server"] if Path(grafana).name == "grafana" else [])
+        argv += ["--homepath", str(home)]
+        services.append(Service("grafana", argv, grafana_url, {
+            **common,
+            "GF_SERVER_HTTP_ADDR": "127.0.0.1",
+            "GF_SERVER_HTTP_PORT": str(args.grafana_port),
+            "GF_PATHS_DATA": str(layout.grafana_data),
+            "GF_PATHS_PROVISIONING": str(layout.repo / "grafana" / "provisioning"),
+            "WORDSLAB_GRAFANA_DASHBOARDS_DIR": str(layout.repo / "grafana" / "dashboards"),
+            "GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH":
+                str(layout.repo / "grafana" / "dashboards" / "machine-resources.json"),
+        }))
+    elif not args.no_grafana:
+        missing.append("grafana: not on PATH (install Grafana OSS from Grafana's apt repository, "
+                       "or use compose.yaml); the dashboards are in grafana/dashboards/")
+    return services, missing
+
+
+def start(service: Service, logs: Path) -> None:
+    logs.mkdir(parents=True, exist_ok=True)
+    log = open(logs / f"{service.name}.log", "ab")
+    env = {**os.environ, **service.env}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    service.process = subprocess.Popen(
+        service.argv, env=env, stdin=subprocess.DEVNULL,
+        stdout=None if service.stdout_to_terminal else log, stderr=log,
+        start_new_session=True)
+
+
+def stop_all(services: list[Service], grace: float = 10.0) -> None:
+    running = [s for s in services if s.process and s.process.poll() is None]
+    for s in running:
+        s.process.terminate()
+    deadline = time.monotonic() + grace
+    for s in running:
+        try:
+            s.process.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            s.process.kill()
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    settings = Settings.from_env(**({"state_dir": args.state_dir} if args.state_dir else {}))
+    layout = Layout(repo=REPO_ROOT, state=Path(settings.state_dir))
+    layout.prepare_prometheus(args.exporter_address)
+    services, missing = plan_services(args, layout)
+    logs = layout.state / "logs"
+    for service in services:
+        start(service, logs)
+    print("wordslab-dashboard: started")
+    for s in services:
+        print(f"  {s.name:<11} pid {s.process.pid:<7} {s.url}")
+    print(f"  logs in {logs}; state in {layout.state}; database {settings.db_path}")
+    for line in missing:
+        print(f"  not started: {line}")
+    stopped = []
+    signal.signal(signal.SIGTERM, lambda *_: stopped.append(True))
+    try:
+        while not stopped:
+            for s in services:
+                code = s.process.poll()
+                if code is not None:
+                    print(f"wordslab-dashboard: {s.name} exited with code {code}; "
+                          f"see {logs / (s.name + '.log')}. Stopping the others.", file=sys.stderr)
+                    stop_all(services)
+                    return 1
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    print("wordslab-dashboard: stopping")
+    stop_all(services)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="wordslab-dashboard", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="run the whole stack in the foreground")
+    up.add_argument("--exporter-address", default="127.0.0.1:9877")
+    up.add_argument("--admin-address", default="127.0.0.1:9878")
+    up.add_argument("--prometheus-address", default="127.0.0.1:9090")
+    up.add_argument("--grafana-port", type=int, default=3000)
+    up.add_argument("--retention", default="15d", help="Prometheus retention (default %(default)s)")
+    up.add_argument("--state-dir", help="runtime state (default $WORDSLAB_WORKSPACE/.wordslab-dashboard)")
+    up.add_argument("--no-grafana", action="store_true", help="do not start Grafana even if installed")
+    args = parser.parse_args(argv)
+    if args.command == "up":
+        return cmd_up(args)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
