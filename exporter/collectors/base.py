@@ -22,6 +22,19 @@ log = logging.getLogger(__name__)
 PREFIX = "wordslab_"
 
 
+class PartialCollection(Exception):
+    """Raised by a collector that still has metrics to publish after some reads failed.
+
+    The umbrella publishes `families` and reports the collector's success as 0, so a
+    failing GPU or disk shows as a metric without hiding the healthy ones.
+    """
+
+    def __init__(self, families: Iterable[Metric], errors: Sequence[str]):
+        super().__init__("; ".join(errors))
+        self.families = list(families)
+        self.errors = list(errors)
+
+
 class WordslabCollector:
     """A named source of metric families. Subclasses implement `collect_metrics`."""
 
@@ -71,6 +84,10 @@ class UmbrellaCollector(Collector):
             try:
                 families = list(collector.collect_metrics())
                 ok = 1.0
+            except PartialCollection as partial:
+                log.warning("collector %s partly failed: %s", collector.name, partial)
+                families = partial.families
+                ok = 0.0
             except Exception:  # one broken source must not break the scrape
                 log.exception("collector %s failed", collector.name)
                 families = []

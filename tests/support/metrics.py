@@ -1,0 +1,42 @@
+"""Scrape collectors through the real registry and exposition format, and lint the text with promtool."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+from dataclasses import dataclass
+
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from exporter.registry import build_registry
+
+
+@dataclass
+class Scrape:
+    text: str
+    samples: list  # prometheus_client Sample tuples, in exposition order
+
+    def series(self, name: str) -> list[tuple[dict, float]]:
+        return [(s.labels, s.value) for s in self.samples if s.name == name]
+
+    def value(self, name: str, **labels) -> float | None:
+        """The value of the one sample whose labels include `labels`, None if there is none."""
+        found = [v for lbl, v in self.series(name) if all(lbl.get(k) == w for k, w in labels.items())]
+        assert len(found) <= 1, f"{name}{labels} matches {len(found)} series"
+        return found[0] if found else None
+
+    def labels(self, name: str) -> list[dict]:
+        return [lbl for lbl, _ in self.series(name)]
+
+
+def scrape(*collectors) -> Scrape:
+    text = generate_latest(build_registry(list(collectors))).decode()
+    samples = [s for family in text_string_to_metric_families(text) for s in family.samples]
+    return Scrape(text, samples)
+
+
+def promtool_problems(text: str) -> str:
+    """What `promtool check metrics` says about an exposition ("" when it is clean)."""
+    promtool = shutil.which("promtool") or "/usr/bin/promtool"
+    done = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True)
+    return (done.stdout + done.stderr).strip() if done.returncode or done.stdout or done.stderr else ""
