@@ -40,3 +40,17 @@ def promtool_problems(text: str) -> str:
     promtool = shutil.which("promtool") or "/usr/bin/promtool"
     done = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True)
     return (done.stdout + done.stderr).strip() if done.returncode or done.stdout or done.stderr else ""
+
+
+def metrics_containing(address: str, needle: str, timeout: float = 30.0) -> str:
+    """GET http://address/metrics until it contains `needle` (a background source refreshed) or
+    `timeout` passes; returns the last body either way, for the test to assert on."""
+    import time
+    import urllib.request
+    deadline = time.monotonic() + timeout
+    while True:
+        with urllib.request.urlopen(f"http://{address}/metrics", timeout=5) as response:
+            body = response.read().decode()
+        if needle in body or time.monotonic() > deadline:
+            return body
+        time.sleep(0.2)
