@@ -1,0 +1,169 @@
+"""Local model endpoints: configure, then load/unload (Ollama) or start/stop (vLLM, FastAPI)."""
+from __future__ import annotations
+
+import re
+import shlex
+from urllib.parse import urlsplit
+
+from flask import flash, redirect, url_for
+from flask_admin import expose
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
+from wtforms import FloatField, SelectField
+from wtforms.validators import NumberRange, Optional, ValidationError
+
+from exporter.store.services import API_TYPES, SERVERS, SERVICE_TYPES, Endpoint
+
+from ..ops.endpoint_ops import ACTIONS, EndpointOps, OpError, default_base_url, port_in_use
+from ..security import SecureModelView, require_csrf
+
+DASHBOARD = "wordslab-ai-services"
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+ROW_ACTIONS = {"ollama": (("load", "Load", "btn-success"), ("unload", "Unload", "btn-secondary")),
+               "vllm": (("start", "Start", "btn-success"), ("stop", "Stop", "btn-secondary")),
+               "fastapi": (("start", "Start", "btn-success"), ("stop", "Stop", "btn-secondary"))}
+
+
+def check_name(value: str | None, what: str) -> None:
+    if not value or not NAME_RE.match(value) or ".." in value:
+        raise ValidationError(f"{what} name {value!r}: use letters, digits, '.', '_' or '-' "
+                              "(at most 63, starting with a letter or digit)")
+
+
+def check_unique_name(view, model) -> None:
+    with view.session.no_autoflush:  # the new row is already in the session: don't find itself
+        clash = view.session.scalar(select(view.model).where(view.model.name == model.name,
+                                                             view.model.id != (model.id or -1)))
+    if clash is not None:
+        raise ValidationError(f"the name {model.name!r} is already used")
+
+
+def check_http_url(value: str | None, what: str) -> None:
+    """http(s) with a host, and no credentials or query: keys go in headers, never in URLs."""
+    if not value:
+        return
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValidationError(f"{what} must be an http:// or https:// URL, got {value!r}")
+    if parts.username or parts.password or parts.query or parts.fragment:
+        raise ValidationError(f"{what} must not carry credentials, a query or a fragment")
+
+
+def handle_db_error(exc: Exception) -> bool:
+    """Flask-Admin would flash str(exc), whose SQL parameters may hold a key: say less."""
+    if isinstance(exc, SQLAlchemyError):
+        flash(f"Could not save: database error ({type(exc).__name__}).", "error")
+        return True
+    return False
+
+
+class EndpointView(SecureModelView):
+    grafana_dashboard = DASHBOARD
+    list_template = "admin/services/endpoints_list.html"
+    column_list = ("name", "model", "service_type", "server", "api_type", "internal_port", "base_url",
+                   "status", "last_error", "started_at")
+    column_labels = {"service_type": "Type", "api_type": "API", "internal_port": "Port",
+                     "base_url": "Base URL", "gpu_memory_share": "GPU memory share"}
+    column_default_sort = "name"
+    form_columns = ("name", "model", "service_type", "server", "api_type", "internal_port", "base_url",
+                    "health_url", "command", "image", "gpu_memory_share")
+    # SQLAlchemy 2.1's Float is no Numeric any more: Flask-Admin has no converter for it.
+    form_overrides = {"service_type": SelectField, "server": SelectField, "api_type": SelectField,
+                      "gpu_memory_share": FloatField}
+    form_args = {
+        "service_type": {"choices": [(v, v) for v in SERVICE_TYPES]},
+        "server": {"choices": [(v, v) for v in SERVERS]},
+        "api_type": {"choices": [(v, v) for v in API_TYPES]},
+        "model": {"description": "a downloaded model: an Ollama tag (llama3.2:3b) or a Hugging Face id "
+                                 "(Qwen/Qwen3-8B)"},
+        "internal_port": {"validators": [Optional(), NumberRange(1024, 65535, "port must be 1024-65535")]},
+        "base_url": {"description": "empty: http://127.0.0.1:<port> (with /v1 for the openai API type)"},
+        "health_url": {"description": "fastapi: URL answering 2xx when healthy (default <base>/health)"},
+        "command": {"description": "vllm/fastapi: run as a subprocess; placeholders {model} {port} "
+                                   "{gpu_memory_share}. vllm default: vllm serve {model} --port {port} "
+                                   "--gpu-memory-utilization {gpu_memory_share}"},
+        "image": {"description": "run a container image instead, through Docker (port published on loopback)"},
+        "gpu_memory_share": {"validators": [Optional(), NumberRange(0.05, 1.0, "GPU memory share must be "
+                                                                    "between 0.05 and 1")]},
+    }
+
+    def __init__(self, ctx, **kwargs):
+        self.ctx = ctx
+        self.ops = EndpointOps(ctx.settings, ctx.sessions)
+        super().__init__(Endpoint, ctx.sessions, **kwargs)
+
+    def row_actions(self, row: Endpoint):
+        return ROW_ACTIONS.get(row.server, ())
+
+    def on_model_change(self, form, model, is_created):
+        check_name(model.name, "endpoint")
+        check_unique_name(self, model)
+        model.model = (model.model or "").strip()
+        model.command = (model.command or "").strip()
+        model.image = (model.image or "").strip()
+        if model.server in ("vllm", "ollama") and not model.model:
+            raise ValidationError(f"a {model.server} endpoint needs a model")
+        if model.server == "ollama" and model.api_type == "openAPI":
+            raise ValidationError("Ollama speaks the ollama or openai API type")
+        if model.server == "fastapi" and not (model.command or model.image or model.base_url):
+            raise ValidationError("a fastapi endpoint needs a command, an image or the base URL of a running app")
+        if model.server != "ollama" and not model.internal_port and not model.base_url:
+            raise ValidationError("set the internal port")
+        if model.command:
+            try:
+                shlex.split(model.command)
+            except ValueError as exc:
+                raise ValidationError(f"command: {exc}") from None
+        check_http_url(model.base_url, "base URL")
+        check_http_url(model.health_url, "health URL")
+        model.base_url = (model.base_url or "").rstrip("/") or default_base_url(
+            model.server, model.api_type, model.internal_port)
+        if model.internal_port:
+            with self.session.no_autoflush:
+                clash = self.session.scalar(select(Endpoint).where(
+                    Endpoint.internal_port == model.internal_port, Endpoint.id != (model.id or -1)))
+            if clash is not None:
+                raise ValidationError(f"port {model.internal_port} is already the port of endpoint {clash.name}")
+
+    def on_model_delete(self, model):
+        if self.ops.is_active(model):
+            raise ValidationError(f"{model.name} is running: stop it before deleting it")
+
+    def handle_view_exception(self, exc):
+        return handle_db_error(exc) or super().handle_view_exception(exc)
+
+    @expose("/action/<int:endpoint_id>/<op>", methods=["POST"])
+    def action(self, endpoint_id: int, op: str):
+        require_csrf()
+        endpoint = self.session.get(Endpoint, endpoint_id)
+        if endpoint is None:
+            flash(f"No endpoint #{endpoint_id}.", "error")
+            return redirect(url_for(".index_view"))
+        if op not in {name for name, _, _ in self.row_actions(endpoint)}:
+            flash(f"{op!r} is not an action of a {endpoint.server} endpoint.", "error")
+            return redirect(url_for(".index_view"))
+        try:
+            self._precheck(endpoint, op)
+        except OpError as exc:
+            flash(str(exc), "error")
+            return redirect(url_for(".index_view"))
+        work = ACTIONS[op]
+        job_id = self.ctx.jobs.submit(f"endpoint-{op}", endpoint.name,
+                                      lambda progress: work(self.ops, endpoint_id, progress))
+        flash(f"{op.capitalize()} {endpoint.name}: job #{job_id} started.", "success")
+        return redirect(url_for(".index_view"))
+
+    def _precheck(self, endpoint: Endpoint, op: str) -> None:
+        """Refusals known before any work starts: a message, and nothing changes."""
+        if op == "start":
+            if self.ops.is_active(endpoint):
+                raise OpError(f"{endpoint.name} is already started; stop it first")
+            if not endpoint.internal_port:
+                raise OpError(f"set the internal port of {endpoint.name} first")
+            if port_in_use(endpoint.internal_port):
+                raise OpError(f"port {endpoint.internal_port} is already in use: "
+                              "stop what listens there or choose another port")
+
+
+def register(admin, ctx) -> None:
+    admin.add_view(EndpointView(ctx, name="Endpoints", endpoint="endpoints", category="AI services"))

@@ -1,0 +1,53 @@
+"""Local model endpoints: configured ones and the platform's own services, probed in the background."""
+from __future__ import annotations
+
+from typing import Iterable
+
+from prometheus_client.core import GaugeMetricFamily, Metric
+
+from .. import nvml as nvml_module
+from ..background import BackgroundSource
+from ..config import Settings
+from ..nvml import Nvml
+from ..sources.endpoint_probe import EndpointProber
+from ..store.services import ENDPOINT_STATUSES
+from .base import PREFIX, WordslabCollector
+
+REFRESH_SECONDS = 10.0
+
+
+class EndpointsCollector(WordslabCollector):
+    name = "endpoints"
+
+    def __init__(self, settings: Settings, nvml: Nvml | None = None):
+        super().__init__(settings)
+        self.prober = EndpointProber(settings, nvml or nvml_module.shared())
+        self.source = BackgroundSource("endpoints", self.prober.refresh, REFRESH_SECONDS)
+        self.sources = [self.source]
+
+    def collect_metrics(self) -> Iterable[Metric]:
+        info = GaugeMetricFamily(
+            PREFIX + "endpoint_info", "Local model endpoint (configured or discovered), value 1.",
+            labels=["endpoint", "model", "service_type", "server", "api_type", "base_url"])
+        status = GaugeMetricFamily(
+            PREFIX + "endpoint_status",
+            "Endpoint status as a state set: 1 for the current one of starting/running/error/stopped.",
+            labels=["endpoint", "status"])
+        vram = GaugeMetricFamily(
+            PREFIX + "endpoint_vram_bytes",
+            "GPU memory the endpoint holds (Ollama /api/ps size_vram, else NVML per-process memory); "
+            "absent when unknown (no GPU).", labels=["endpoint"])
+        error = GaugeMetricFamily(
+            PREFIX + "endpoint_last_error_info",
+            "Last error of the endpoint (probe or process log tail), value 1; kept after recovery.",
+            labels=["endpoint", "error"])
+        for state in self.source.snapshot().value or []:
+            t = state.target
+            info.add_metric([t.name, t.model, t.service_type, t.server, t.api_type, t.base_url], 1.0)
+            for name in ENDPOINT_STATUSES:
+                status.add_metric([t.name, name], 1.0 if state.status == name else 0.0)
+            if state.vram_bytes is not None:
+                vram.add_metric([t.name], state.vram_bytes)
+            if state.error:
+                error.add_metric([t.name, state.error], 1.0)
+        yield from (info, status, vram, error)

@@ -1,0 +1,263 @@
+"""Status and VRAM of local model endpoints: configured ones plus the platform's own services.
+
+Each server type is asked the way it tells the truth: Ollama by `/api/ps`, vLLM by
+`/health` (503 once its engine died; `/version` keeps answering then, so it is not used)
+and `/v1/models`, a FastAPI app by its health URL. VRAM of processes we started comes
+from NVML's per-process memory of the PID and its children (vLLM's engine is a child).
+"""
+from __future__ import annotations
+
+import re
+from collections import deque
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Mapping
+
+import psutil
+import requests
+
+from ..config import Settings
+from ..nvml import Nvml
+from ..store.services import Endpoint
+from .config_rows import read_rows
+from .ollama_client import OllamaClient, OllamaError, ollama_base_url
+
+PROBE_TIMEOUT = (1.0, 3.0)
+ERROR_TEXT_MAX = 200
+HERMES_DEFAULT_PORT = 8642
+
+
+@dataclass(frozen=True)
+class EndpointTarget:
+    name: str
+    model: str
+    service_type: str
+    server: str
+    api_type: str
+    base_url: str
+    health_url: str = ""
+    pid: int | None = None
+    container_id: str = ""
+    desired: str = ""  # status the admin last recorded ("" for discovered services)
+    recorded_error: str = ""
+    discovered: bool = False
+
+
+@dataclass(frozen=True)
+class EndpointState:
+    target: EndpointTarget
+    status: str
+    vram_bytes: float | None  # None: unknown (no GPU / NVML)
+    error: str  # last error text, kept after recovery
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    status: str
+    vram_bytes: float | None
+    error: str = ""
+
+
+def endpoint_log_path(settings: Settings, name: str) -> Path:
+    """Where the admin writes a started server's output; read here for the error tail."""
+    return Path(settings.state_dir) / "endpoints" / f"{name}.log"
+
+
+def short_error(text: str) -> str:
+    """One line, bounded: it becomes a label value."""
+    return re.sub(r"\s+", " ", text or "").strip()[:ERROR_TEXT_MAX]
+
+
+def log_tail(path: Path, lines: int = 3) -> str:
+    try:
+        with open(path, errors="replace") as fh:
+            kept = deque((l.strip() for l in fh if l.strip()), maxlen=lines)
+    except OSError:
+        return ""
+    return " | ".join(kept)
+
+
+def process_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def process_tree(pid: int) -> set[int]:
+    try:
+        proc = psutil.Process(pid)
+        return {pid, *(c.pid for c in proc.children(recursive=True))}
+    except psutil.Error:
+        return {pid}
+
+
+def gpu_memory_of(nvml: Nvml, pids: set[int]) -> float | None:
+    """Bytes of GPU memory the processes hold over all GPUs; None without NVML."""
+    if not nvml.available():
+        return None
+    module = nvml.module
+    used = 0
+    for index in range(module.nvmlDeviceGetCount()):
+        handle = module.nvmlDeviceGetHandleByIndex(index)
+        for proc in module.nvmlDeviceGetComputeRunningProcesses(handle):
+            if proc.pid in pids and proc.usedGpuMemory:
+                used += proc.usedGpuMemory
+    return float(used)
+
+
+def _http_error(exc: Exception) -> str:
+    if isinstance(exc, requests.Timeout):
+        return "timed out"
+    if isinstance(exc, requests.ConnectionError):
+        return "connection refused"
+    return type(exc).__name__
+
+
+def _root(url: str) -> str:
+    """vLLM and Hermes publish /v1 URLs; their /health lives at the root."""
+    url = url.rstrip("/")
+    return url[:-3] if url.endswith("/v1") else url
+
+
+def _normalize_tag(model: str) -> str:
+    return model if ":" in model else f"{model}:latest"
+
+
+def probe_ollama(target: EndpointTarget) -> ProbeResult:
+    try:
+        running = OllamaClient(_root(target.base_url), timeout=PROBE_TIMEOUT).ps()
+    except OllamaError as exc:
+        return _unreachable(target, str(exc))
+    if not target.model:  # the server itself: running, VRAM of every loaded model
+        return ProbeResult("running", float(sum(m.get("size_vram") or 0 for m in running)))
+    wanted = _normalize_tag(target.model)
+    for entry in running:
+        if _normalize_tag(entry.get("model") or entry.get("name") or "") == wanted:
+            return ProbeResult("running", float(entry.get("size_vram") or 0))
+    # Server up, model not in memory: stopped (loading shows as starting while the job runs).
+    status = "starting" if target.desired == "starting" else "stopped"
+    return ProbeResult(status, 0.0)
+
+
+def probe_vllm(target: EndpointTarget, nvml: Nvml) -> ProbeResult:
+    root = _root(target.base_url)
+    try:
+        health = requests.get(f"{root}/health", timeout=PROBE_TIMEOUT)
+    except requests.RequestException as exc:
+        return _unreachable(target, f"/health: {_http_error(exc)}")
+    if health.status_code == 503:
+        return ProbeResult("error", _vram(target, nvml), "engine dead: /health answered 503")
+    if health.status_code != 200:
+        return ProbeResult("error", _vram(target, nvml), f"/health answered HTTP {health.status_code}")
+    try:
+        models = requests.get(f"{root}/v1/models", timeout=PROBE_TIMEOUT)
+        models.raise_for_status()
+        served = [m.get("id") for m in models.json().get("data", [])]
+    except (requests.RequestException, ValueError, AttributeError) as exc:
+        return ProbeResult("error", _vram(target, nvml), f"/v1/models: {_http_error(exc)}")
+    if not served:
+        return ProbeResult("error", _vram(target, nvml), "/v1/models lists no model")
+    return ProbeResult("running", _vram(target, nvml))
+
+
+def probe_http_health(target: EndpointTarget, nvml: Nvml) -> ProbeResult:
+    url = target.health_url or f"{_root(target.base_url)}/health"
+    try:
+        response = requests.get(url, timeout=PROBE_TIMEOUT)
+    except requests.RequestException as exc:
+        return _unreachable(target, f"health: {_http_error(exc)}")
+    if 200 <= response.status_code < 300:
+        return ProbeResult("running", _vram(target, nvml))
+    return ProbeResult("error", _vram(target, nvml), f"health answered HTTP {response.status_code}")
+
+
+def _vram(target: EndpointTarget, nvml: Nvml) -> float | None:
+    if not target.pid:
+        return None
+    return gpu_memory_of(nvml, process_tree(target.pid))
+
+
+def _unreachable(target: EndpointTarget, error: str) -> ProbeResult:
+    if process_alive(target.pid):
+        return ProbeResult("starting", None)  # started, not listening yet (vLLM loads for minutes)
+    if target.desired == "starting" and target.container_id:
+        return ProbeResult("starting", None)
+    if target.pid or target.container_id or target.desired in ("starting", "running"):
+        return ProbeResult("error", 0.0, error)  # we started it and it is gone
+    return ProbeResult("stopped", 0.0)
+
+
+def probe(target: EndpointTarget, nvml: Nvml, settings: Settings) -> ProbeResult:
+    if target.server == "ollama":
+        result = probe_ollama(target)
+    elif target.server == "vllm":
+        result = probe_vllm(target, nvml)
+    else:
+        result = probe_http_health(target, nvml)
+    if result.status == "error" and not target.discovered:
+        tail = log_tail(endpoint_log_path(settings, target.name))
+        if tail:
+            result = replace(result, error=f"{result.error}; log: {tail}")
+    return replace(result, error=short_error(result.error))
+
+
+def _target_from_row(row: Endpoint) -> EndpointTarget:
+    return EndpointTarget(
+        name=row.name, model=row.model or "", service_type=row.service_type, server=row.server,
+        api_type=row.api_type, base_url=row.base_url or "", health_url=row.health_url or "",
+        pid=row.pid, container_id=row.container_id or "", desired=row.status or "stopped",
+        recorded_error=row.last_error or "")
+
+
+def configured_targets(settings: Settings) -> list[EndpointTarget]:
+    return read_rows(settings.db_path, Endpoint, _target_from_row)
+
+
+def discovered_targets(env: Mapping[str, str]) -> list[EndpointTarget]:
+    """The platform's own services, found from its environment without configuration."""
+    found = []
+    if env.get("OLLAMA_API_BASE"):
+        found.append(EndpointTarget("ollama", "", "LLM", "ollama", "ollama",
+                                    ollama_base_url(env), discovered=True))
+    if env.get("VLLM_SERVER_URL"):
+        found.append(EndpointTarget("vllm", "", "LLM", "vllm", "openai",
+                                    env["VLLM_SERVER_URL"].rstrip("/"), discovered=True))
+    if env.get("DOCLING_SERVER_URL"):
+        url = env["DOCLING_SERVER_URL"].rstrip("/")
+        found.append(EndpointTarget("docling", "", "VLM", "fastapi", "openAPI", url,
+                                    health_url=f"{url}/health", discovered=True))
+    port = env.get("API_SERVER_PORT") or str(HERMES_DEFAULT_PORT)  # Hermes' own variable
+    found.append(EndpointTarget("hermes-agent", "", "LLM", "fastapi", "openai",
+                                f"http://127.0.0.1:{port}/v1",
+                                health_url=f"http://127.0.0.1:{port}/health", discovered=True))
+    return found
+
+
+class EndpointProber:
+    """Refresh function of the endpoints BackgroundSource; remembers each endpoint's last error."""
+
+    def __init__(self, settings: Settings, nvml: Nvml):
+        self.settings = settings
+        self.nvml = nvml
+        self._last_errors: dict[str, str] = {}
+
+    def targets(self) -> list[EndpointTarget]:
+        configured = configured_targets(self.settings)
+        names = {t.name for t in configured}
+        urls = {_root(t.base_url) for t in configured}
+        discovered = [t for t in discovered_targets(self.settings.env)
+                      if t.name not in names and _root(t.base_url) not in urls]
+        return configured + discovered
+
+    def refresh(self) -> list[EndpointState]:
+        states = []
+        for target in self.targets():
+            result = probe(target, self.nvml, self.settings)
+            if result.error:
+                self._last_errors[target.name] = result.error
+            error = self._last_errors.get(target.name) or short_error(target.recorded_error)
+            states.append(EndpointState(target, result.status, result.vram_bytes, error))
+        return states

@@ -1,0 +1,152 @@
+"""External APIs against an OpenAI-like server on loopback: status, failures, cost, key hygiene."""
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timezone
+
+import pytest
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from exporter.collectors.external_apis import ExternalApisCollector
+from exporter.config import Settings
+from exporter.registry import build_registry
+from exporter.sources.external_api_probe import ExternalApiMonitor, read_user_env
+from exporter.store import connect, init_db, session_factory
+from exporter.store.services import ExternalApi
+from tests.fakes.loopback import serving
+from tests.support.metrics import promtool_problems
+from tests.fakes.openai_like import make_handler
+
+KEY = "sk-test-0123456789abcdefSECRET"
+
+
+def metric(text: str, name: str) -> dict[tuple, float]:
+    return {tuple(sorted(s.labels.items())): s.value
+            for f in text_string_to_metric_families(text) for s in f.samples if s.name == name}
+
+
+def add_api(settings, **fields) -> None:
+    engine = connect(settings.db_path)
+    init_db(engine)
+    with session_factory(engine).begin() as s:
+        s.add(ExternalApi(**{"name": "api", "provider": "openai", "api_type": "openai", **fields}))
+    engine.dispose()
+
+
+def scrape(settings, monitor=None) -> tuple[str, ExternalApisCollector]:
+    collector = ExternalApisCollector(settings)
+    if monitor is not None:
+        collector.monitor = monitor
+        collector.source._refresh = monitor.refresh
+    collector.source.refresh_now()
+    return generate_latest(build_registry([collector])).decode(), collector
+
+
+@pytest.fixture
+def settings(vm_env):
+    return Settings.from_env(vm_env)
+
+
+def test_up_latency_and_key_sent_only_in_a_header(settings):
+    handler = make_handler(expected_key=KEY)
+    with serving(handler) as url:
+        add_api(settings, base_url=f"{url}/v1", api_key_var="OPENAI_API_KEY", api_key=KEY)
+        text, _ = scrape(settings)
+    assert metric(text, "wordslab_external_api_up") == {(("api", "api"),): 1.0}
+    assert metric(text, "wordslab_external_api_probe_duration_seconds")[(("api", "api"),)] > 0
+    assert metric(text, "wordslab_external_api_last_http_status")[(("api", "api"),)] == 200
+    assert metric(text, "wordslab_external_api_info") == {(
+        ("api", "api"), ("api_key_var", "OPENAI_API_KEY"), ("api_type", "openai"),
+        ("base_url", f"{url}/v1"), ("provider", "openai")): 1.0}
+    probe = handler.requests[0]
+    assert probe["path"] == "/v1/models" and probe["headers"]["Authorization"] == f"Bearer {KEY}"
+    assert all(KEY not in r["path"] for r in handler.requests)
+    assert KEY not in text
+    assert promtool_problems(text) == ""
+
+
+@pytest.mark.parametrize("mode, state, http_status, credit", [
+    ("timeout", "unreachable", 0, 0),
+    ("unauthorized", "unauthorized", 401, 0),
+    ("server_error", "error", 500, 0),
+    ("malformed", "error", 200, 0),
+    ("insufficient_quota", "out_of_credit", 429, 1),
+    ("payment_required", "out_of_credit", 402, 1),
+    ("rate_limited", "rate_limited", 429, 0),
+])
+def test_failures_show_as_metrics(settings, mode, state, http_status, credit):
+    with serving(make_handler(mode=mode, timeout_delay=2.0)) as url:
+        add_api(settings, base_url=f"{url}/v1", api_key=KEY)
+        text, _ = scrape(settings, ExternalApiMonitor(settings, timeout=(0.5, 0.5)))
+    api = (("api", "api"),)
+    assert metric(text, "wordslab_external_api_up")[api] == 0
+    assert metric(text, "wordslab_external_api_last_http_status")[api] == http_status
+    assert metric(text, "wordslab_external_api_out_of_credit")[api] == credit
+    states = metric(text, "wordslab_external_api_state")
+    assert states[(("api", "api"), ("state", state))] == 1 and sum(states.values()) == 1
+    assert 'wordslab_collector_success{collector="external_apis"} 1.0' in text
+
+
+def test_openrouter_month_cost_from_key_usage_monthly(settings):
+    with serving(make_handler(usage_monthly=12.5, limit_remaining=0.0)) as url:
+        add_api(settings, provider="openrouter", base_url=f"{url}/api/v1", api_key=KEY,
+                manual_cost_month_usd=99.0)
+        text, _ = scrape(settings)
+    assert metric(text, "wordslab_external_api_cost_month_usd") == {(("api", "api"), ("source", "provider")): 12.5}
+    assert metric(text, "wordslab_external_api_credit_remaining_usd") == {(("api", "api"),): 0.0}
+    assert metric(text, "wordslab_external_api_out_of_credit") == {(("api", "api"),): 1.0}
+
+
+def test_openai_month_cost_with_admin_key_sums_every_page(settings):
+    handler = make_handler(cost_pages=[[1.25, 2.5], [0.25]])
+    now = datetime(2026, 3, 1, 0, 30, tzinfo=timezone.utc).timestamp()  # just after a month boundary
+    with serving(handler) as url:
+        add_api(settings, base_url=f"{url}/v1", api_key=KEY, admin_key_var="OPENAI_ADMIN_KEY")
+        monitor_settings = Settings.from_env(dict(settings.env, OPENAI_ADMIN_KEY="sk-admin-key-0123456789"))
+        text, _ = scrape(monitor_settings, ExternalApiMonitor(monitor_settings, clock=lambda: now))
+    assert metric(text, "wordslab_external_api_cost_month_usd") == {(("api", "api"), ("source", "provider")): 4.0}
+    cost_calls = [r for r in handler.requests if "/organization/costs" in r["path"]]
+    assert len(cost_calls) == 2
+    assert f"start_time={int(datetime(2026, 3, 1, tzinfo=timezone.utc).timestamp())}" in cost_calls[0]["path"]
+    assert cost_calls[0]["headers"]["Authorization"] == "Bearer sk-admin-key-0123456789"
+
+
+def test_manual_figure_without_provider_cost_and_on_provider_failure(settings):
+    with serving(make_handler(mode="server_error")) as url:
+        add_api(settings, provider="openrouter", base_url=f"{url}/api/v1", api_key=KEY,
+                manual_cost_month_usd=7.5)
+        text, _ = scrape(settings)
+    assert metric(text, "wordslab_external_api_cost_month_usd") == {(("api", "api"), ("source", "manual")): 7.5}
+
+
+def test_key_from_user_env_file_and_probe_interval(settings):
+    secrets = settings.workspace / ".secrets"
+    secrets.mkdir()
+    (secrets / "user-env.bashrc").write_text(
+        "# user keys\nexport HF_TOKEN='hf_abcdefghijkl'\nexport OPENROUTER_API_KEY=\"%s\"\nalias x=y\n" % KEY)
+    assert read_user_env(settings) == {"HF_TOKEN": "hf_abcdefghijkl", "OPENROUTER_API_KEY": KEY}
+    clock = [1000.0]
+    handler = make_handler(expected_key=KEY)
+    with serving(handler) as url:
+        add_api(settings, provider="other", base_url=url, api_key_var="OPENROUTER_API_KEY",
+                probe_interval_seconds=60)
+        monitor = ExternalApiMonitor(settings, clock=lambda: clock[0])
+        assert monitor.refresh()[0].probe.up
+        clock[0] += 30
+        monitor.refresh()
+        assert len(handler.requests) == 1  # not due yet: rate limits are not burned
+        clock[0] += 31
+        monitor.refresh()
+        assert len(handler.requests) == 2
+
+
+def test_key_never_in_metrics_or_logs_even_when_echoed(settings, caplog):
+    caplog.set_level(logging.DEBUG)
+    with serving(make_handler(expected_key="sk-the-right-one-000000")) as url:
+        add_api(settings, base_url=url, api_key=KEY, provider="other")
+        text, _ = scrape(settings)
+    assert metric(text, "wordslab_external_api_state")[(("api", "api"), ("state", "unauthorized"))] == 1
+    assert KEY not in text and KEY[-8:] not in text
+    assert KEY not in caplog.text
+    assert KEY not in repr(ExternalApi(name="x", api_key=KEY))
