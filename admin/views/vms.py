@@ -1,0 +1,306 @@
+"""Cloud VMs: hosting platforms (API keys), VM templates (instance type and prices), VMs with
+create/start/stop/terminate actions, and the monthly budget the alerts compare against."""
+from __future__ import annotations
+
+import re
+import time
+
+from flask import flash, redirect, request, url_for
+from flask_admin import expose
+from markupsafe import Markup, escape
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy import select
+from wtforms import FloatField, PasswordField, SelectField
+from wtforms.validators import NumberRange, Optional, ValidationError
+
+from exporter.sources import vm_costs
+from exporter.sources.providers import DEFAULT_KEY_VARS, UnknownProvider, check_provider
+from exporter.sources.vm_status import VmRefresher, status_interval
+from exporter.store.settings import get_setting, set_setting
+from exporter.store.vms import (BUDGET_SETTING, PROVIDERS, STATUS_INTERVAL_SETTING, HostingPlatform, Vm,
+                                VmTemplate)
+
+from ..ops.vm_ops import VmActionError, allowed_actions, confirmation_text, run_action
+from ..security import SecureBaseView, SecureModelView, confirmed, csrf_token, mask_secret
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+ENV_VAR_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
+DASHBOARD = "wordslab-ai-services"
+
+
+def _check_name(value: str, what: str) -> None:
+    if not value or not NAME_RE.match(value) or ".." in value:
+        raise ValidationError(f"{what} name {value!r}: use letters, digits, '.', '_' or '-' "
+                              "(at most 63, no spaces, no '..')")
+
+
+def _check_unique(view, model, value: str, what: str) -> None:
+    with view.session.no_autoflush:  # the new row itself is pending in this session
+        clashes = view.session.scalars(select(view.model).where(view.model.name == value)).all()
+    if any(row is not model for row in clashes):
+        raise ValidationError(f"a {what} named {value!r} already exists")
+
+
+def _range(lo: float, hi: float, what: str) -> NumberRange:
+    return NumberRange(lo, hi, message=f"{what} must be between {lo:g} and {hi:g}")
+
+
+class PlatformView(SecureModelView):
+    grafana_dashboard = DASHBOARD
+    column_list = ("name", "provider", "api_key_var", "api_key", "base_url")
+    column_details_list = column_list
+    column_labels = {"api_key_var": "API key env var", "api_key": "Stored key", "base_url": "API base URL"}
+    column_formatters = {"api_key": lambda v, c, m, n: mask_secret(m.api_key)}
+    column_searchable_list = ()
+    form_columns = ("name", "provider", "api_key_var", "new_api_key", "base_url")
+    form_overrides = {"provider": SelectField}
+    form_args = {
+        "provider": {"choices": [(p, p) for p in PROVIDERS], "validate_choice": False},
+        "api_key_var": {"description": "e.g. " + ", ".join(DEFAULT_KEY_VARS.values())
+                        + " (read from the environment; the provider's own variable is used when empty)"},
+        "base_url": {"description": "leave empty for the provider's public API"},
+    }
+    form_extra_fields = {
+        "new_api_key": PasswordField("API key (stored, never shown again; empty keeps the current one)",
+                                     validators=[Optional()]),
+    }
+
+    def on_model_change(self, form, model, is_created):
+        _check_name(model.name, "platform")
+        _check_unique(self, model, model.name, "platform")
+        try:
+            check_provider(model.provider)
+        except UnknownProvider as exc:
+            raise ValidationError(str(exc)) from None
+        if model.api_key_var and not ENV_VAR_RE.match(model.api_key_var):
+            raise ValidationError(f"API key env var {model.api_key_var!r} is not a variable name")
+        if model.base_url and not re.match(r"^https?://[^\s/]+", model.base_url):
+            raise ValidationError("API base URL must start with http:// or https://")
+        model.api_key_var = model.api_key_var or None
+        model.base_url = (model.base_url or "").rstrip("/") or None
+        if form.new_api_key.data:
+            model.api_key = form.new_api_key.data.strip()
+
+    def on_model_delete(self, model):
+        if model.templates:
+            raise ValidationError(f"platform {model.name} is used by templates: delete them first")
+
+
+class TemplateView(SecureModelView):
+    grafana_dashboard = DASHBOARD
+    column_list = ("name", "platform", "region", "gpu", "gpu_count", "vram_gb", "vcpus", "ram_gb",
+                   "compute_usd_per_hour", "container_usd_per_gb_month", "volume_usd_per_gb_month",
+                   "runs_dashboard")
+    column_labels = {"vram_gb": "VRAM GB", "ram_gb": "RAM GB", "vcpus": "vCPU",
+                     "compute_usd_per_hour": "Compute $/h",
+                     "container_usd_per_gb_month": "Container $/GB-month",
+                     "volume_usd_per_gb_month": "Volume $/GB-month (running)"}
+    form_columns = ("name", "platform", "region", "gpu", "gpu_count", "vram_gb", "vcpus", "ram_gb",
+                    "compute_usd_per_hour", "container_usd_per_gb_month", "volume_usd_per_gb_month",
+                    "image", "runs_dashboard", "dashboard_port", "exporter_port")
+    # SQLAlchemy 2.1's Float is no Numeric: Flask-Admin has no converter for it.
+    form_overrides = {f: FloatField for f in ("vram_gb", "ram_gb", "compute_usd_per_hour",
+                                              "container_usd_per_gb_month", "volume_usd_per_gb_month")}
+    form_args = {
+        "gpu": {"description": "the provider's GPU type id, e.g. 'NVIDIA RTX A6000' (Runpod), 'RTX_4090' (Vast), 'A100' (Jarvislabs)"},
+        "gpu_count": {"validators": [_range(1, 16, "GPU count")]},
+        "vram_gb": {"validators": [_range(0, 2048, "VRAM GB")]},
+        "vcpus": {"validators": [_range(0, 1024, "vCPUs")]},
+        "ram_gb": {"validators": [_range(0, 16384, "RAM GB")]},
+        "compute_usd_per_hour": {"validators": [_range(0, 500, "compute $/hour")]},
+        "container_usd_per_gb_month": {"validators": [_range(0, 10, "container storage $/GB-month")]},
+        "volume_usd_per_gb_month": {"validators": [_range(0, 10, "volume storage $/GB-month")],
+                                    "description": "Runpod bills a stopped pod's volume twice this rate"},
+        "runs_dashboard": {"description": "the VM runs wordslab-dashboard: scrape its exporter while it runs"},
+        "dashboard_port": {"validators": [_range(1, 65535, "dashboard port")]},
+        "exporter_port": {"validators": [_range(1, 65535, "exporter port")]},
+    }
+
+    def on_model_change(self, form, model, is_created):
+        _check_name(model.name, "template")
+        _check_unique(self, model, model.name, "template")
+        if model.platform is None:
+            raise ValidationError("choose a hosting platform")
+        if not model.gpu or not model.gpu.strip() or any(c in model.gpu for c in "\"'\\;`$<>"):
+            raise ValidationError("GPU type: the provider's id, without quotes or shell characters")
+
+    def on_model_delete(self, model):
+        if model.vms:
+            raise ValidationError(f"template {model.name} is used by VMs: delete them first")
+
+
+def _money(value: float | None) -> str:
+    return "" if value is None else f"${value:,.4f}"
+
+
+def _when(ts: float | None) -> str:
+    return "" if ts is None else time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ts))
+
+
+def _month_cost(vm: Vm):
+    month = vm_costs.month_key(time.time())
+    return next((c for c in vm.costs if c.month == month), None)
+
+
+def _cost_cell(view, context, vm, name):
+    cost = _month_cost(vm)
+    if cost is None:
+        return ""
+    title = f"compute {_money(cost.compute_usd)} + storage {_money(cost.storage_usd)} ({cost.source})"
+    return Markup(f'<span class="vm-cost" title="{escape(title)}">{escape(_money(cost.total_usd))}</span>')
+
+
+def _status_cell(view, context, vm, name):
+    colour = {"running": "success", "starting": "info", "stopping": "info", "stopped": "secondary",
+              "error": "danger", "unknown": "warning", "terminated": "dark"}.get(vm.status, "light")
+    badge = f'<span class="badge badge-{colour} vm-status">{escape(vm.status)}</span>'
+    if vm.last_error:
+        badge += f'<br><small class="text-danger vm-error">{escape(vm.last_error)}</small>'
+    return Markup(badge)
+
+
+def _actions_cell(view, context, vm, name):
+    forms = []
+    for action in allowed_actions(vm):
+        url = url_for(".action", vm_id=vm.id, action=action)
+        confirm = confirmation_text(vm, action)
+        box = ""
+        if confirm:
+            box = (f'<label class="small mr-1"><input type="checkbox" name="confirm" value="1" '
+                   f'class="vm-confirm"> {escape(confirm)}</label>')
+        btn = "btn-danger" if action == "terminate" else "btn-outline-primary"
+        forms.append(
+            f'<form method="post" action="{escape(url)}" class="vm-action d-block mb-1" data-action="{action}">'
+            f'<input type="hidden" name="csrf_token" value="{escape(csrf_token())}">{box}'
+            f'<button type="submit" class="btn btn-sm {btn}">{action}</button></form>')
+    return Markup("".join(forms))
+
+
+def _url_cell(field):
+    def cell(view, context, vm, name):
+        url = getattr(vm, field)
+        return Markup(f'<a href="{escape(url)}" target="_blank" rel="noopener">open</a>') if url else ""
+    return cell
+
+
+class VmView(SecureModelView):
+    grafana_dashboard = DASHBOARD
+    column_list = ("name", "template", "status", "cost_month", "price", "container_gb", "volume_gb",
+                   "last_started_at", "last_stopped_at", "terminal_url", "dashboard_url", "actions")
+    column_details_list = ("name", "template", "status", "provider_state", "instance_id", "last_error",
+                           "cost_month", "container_gb", "volume_gb", "max_running_hours",
+                           "created_at", "terminated_at", "last_started_at", "last_stopped_at",
+                           "status_checked_at", "terminal_url", "dashboard_url")
+    column_labels = {"cost_month": "Cost this month", "price": "$/h", "container_gb": "Container GB",
+                     "volume_gb": "Volume GB", "max_running_hours": "Max running hours"}
+    column_formatters = {
+        "status": _status_cell,
+        "cost_month": _cost_cell,
+        "price": lambda v, c, m, n: f"{m.template.compute_usd_per_hour:.2f}",
+        "actions": _actions_cell,
+        "terminal_url": _url_cell("terminal_url"),
+        "dashboard_url": _url_cell("dashboard_url"),
+        **{f: (lambda field: lambda v, c, m, n: _when(getattr(m, field)))(f)
+           for f in ("last_started_at", "last_stopped_at", "created_at", "terminated_at", "status_checked_at")},
+    }
+    column_default_sort = "name"
+    form_columns = ("name", "template", "container_gb", "volume_gb", "max_running_hours")
+    form_overrides = {f: FloatField for f in ("container_gb", "volume_gb", "max_running_hours")}
+    form_args = {
+        "container_gb": {"validators": [_range(1, 10000, "container GB")]},
+        "volume_gb": {"validators": [_range(0, 100000, "volume GB")]},
+        "max_running_hours": {"validators": [Optional(), _range(0.1, 24 * 366, "max running hours")],
+                              "description": "alert when it runs longer than this (empty: no limit)"},
+    }
+    action_disallowed_list = ("delete",)  # bulk delete would skip the running-VM check
+
+    def __init__(self, *args, ctx=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.ctx = ctx
+
+    def on_model_change(self, form, model, is_created):
+        _check_name(model.name, "VM")
+        _check_unique(self, model, model.name, "VM")
+        if model.template is None:
+            raise ValidationError("choose a VM template")
+        if not is_created and model.instance_id:
+            state = sa_inspect(model)
+            for field in ("name", "template", "container_gb", "volume_gb"):
+                if state.attrs[field].history.has_changes():
+                    raise ValidationError(f"{model.name} exists at the provider: its {field} cannot change "
+                                          "(terminate it and create a new VM)")
+        if is_created:
+            model.status = "new"
+
+    def on_model_delete(self, model):
+        if model.instance_id and model.status != "terminated":
+            raise ValidationError(f"{model.name} still exists at {model.template.platform.provider} "
+                                  f"({model.status}): terminate it first, nothing was deleted")
+
+    @expose("/action/<int:vm_id>/<action>/", methods=["POST"])
+    def action(self, vm_id: int, action: str):
+        try:
+            message = run_action(self.ctx.sessions, self.ctx.settings, vm_id, action, confirmed())
+        except VmActionError as exc:
+            flash(str(exc), "danger")
+        else:
+            flash(message, "success")
+        return redirect(url_for(".index_view"))
+
+
+class VmSettingsView(SecureBaseView):
+    """Budget and polling interval: the alert rules compare the month's VM costs to the budget."""
+
+    grafana_dashboard = DASHBOARD
+
+    def __init__(self, ctx, refresher: VmRefresher, **kwargs):
+        super().__init__(**kwargs)
+        self.ctx = ctx
+        self.refresher = refresher
+
+    @expose("/", methods=["GET", "POST"])
+    def index(self):
+        if request.method == "POST":
+            try:
+                budget, interval = self._parse(request.form)
+            except ValueError as exc:
+                flash(str(exc), "danger")
+            else:
+                with self.ctx.sessions.begin() as session:
+                    set_setting(session, BUDGET_SETTING, "" if budget is None else f"{budget:g}")
+                    set_setting(session, STATUS_INTERVAL_SETTING, f"{interval:g}")
+                self.refresher.set_interval(interval)
+                flash("VM settings saved.", "success")
+            return redirect(url_for(".index"))
+        with self.ctx.sessions() as session:
+            budget = get_setting(session, BUDGET_SETTING) or ""
+        interval = status_interval(self.ctx.sessions, self.ctx.settings)
+        return self.render("admin/vm_settings.html", budget=budget, interval=f"{interval:g}")
+
+    @staticmethod
+    def _parse(form) -> tuple[float | None, float]:
+        raw_budget = (form.get("budget") or "").strip()
+        try:
+            budget = float(raw_budget) if raw_budget else None
+            interval = float(form.get("interval") or "")
+        except ValueError:
+            raise ValueError("budget and interval must be numbers") from None
+        if budget is not None and not 0 <= budget <= 1_000_000:
+            raise ValueError("monthly budget must be between 0 and 1,000,000 USD")
+        if not 10 <= interval <= 86400:
+            raise ValueError("status interval must be between 10 and 86400 seconds")
+        return budget, interval
+
+
+def register(admin, ctx) -> None:
+    refresher = VmRefresher(ctx.sessions, ctx.settings)
+    admin.add_view(PlatformView(HostingPlatform, ctx.sessions, name="Hosting platforms",
+                                endpoint="platforms", category="Cloud VMs"))
+    admin.add_view(TemplateView(VmTemplate, ctx.sessions, name="VM templates",
+                                endpoint="vm_templates", category="Cloud VMs"))
+    admin.add_view(VmView(Vm, ctx.sessions, name="VMs", endpoint="vms", category="Cloud VMs", ctx=ctx))
+    admin.add_view(VmSettingsView(ctx, refresher, name="Budget & polling", endpoint="vm_settings",
+                                  category="Cloud VMs"))
+    if admin.app is not None:
+        admin.app.extensions["wordslab_vm_refresher"] = refresher
+    refresher.start()

@@ -1,0 +1,105 @@
+"""Runpod pods through its GraphQL API (the calls the `runpod` SDK's create_pod / resume_pod /
+stop_pod / terminate_pod / get_pods make) and its REST pod billing history (GET /v2/billing/pods).
+Both live under https://api.runpod.io; the key goes in the Authorization header, never the URL.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from .base import BilledCost, CreateRequest, InstanceState, ProviderClient, ProviderError, expect
+
+# desiredStatus -> ours. RUNNING without a runtime yet means the container is still starting.
+STATES = {"RUNNING": "running", "CREATED": "starting", "RESTARTING": "starting",
+          "EXITED": "stopped", "PAUSED": "stopped", "TERMINATED": "terminated", "DEAD": "error"}
+
+_PODS = "query Pods { myself { pods { id name desiredStatus runtime { uptimeInSeconds } } } }"
+_CREATE = ("mutation Create($input: PodFindAndDeployOnDemandInput) "
+           "{ podFindAndDeployOnDemand(input: $input) { id desiredStatus } }")
+_RESUME = ("mutation Resume($input: PodResumeInput!) "
+           "{ podResume(input: $input) { id desiredStatus } }")
+_STOP = "mutation Stop($input: PodStopInput!) { podStop(input: $input) { id desiredStatus } }"
+_TERMINATE = "mutation Terminate($input: PodTerminateInput!) { podTerminate(input: $input) }"
+
+
+def map_state(desired: str, has_runtime: bool = True) -> str:
+    status = STATES.get((desired or "").upper(), "unknown")
+    return "starting" if status == "running" and not has_runtime else status
+
+
+def proxy_url(pod_id: str, port: int) -> str:
+    # Runpod's HTTP proxy: every exposed HTTP port of a pod at <pod>-<port>.proxy.runpod.net
+    return f"https://{pod_id}-{port}.proxy.runpod.net"
+
+
+class RunpodClient(ProviderClient):
+    provider = "runpod.io"
+    default_base_url = "https://api.runpod.io"
+
+    def _graphql(self, query: str, variables: dict | None = None) -> dict:
+        payload = self._call("POST", "/graphql", json={"query": query, "variables": variables or {}})
+        payload = expect(payload, dict, "runpod graphql")
+        if payload.get("errors"):
+            first = payload["errors"][0]
+            message = first.get("message") if isinstance(first, dict) else str(first)
+            raise ProviderError(f"runpod: {message}")
+        return expect(payload.get("data"), dict, "runpod graphql data")
+
+    def _state(self, pod: dict) -> InstanceState:
+        pod_id = str(pod.get("id"))
+        desired = str(pod.get("desiredStatus") or "")
+        status = map_state(desired, bool(pod.get("runtime")))
+        urls = {p: proxy_url(pod_id, p) for p in self.ports} if status == "running" else {}
+        return InstanceState(pod_id, status, desired,
+                             terminal_url=f"https://console.runpod.io/pods?id={pod_id}",
+                             public_urls=urls)
+
+    def create(self, request: CreateRequest) -> InstanceState:
+        pod_input = {"cloudType": "ALL", "name": request.name, "gpuTypeId": request.gpu,
+                     "gpuCount": request.gpu_count, "containerDiskInGb": int(request.container_gb),
+                     "volumeInGb": int(request.volume_gb), "volumeMountPath": "/workspace",
+                     "minVcpuCount": request.vcpus, "minMemoryInGb": int(request.ram_gb),
+                     "imageName": request.image,
+                     "ports": ",".join(f"{p}/http" for p in request.ports)}
+        if request.region:
+            pod_input["dataCenterId"] = request.region
+        data = self._graphql(_CREATE, {"input": pod_input})
+        pod = expect(data.get("podFindAndDeployOnDemand"), dict, "runpod create")
+        return self._state({**pod, "runtime": None})
+
+    def start(self, instance_id: str) -> None:
+        self._graphql(_RESUME, {"input": {"podId": instance_id, "gpuCount": 1}})
+
+    def stop(self, instance_id: str) -> None:
+        self._graphql(_STOP, {"input": {"podId": instance_id}})
+
+    def terminate(self, instance_id: str) -> None:
+        self._graphql(_TERMINATE, {"input": {"podId": instance_id}})
+
+    def statuses(self) -> dict[str, InstanceState]:
+        myself = expect(self._graphql(_PODS).get("myself"), dict, "runpod myself")
+        pods = expect(myself.get("pods") or [], list, "runpod pods")
+        return {str(p.get("id")): self._state(p) for p in pods if isinstance(p, dict)}
+
+    def billing(self, instance_ids, start, end):
+        params = {"startTime": _rfc3339(start), "endTime": _rfc3339(end),
+                  "bucketSize": "month", "grouping": "podId"}
+        payload = expect(self._call("GET", "/v2/billing/pods", params=params), dict, "runpod billing")
+        result: dict[str, BilledCost] = {}
+        for record in expect(payload.get("records") or [], list, "runpod billing records"):
+            pod_id = str(record.get("podId"))
+            if pod_id not in instance_ids:
+                continue
+            compute = float(record.get("gpuAmount") or 0) + float(record.get("cpuAmount") or 0)
+            disk = float(record.get("diskAmount") or 0)
+            total = float(record.get("amount") if record.get("amount") is not None else compute + disk)
+            previous = result.get(pod_id)
+            if previous:  # several buckets: add them up
+                compute += previous.compute_usd or 0
+                disk += previous.storage_usd or 0
+                total += previous.total_usd
+            result[pod_id] = BilledCost(total, compute, disk)
+        return result
+
+
+def _rfc3339(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -1,0 +1,92 @@
+"""Vast.ai instances through its REST API (https://console.vast.ai/api/v0, what the `vastai`
+CLI calls): search offers (POST bundles/), rent one (PUT asks/{id}/), PUT instances/{id}/
+{"state": "running"|"stopped"}, DELETE instances/{id}/, GET instances/, and the account's
+charges (GET users/me/invoices, as `vastai show invoices`). Key: VAST_API_KEY, as a Bearer header.
+"""
+from __future__ import annotations
+
+from .base import BilledCost, CreateRequest, InstanceState, ProviderClient, ProviderError, expect
+
+# actual_status -> ours; "loading" is the image pull/boot, already billed.
+STATES = {"created": "starting", "loading": "starting", "running": "running",
+          "stopped": "stopped", "exited": "stopped", "offline": "unknown", "destroying": "stopping"}
+
+
+def map_state(actual: str | None, intended: str | None = None) -> str:
+    status = STATES.get((actual or "").lower(), "unknown")
+    if status == "running" and (intended or "").lower() == "stopped":
+        return "stopping"
+    if actual is None and (intended or "").lower() == "running":
+        return "starting"
+    return status
+
+
+class VastClient(ProviderClient):
+    provider = "vast.ai"
+    default_base_url = "https://console.vast.ai/api/v0"
+
+    def _state(self, inst: dict) -> InstanceState:
+        inst_id = str(inst.get("id"))
+        actual = inst.get("actual_status")
+        status = map_state(actual, inst.get("intended_status"))
+        urls: dict[int, str] = {}
+        host = inst.get("public_ipaddr")
+        ports = inst.get("ports") if isinstance(inst.get("ports"), dict) else {}
+        for key, mappings in ports.items():
+            private = key.split("/")[0]
+            if host and private.isdigit() and isinstance(mappings, list) and mappings:
+                urls[int(private)] = f"http://{host}:{mappings[0].get('HostPort')}"
+        return InstanceState(inst_id, status, str(actual or inst.get("intended_status") or ""),
+                             terminal_url="https://cloud.vast.ai/instances/", public_urls=urls)
+
+    def create(self, request: CreateRequest) -> InstanceState:
+        query = {"gpu_name": {"eq": request.gpu}, "num_gpus": {"eq": request.gpu_count},
+                 "rentable": {"eq": True}, "type": "on-demand", "order": [["dph_total", "asc"]]}
+        if request.region:
+            query["geolocation"] = {"eq": request.region}
+        offers = expect(self._call("POST", "/bundles/", json=query), dict, "vast offers").get("offers")
+        offers = expect(offers or [], list, "vast offers")
+        if not offers:
+            raise ProviderError(f"vast.ai: no rentable offer for {request.gpu_count} x {request.gpu}")
+        ask_id = offers[0].get("id")
+        body = {"client_id": "me", "image": request.image, "disk": request.container_gb + request.volume_gb,
+                "label": request.name, "runtype": "jupyter_direct ssh_direct",
+                "env": {f"-p {p}:{p}": "1" for p in request.ports}}
+        answer = expect(self._call("PUT", f"/asks/{ask_id}/", json=body), dict, "vast create")
+        if not answer.get("success") or answer.get("new_contract") is None:
+            raise ProviderError(f"vast.ai: offer {ask_id} not rented: {answer.get('msg') or answer}")
+        return InstanceState(str(answer["new_contract"]), "starting", "created",
+                             terminal_url="https://cloud.vast.ai/instances/")
+
+    def _set_state(self, instance_id: str, state: str) -> None:
+        answer = self._call("PUT", f"/instances/{instance_id}/", json={"state": state})
+        if isinstance(answer, dict) and answer.get("success") is False:
+            raise ProviderError(f"vast.ai: instance {instance_id}: {answer.get('msg') or 'refused'}")
+
+    def start(self, instance_id: str) -> None:
+        self._set_state(instance_id, "running")
+
+    def stop(self, instance_id: str) -> None:
+        self._set_state(instance_id, "stopped")
+
+    def terminate(self, instance_id: str) -> None:
+        self._call("DELETE", f"/instances/{instance_id}/")
+
+    def statuses(self) -> dict[str, InstanceState]:
+        payload = expect(self._call("GET", "/instances/", params={"owner": "me"}), dict, "vast instances")
+        instances = expect(payload.get("instances") or [], list, "vast instances")
+        return {str(i.get("id")): self._state(i) for i in instances if isinstance(i, dict)}
+
+    def billing(self, instance_ids, start, end):
+        params = {"owner": "me", "sdate": int(start), "edate": int(end), "inc_charges": "true"}
+        payload = expect(self._call("GET", "/users/me/invoices", params=params), dict, "vast invoices")
+        totals: dict[str, float] = {}
+        for item in expect(payload.get("invoices") or [], list, "vast invoices"):
+            inst = str(item.get("instance_id"))
+            if item.get("type") != "charge" or inst not in instance_ids:
+                continue
+            if not start <= float(item.get("timestamp") or 0) < end:
+                continue
+            totals[inst] = totals.get(inst, 0.0) + float(item.get("amount") or 0)
+        # Charges are not split by kind: total only.
+        return {inst: BilledCost(total) for inst, total in totals.items()}

@@ -1,0 +1,207 @@
+"""Cloud VM status and cost refresher: asks the providers, records running intervals and
+monthly costs in SQLite.
+
+It runs in the ADMIN process (the config store's writer): the exporter only reads the
+tables, so it never needs provider keys or write access, and a restart of either loses
+nothing (intervals and costs are rows; an interval left open while nobody watched is
+closed at the first observation of the stop, never earlier, so cost is not under-counted).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Callable
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from ..background import BackgroundSource
+from ..config import Settings
+from ..file_sd import remove_targets, write_targets
+from ..store.settings import get_setting
+from ..store.vms import (BILLED_STATUSES, COST_INTERVAL_SECONDS, DEFAULT_STATUS_INTERVAL_SECONDS,
+                         STATUS_INTERVAL_SETTING, HostingPlatform, Vm, VmInterval, VmMonthlyCost,
+                         VmTemplate)
+from . import vm_costs
+from .providers import InstanceState, ProviderClient, ProviderError, make_client, resolve_api_key
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
+# States in which compute is surely not billed: an open interval closes.
+_NOT_BILLED = ("stopped", "terminated", "error")
+
+
+def client_for(platform: HostingPlatform, template: VmTemplate | None, settings: Settings,
+               timeout: float | None = None) -> ProviderClient:
+    home = Path(settings.get("HOME") or os.path.expanduser("~"))
+    key = resolve_api_key(platform.provider, platform.api_key, platform.api_key_var, settings.env, home)
+    ports = (template.dashboard_port, template.exporter_port) if template else ()
+    kwargs = {"ports": ports}
+    if timeout is not None:
+        kwargs["timeout"] = timeout
+    return make_client(platform.provider, key, platform.base_url, **kwargs)
+
+
+def provider_timeout(settings: Settings) -> float | None:
+    value = settings.get("WORDSLAB_VM_PROVIDER_TIMEOUT_SECONDS")
+    return float(value) if value else None
+
+
+def record_status(vm: Vm, status: str, now: float, provider_state: str = "") -> None:
+    """Apply an observed status: open/close the running interval, stamp start/stop times."""
+    open_interval = next((i for i in vm.intervals if i.ended_at is None), None)
+    if status in BILLED_STATUSES and open_interval is None:
+        vm.intervals.append(VmInterval(started_at=now))
+        vm.last_started_at = now
+    elif status in _NOT_BILLED and open_interval is not None:
+        open_interval.ended_at = now
+        vm.last_stopped_at = now
+    if status == "terminated" and vm.terminated_at is None:
+        vm.terminated_at = now
+    vm.status = status
+    if provider_state:
+        vm.provider_state = provider_state
+
+
+def apply_state(vm: Vm, state: InstanceState, now: float) -> None:
+    record_status(vm, state.status, now, state.provider_state)
+    vm.last_error = ""
+    vm.status_checked_at = now
+    if state.terminal_url:
+        vm.terminal_url = state.terminal_url
+    template = vm.template
+    dashboard = state.public_urls.get(template.dashboard_port, "")
+    exporter = state.public_urls.get(template.exporter_port, "")
+    vm.dashboard_url = dashboard or (vm.dashboard_url if state.status == "running" else "")
+    vm.exporter_target = exporter if template.runs_dashboard else ""
+
+
+def apply_failure(vm: Vm, error: str, now: float) -> None:
+    """Keep intervals as they are (we do not know), say what went wrong."""
+    vm.status = "unknown"
+    vm.last_error = error
+    vm.status_checked_at = now
+
+
+def refresh_platform(session: Session, platform: HostingPlatform, settings: Settings, now: float) -> int:
+    """One provider call for all of the platform's live VMs. Returns how many were updated."""
+    vms = [vm for t in platform.templates for vm in t.vms
+           if vm.instance_id and vm.status != "terminated"]
+    if not vms:
+        return 0
+    try:
+        states = client_for(platform, vms[0].template, settings, provider_timeout(settings)).statuses()
+    except ProviderError as exc:
+        for vm in vms:
+            apply_failure(vm, str(exc), now)
+        return 0
+    for vm in vms:
+        state = states.get(vm.instance_id)
+        if state is None:
+            # Providers drop terminated instances from their lists.
+            state = InstanceState(vm.instance_id, "terminated", "gone")
+        apply_state(vm, state, now)
+    return len(vms)
+
+
+def sync_targets(settings: Settings, vm: Vm) -> None:
+    """A running VM that runs wordslab-dashboard gets scraped under its own instance."""
+    name = f"vm-{vm.name}"
+    if vm.status == "running" and vm.exporter_target:
+        scheme, _, target = vm.exporter_target.rpartition("://")
+        labels = {"vm": vm.name, "__scheme__": scheme or "http"}
+        write_targets(settings, name, [target], labels)
+    else:
+        remove_targets(settings, name)
+
+
+def refresh_statuses(sessions: sessionmaker, settings: Settings, clock: Clock = time.time) -> int:
+    now = clock()
+    with sessions.begin() as session:
+        count = 0
+        for platform in session.scalars(select(HostingPlatform)):
+            count += refresh_platform(session, platform, settings, now)
+        for vm in session.scalars(select(Vm)):
+            sync_targets(settings, vm)
+    return count
+
+
+def vm_rates(vm: Vm) -> vm_costs.Rates:
+    t = vm.template
+    return vm_costs.Rates(t.platform.provider, t.compute_usd_per_hour, vm.container_gb,
+                          t.container_usd_per_gb_month, vm.volume_gb, t.volume_usd_per_gb_month)
+
+
+def estimate_month(vm: Vm, now: float) -> vm_costs.MonthCost:
+    start, end = vm_costs.month_bounds(now)
+    intervals = [(i.started_at, i.ended_at) for i in vm.intervals]
+    return vm_costs.month_cost(vm_rates(vm), intervals, vm.created_at, vm.terminated_at, start, end, now)
+
+
+def store_cost(session: Session, vm: Vm, cost: vm_costs.MonthCost, now: float) -> None:
+    month = vm_costs.month_key(now)
+    row = session.scalar(select(VmMonthlyCost).where(VmMonthlyCost.vm_id == vm.id,
+                                                     VmMonthlyCost.month == month))
+    if row is None:
+        row = VmMonthlyCost(vm_id=vm.id, month=month)
+        session.add(row)
+    row.compute_usd, row.storage_usd, row.total_usd = cost.compute_usd, cost.storage_usd, cost.total_usd
+    row.source, row.computed_at = cost.source, now
+
+
+def refresh_costs(sessions: sessionmaker, settings: Settings, clock: Clock = time.time,
+                  ask_provider: bool = True) -> int:
+    """This month's cost of every VM that exists or existed; provider billing where offered."""
+    now = clock()
+    start, end = vm_costs.month_bounds(now)
+    count = 0
+    with sessions.begin() as session:
+        for platform in session.scalars(select(HostingPlatform)):
+            vms = [vm for t in platform.templates for vm in t.vms if vm.created_at is not None]
+            if not vms:
+                continue
+            billed = {}
+            if ask_provider:
+                try:
+                    client = client_for(platform, vms[0].template, settings, provider_timeout(settings))
+                    billed = client.billing([vm.instance_id for vm in vms], start, min(end, now)) or {}
+                except ProviderError as exc:  # the estimate stands
+                    log.warning("billing of %s unavailable: %s", platform.name, exc)
+            for vm in vms:
+                cost = vm_costs.reconcile(estimate_month(vm, now), billed.get(vm.instance_id))
+                store_cost(session, vm, cost, now)
+                count += 1
+    return count
+
+
+def status_interval(sessions: sessionmaker, settings: Settings) -> float:
+    with sessions() as session:
+        value = get_setting(session, STATUS_INTERVAL_SETTING)
+    value = value or settings.get("WORDSLAB_VM_STATUS_INTERVAL_SECONDS")
+    return float(value) if value else DEFAULT_STATUS_INTERVAL_SECONDS
+
+
+class VmRefresher:
+    """The admin's background threads: status every `status_interval`, costs hourly."""
+
+    def __init__(self, sessions: sessionmaker, settings: Settings, clock: Clock = time.time):
+        self.status = BackgroundSource("vm_status", lambda: refresh_statuses(sessions, settings, clock),
+                                       status_interval(sessions, settings))
+        self.costs = BackgroundSource("vm_costs", lambda: refresh_costs(sessions, settings, clock),
+                                      COST_INTERVAL_SECONDS)
+
+    def start(self) -> None:
+        if self.status.interval_seconds > 0:  # 0 disables polling (tests drive refresh_now)
+            self.status.start()
+            self.costs.start()
+
+    def stop(self) -> None:
+        self.status.stop()
+        self.costs.stop()
+
+    def set_interval(self, seconds: float) -> None:
+        self.status.interval_seconds = seconds
+        self.status.request_refresh()

@@ -1,0 +1,219 @@
+"""Loopback HTTP servers speaking the parts of Runpod's, Vast.ai's and Jarvislabs' APIs our
+clients use, with each provider's instance state machine and failure knobs.
+
+    fake = FakeRunpod()
+    with serve(fake) as base_url: ...           # or world.serve(fake.handler())
+    fake.fail = "timeout" | "401" | "500" | "malformed" | None
+
+State machines (one status read moves a booting instance on):
+    Runpod:     create -> RUNNING (no runtime, then runtime) -> podStop EXITED -> podResume RUNNING;
+                podTerminate drops the pod from myself.pods.
+    Vast.ai:    asks/ -> actual_status loading -> running -> {"state":"stopped"} exited
+                -> {"state":"running"} running; DELETE drops it.
+    Jarvislabs: create -> Creating -> Running -> misc/pause Paused -> resume Running;
+                misc/destroy drops it.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler
+from urllib.parse import parse_qs, urlsplit
+
+from .loopback import serving
+
+FAILURES = ("timeout", "401", "500", "malformed")
+API_KEY = "fake-provider-key-0123456789"
+
+
+class FakeProvider:
+    def __init__(self, api_key: str = API_KEY, hang_seconds: float = 2.0):
+        self.api_key = api_key
+        self.hang_seconds = hang_seconds
+        self.instances: dict[str, dict] = {}
+        self.fail: str | None = None
+        # (method, path-with-query, authorization header) of every request, for assertions.
+        self.requests: list[tuple[str, str, str]] = []
+        self.lock = threading.Lock()
+        self._ids = itertools.count(1)
+
+    def next_id(self) -> str:
+        return str(next(self._ids))
+
+    def route(self, method: str, path: str, query: dict, body) -> tuple[int, object]:
+        raise NotImplementedError
+
+    def handler(self) -> type[BaseHTTPRequestHandler]:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _handle(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length) if length else b""
+                auth = self.headers.get("Authorization", "")
+                fake.requests.append((self.command, self.path, auth))
+                if fake.fail == "timeout":
+                    time.sleep(fake.hang_seconds)
+                if fake.fail == "401" or auth != f"Bearer {fake.api_key}":
+                    return self._send(401, {"error": "Unauthorized"})
+                if fake.fail == "500":
+                    return self._send(500, {"error": "internal error"})
+                if fake.fail == "malformed":
+                    return self._send_raw(200, b'{"instances": [ {"id": 1,')
+                split = urlsplit(self.path)
+                try:
+                    body = json.loads(raw) if raw else None
+                except ValueError:
+                    return self._send(400, {"error": "bad json"})
+                with fake.lock:
+                    status, payload = fake.route(self.command, split.path, parse_qs(split.query), body)
+                self._send(status, payload)
+
+            def _send(self, status, payload):
+                self._send_raw(status, json.dumps(payload).encode())
+
+            def _send_raw(self, status, data):
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout)
+                    pass
+
+            do_GET = do_POST = do_PUT = do_DELETE = _handle
+
+        return Handler
+
+
+class FakeRunpod(FakeProvider):
+    provider = "runpod.io"
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        # pod id -> billing record fields (gpuAmount, cpuAmount, diskAmount, amount)
+        self.billing: dict[str, dict] = {}
+
+    def route(self, method, path, query, body):
+        if path == "/v2/billing/pods" and method == "GET":
+            return 200, {"records": [{"podId": pid, **rec} for pid, rec in self.billing.items()]}
+        if path != "/graphql" or method != "POST":
+            return 404, {"error": "not found"}
+        q, variables = body.get("query", ""), body.get("variables") or {}
+        data_input = variables.get("input") or {}
+        if "podFindAndDeployOnDemand" in q:
+            pod_id = f"pod{self.next_id()}"
+            self.instances[pod_id] = {"id": pod_id, "name": data_input.get("name"), "desiredStatus": "RUNNING",
+                                      "runtime": None, "input": data_input}
+            return 200, {"data": {"podFindAndDeployOnDemand": {"id": pod_id, "desiredStatus": "RUNNING"}}}
+        if "myself" in q:
+            pods = [dict(p) for p in self.instances.values()]
+            for pod in self.instances.values():  # booted by the time anyone looks again
+                if pod["desiredStatus"] == "RUNNING":
+                    pod["runtime"] = {"uptimeInSeconds": 1}
+            return 200, {"data": {"myself": {"pods": [{k: v for k, v in p.items() if k != "input"}
+                                                      for p in pods]}}}
+        for mutation, desired in (("podResume", "RUNNING"), ("podStop", "EXITED"), ("podTerminate", None)):
+            if mutation in q:
+                pod = self.instances.get(data_input.get("podId"))
+                if pod is None:
+                    return 200, {"errors": [{"message": "pod not found"}], "data": None}
+                if desired is None:
+                    del self.instances[pod["id"]]
+                    return 200, {"data": {"podTerminate": None}}
+                pod["desiredStatus"] = desired
+                pod["runtime"] = None
+                return 200, {"data": {mutation: {"id": pod["id"], "desiredStatus": desired}}}
+        return 200, {"errors": [{"message": "unsupported operation"}]}
+
+
+class FakeVast(FakeProvider):
+    provider = "vast.ai"
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.offers = [{"id": 9001, "gpu_name": "RTX_4090", "num_gpus": 1, "dph_total": 0.4}]
+        # invoice items: {"type": "charge", "instance_id": ..., "amount": ..., "timestamp": ...}
+        self.charges: list[dict] = []
+
+    def route(self, method, path, query, body):
+        parts = [p for p in path.split("/") if p]
+        if parts == ["bundles"] and method == "POST":
+            wanted = ((body or {}).get("gpu_name") or {}).get("eq")
+            return 200, {"offers": [o for o in self.offers if o["gpu_name"] == wanted]}
+        if len(parts) == 2 and parts[0] == "asks" and method == "PUT":
+            inst_id = self.next_id()
+            self.instances[inst_id] = {"id": int(inst_id), "label": body.get("label"), "actual_status": None,
+                                       "intended_status": "running", "public_ipaddr": "127.0.0.1",
+                                       "ports": {}, "disk_space": body.get("disk")}
+            return 200, {"success": True, "new_contract": int(inst_id)}
+        if parts == ["instances"] and method == "GET":
+            listed = [dict(i) for i in self.instances.values()]
+            for inst in self.instances.values():
+                if inst["intended_status"] == "running":
+                    inst["actual_status"] = "loading" if inst["actual_status"] is None else "running"
+            return 200, {"instances": listed}
+        if len(parts) == 2 and parts[0] == "instances":
+            inst = self.instances.get(parts[1])
+            if inst is None:
+                return 404, {"success": False, "msg": "no such instance"}
+            if method == "DELETE":
+                del self.instances[parts[1]]
+                return 200, {"success": True}
+            if method == "PUT":
+                state = (body or {}).get("state")
+                inst["intended_status"] = state
+                inst["actual_status"] = "running" if state == "running" else "exited"
+                return 200, {"success": True}
+        if parts == ["users", "me", "invoices"] and method == "GET":
+            return 200, {"invoices": self.charges}
+        return 404, {"success": False, "msg": "not found"}
+
+
+class FakeJarvislabs(FakeProvider):
+    provider = "jarvislabs.ai"
+
+    def route(self, method, path, query, body):
+        if path == "/users/fetch" and method == "GET":
+            listed = [dict(i) for i in self.instances.values()]
+            for inst in self.instances.values():
+                if inst["status"] in ("Creating", "Resuming"):
+                    inst["status"] = "Running"
+            return 200, {"success": True, "instances": listed}
+        if method != "POST":
+            return 404, {"success": False, "error": "not found"}
+        if path.startswith("/templates/") and path.endswith("/create"):
+            machine_id = self.next_id()
+            ports = [p for p in (body.get("http_ports") or "").split(",") if p]
+            self.instances[machine_id] = {
+                "machine_id": int(machine_id), "name": body.get("name"), "status": "Creating",
+                "gpu_type": body.get("gpu_type"),
+                "url": f"https://{machine_id}.notebooks.jarvislabs.net/lab?token=secret-jupyter-token",
+                "endpoints": [f"https://{machine_id}-{p}.notebooks.jarvislabs.net" for p in ports]}
+            return 200, {"success": True, "machine_id": int(machine_id)}
+        inst = self.instances.get(str((body or {}).get("machine_id")))
+        if inst is None:
+            return 200, {"success": False, "error": "instance not found"}
+        if path.endswith("/resume"):
+            inst["status"] = "Resuming"
+        elif path == "/misc/pause":
+            inst["status"] = "Paused"
+        elif path == "/misc/destroy":
+            del self.instances[str(inst["machine_id"])]
+        else:
+            return 404, {"success": False, "error": "not found"}
+        return 200, {"success": True}
+
+
+FAKES = {"runpod.io": FakeRunpod, "vast.ai": FakeVast, "jarvislabs.ai": FakeJarvislabs}
+
+
+def serve(fake: FakeProvider):
+    """Run the fake on a free loopback port: `with serve(fake) as base_url: ...`."""
+    return serving(fake.handler())

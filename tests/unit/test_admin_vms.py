@@ -1,0 +1,220 @@
+"""Admin: platforms, templates and VMs through the Flask test client, actions against the fake
+providers (create, start, stop, terminate with/without confirmation), bad input refused."""
+import json
+
+import pytest
+from sqlalchemy import select
+
+from exporter.store import connect, session_factory
+from exporter.store.vms import HostingPlatform, Vm, VmInterval, VmMonthlyCost, VmTemplate
+from tests.fakes.cloud_providers import API_KEY, FAKES, serve
+from tests.support.admin import csrf_from, logged_in_client, make_admin_app
+
+
+@pytest.fixture
+def env(vm_env):
+    # No polling thread: each action reads the state back itself.
+    return {**vm_env, "WORDSLAB_VM_STATUS_INTERVAL_SECONDS": "0",
+            "WORDSLAB_VM_PROVIDER_TIMEOUT_SECONDS": "2"}
+
+
+@pytest.fixture
+def client(env):
+    app = make_admin_app(env, view_modules=("vms",))
+    yield logged_in_client(app)
+    app.extensions["wordslab_vm_refresher"].stop()
+
+
+def _rows(env, model):
+    engine = connect(env["WORDSLAB_DASHBOARD_DB"])
+    try:
+        with session_factory(engine)() as s:
+            return s.scalars(select(model)).all()
+    finally:
+        engine.dispose()
+
+
+def _post(client, url, data):
+    token = csrf_from(client.get("/admin/vms/").text)
+    return client.post(url, data={**data, "csrf_token": token}, follow_redirects=True)
+
+
+def _platform(client, url, provider="runpod.io", **extra):
+    return _post(client, "/admin/platforms/new/", {"name": "rp", "provider": provider, "api_key_var": "",
+                                                   "base_url": url, "new_api_key": API_KEY, **extra})
+
+
+TEMPLATE = {"name": "a6000", "region": "", "gpu": "RTX_4090", "gpu_count": "1", "vram_gb": "48",
+            "vcpus": "8", "ram_gb": "50", "compute_usd_per_hour": "0.79",
+            "container_usd_per_gb_month": "0.10", "volume_usd_per_gb_month": "0.10",
+            "image": "wordslab/notebooks", "dashboard_port": "8888", "exporter_port": "9877"}
+
+
+def _template(client, platform_id, **extra):
+    return _post(client, "/admin/vm_templates/new/", {**TEMPLATE, "platform": str(platform_id), **extra})
+
+
+def _vm(client, template_id, **extra):
+    return _post(client, "/admin/vms/new/", {"name": "box", "template": str(template_id),
+                                             "container_gb": "20", "volume_gb": "50",
+                                             "max_running_hours": "", **extra})
+
+
+def _action(client, vm_id, action, confirm=False):
+    data = {"confirm": "1"} if confirm else {}
+    return _post(client, f"/admin/vms/action/{vm_id}/{action}/", data)
+
+
+def _vm_row(env) -> Vm:
+    return _rows(env, Vm)[0]
+
+
+@pytest.mark.parametrize("provider", list(FAKES))
+def test_create_start_stop_terminate_against_the_fake_provider(client, env, provider):
+    fake = FAKES[provider]()
+    with serve(fake) as base_url:
+        assert _platform(client, base_url, provider).status_code == 200
+        platform = _rows(env, HostingPlatform)[0]
+        assert platform.api_key == API_KEY
+        page = client.get("/admin/platforms/").text
+        assert API_KEY not in page and "••••" + API_KEY[-4:] in page
+        assert API_KEY not in client.get(f"/admin/platforms/details/?id={platform.id}").text
+        assert API_KEY not in client.get(f"/admin/platforms/edit/?id={platform.id}").text
+        _template(client, platform.id)
+        _vm(client, _rows(env, VmTemplate)[0].id)
+        vm = _vm_row(env)
+        assert (vm.status, vm.instance_id) == ("new", None)
+
+        page = _action(client, vm.id, "create").text
+        assert "tick the confirmation box" in page and not fake.instances
+        page = _action(client, vm.id, "create", confirm=True).text
+        assert f"create box: accepted by {provider}" in page
+        assert len(fake.instances) == 1
+        vm = _vm_row(env)
+        assert vm.instance_id in {str(k) for k in fake.instances}
+        assert vm.status in ("starting", "running")
+        assert len(_rows(env, VmInterval)) == 1
+
+        page = _action(client, vm.id, "stop").text
+        vm = _vm_row(env)
+        assert vm.status == "stopped", page
+        assert vm.last_stopped_at is not None
+        assert all(i.ended_at is not None for i in _rows(env, VmInterval))
+        cost = _rows(env, VmMonthlyCost)[0]
+        assert cost.total_usd == pytest.approx(cost.compute_usd + cost.storage_usd)
+
+        assert "tick the confirmation box" in _action(client, vm.id, "start").text
+        _action(client, vm.id, "start", confirm=True)
+        assert _vm_row(env).status in ("starting", "running")
+        assert len(_rows(env, VmInterval)) == 2
+
+        page = client.post(f"/admin/vms/delete/", data={"id": str(vm.id), "csrf_token": csrf_from(
+            client.get("/admin/vms/").text)}, follow_redirects=True).text
+        assert "terminate it first, nothing was deleted" in page
+        assert len(_rows(env, Vm)) == 1
+
+        page = _action(client, vm.id, "terminate").text
+        assert "Terminate box and delete its 50 GB volume" in page
+        assert len(fake.instances) == 1 and _vm_row(env).status != "terminated"
+        _action(client, vm.id, "terminate", confirm=True)
+        assert not fake.instances
+        vm = _vm_row(env)
+        assert vm.status == "terminated" and vm.terminated_at is not None
+        list_page = client.get("/admin/vms/").text
+        assert "terminated" in list_page and API_KEY not in list_page
+
+
+def test_provider_failure_is_shown_and_changes_nothing(client, env):
+    fake = FAKES["vast.ai"]()
+    with serve(fake) as base_url:
+        _platform(client, base_url, "vast.ai")
+        _template(client, _rows(env, HostingPlatform)[0].id)
+        _vm(client, _rows(env, VmTemplate)[0].id)
+        vm = _vm_row(env)
+        fake.fail = "500"
+        page = _action(client, vm.id, "create", confirm=True).text
+        assert "create box failed: vast.ai PUT" in page or "create box failed: vast.ai POST" in page
+        vm = _vm_row(env)
+        assert vm.instance_id is None and vm.status == "new" and "HTTP 500" in vm.last_error
+        assert "HTTP 500" in client.get("/admin/vms/").text
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("provider", "aws", "unknown provider &#39;aws&#39;"),
+    ("base_url", "ftp://example.org", "must start with http:// or https://"),
+    ("name", "../evil", "use letters, digits"),
+    ("api_key_var", "BAD VAR;rm", "is not a variable name"),
+])
+def test_bad_platform_input_is_refused(client, env, field, value, message):
+    page = _platform(client, "http://127.0.0.1:9", **{field: value}).text
+    assert message in page
+    assert _rows(env, HostingPlatform) == []
+
+
+def test_duplicates_and_absurd_sizes_are_refused(client, env):
+    _platform(client, "http://127.0.0.1:9")
+    assert "Already exists." in _platform(client, "http://127.0.0.1:9").text
+    platform_id = _rows(env, HostingPlatform)[0].id
+    for field, value, message in (("vram_gb", "-1", "VRAM GB must be between 0 and 2048"),
+                                  ("compute_usd_per_hour", "5000", "compute $/hour must be between 0 and 500"),
+                                  ("volume_usd_per_gb_month", "-0.1", "volume storage $/GB-month must be between"),
+                                  ("gpu", "A100; rm -rf /", "without quotes or shell characters")):
+        page = _template(client, platform_id, **{field: value}).text
+        assert message in page, field
+    assert _rows(env, VmTemplate) == []
+    _template(client, platform_id)
+    template_id = _rows(env, VmTemplate)[0].id
+    assert "must be between 0 and 100000" in _vm(client, template_id, volume_gb="-5").text
+    assert "must be between 1 and 10000" in _vm(client, template_id, container_gb="1000000").text
+    _vm(client, template_id)
+    assert "Already exists." in _vm(client, template_id).text
+    assert len(_rows(env, Vm)) == 1
+
+
+def test_actions_need_csrf_and_login(env):
+    app = make_admin_app(env, view_modules=("vms",))
+    try:
+        anonymous = app.test_client()
+        assert anonymous.get("/admin/vms/").status_code == 302
+        client = logged_in_client(app)
+        assert client.post("/admin/vms/action/1/terminate/", data={"confirm": "1"}).status_code == 400
+    finally:
+        app.extensions["wordslab_vm_refresher"].stop()
+
+
+def test_budget_and_interval_settings(client, env):
+    page = _post(client, "/admin/vm_settings/", {"budget": "-3", "interval": "60"}).text
+    assert "monthly budget must be between 0 and 1,000,000 USD" in page
+    page = _post(client, "/admin/vm_settings/", {"budget": "120.5", "interval": "5"}).text
+    assert "status interval must be between 10 and 86400 seconds" in page
+    _post(client, "/admin/vm_settings/", {"budget": "120.5", "interval": "90"})
+    from exporter.store.settings import Setting
+    values = {s.key: s.value for s in _rows(env, Setting)}
+    assert values["vm_cost_budget_month_usd"] == "120.5"
+    assert values["vm_status_interval_seconds"] == "90"
+    assert json.dumps(values)  # plain strings
+
+
+def test_running_dashboard_vm_becomes_a_prometheus_target(client, env):
+    fake = FAKES["vast.ai"]()
+    with serve(fake) as base_url:
+        _platform(client, base_url, "vast.ai")
+        _template(client, _rows(env, HostingPlatform)[0].id, runs_dashboard="y")
+        _vm(client, _rows(env, VmTemplate)[0].id)
+        vm = _vm_row(env)
+        _action(client, vm.id, "create", confirm=True)
+        inst = next(iter(fake.instances.values()))
+        inst["ports"] = {"9877/tcp": [{"HostIp": "0.0.0.0", "HostPort": "41977"}]}
+        from exporter.config import Settings
+        from exporter.file_sd import targets_dir
+        from exporter.sources.vm_status import refresh_statuses
+        connect_engine = connect(env["WORDSLAB_DASHBOARD_DB"])
+        settings = Settings.from_env(env)
+        for _ in range(2):  # loading -> running
+            refresh_statuses(session_factory(connect_engine), settings)
+        target_file = targets_dir(settings) / "vm-box.json"
+        assert json.loads(target_file.read_text()) == [
+            {"targets": ["127.0.0.1:41977"], "labels": {"vm": "box", "__scheme__": "http"}}]
+        _action(client, vm.id, "stop")
+        assert not target_file.exists()
+        connect_engine.dispose()
