@@ -1,0 +1,335 @@
+"""Projects in the workspace: validation, clone, pull, push, delete. No Flask here.
+
+Every user input is validated before git runs: clone URLs are restricted to https://,
+http://, ssh:// and scp-like `user@host:path` (no options, local paths, file:// or
+`ext::` transports, which run commands or read the machine's own files), and project
+names to one plain directory name. Errors are GitOpError with a message for the user.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Mapping
+from urllib.parse import urlsplit
+
+import git as gitpython
+
+from exporter.sources.git_status import (
+    GitError, discover_projects, first_line, git_env, read_branch_status, read_remote_urls, record_sync,
+    run_git, upstream_remote,
+)
+from exporter.store.jobs import public_target
+
+ALLOWED_SCHEMES = ("https", "http", "ssh")
+NETWORK_TIMEOUT_SECONDS = 600.0
+LOCAL_TIMEOUT_SECONDS = 60.0
+MAX_LISTED = 50  # lines of each kind on the delete confirmation
+
+_SCP_LIKE = re.compile(r"^(?:[A-Za-z0-9._~-]+@)?[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?:[^\s]+$")
+_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,99}$")
+_BRANCH = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._/-]{0,199}$")
+_ALLOWED_URL_TEXT = "https://, http://, ssh:// or user@host:path"
+
+
+class GitOpError(ValueError):
+    """Refused or failed operation; the message is meant for the user."""
+
+
+# ---------------------------------------------------------------------------- validation
+
+def validate_clone_url(url: str) -> str:
+    url = (url or "").strip()
+    if not url:
+        raise GitOpError(f"Enter the git URL to clone ({_ALLOWED_URL_TEXT}).")
+    if url.startswith("-"):
+        raise GitOpError(f"Refused: {url.split('=')[0]!r} is a git command-line option, not a URL.")
+    scheme, sep, _ = url.partition("://")
+    if "::" in (scheme if sep else url):
+        transport = url.split("::", 1)[0]
+        raise GitOpError(f"Refused: the {transport}:: transport can run commands; "
+                         f"use {_ALLOWED_URL_TEXT}.")
+    if any(c.isspace() or ord(c) < 32 for c in url):
+        raise GitOpError("The URL must not contain spaces or control characters.")
+    if sep:
+        return _validate_scheme_url(url, scheme.lower())
+    if url.startswith(("/", ".", "~")) or ":" not in url or "/" in url.split(":", 1)[0]:
+        raise GitOpError(f"Refused: local paths cannot be cloned from here; use {_ALLOWED_URL_TEXT}.")
+    if not _SCP_LIKE.match(url):
+        raise GitOpError(f"Not a git URL: use {_ALLOWED_URL_TEXT}.")
+    return url
+
+
+def _validate_scheme_url(url: str, scheme: str) -> str:
+    if scheme == "file":
+        raise GitOpError("Refused: file:// URLs read local paths; "
+                         f"use {_ALLOWED_URL_TEXT}.")
+    if scheme not in ALLOWED_SCHEMES:
+        raise GitOpError(f"Refused: the {scheme}:// scheme is not supported; use {_ALLOWED_URL_TEXT}.")
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        parts.port  # raises on a bad port
+    except ValueError as exc:
+        raise GitOpError(f"Not a valid URL: {exc}.") from None
+    if not host or host.startswith("-"):
+        raise GitOpError("The URL needs a host name, e.g. https://github.com/owner/repo.git.")
+    if parts.path.strip("/") == "":
+        raise GitOpError("The URL needs a repository path after the host, e.g. /owner/repo.git.")
+    return url
+
+
+def name_from_url(url: str) -> str:
+    """Project name git itself would choose: the last path part without `.git`."""
+    tail = re.split(r"[/:]", url.rstrip("/"))[-1]
+    return tail.removesuffix(".git")
+
+
+def check_name_syntax(name: str) -> str:
+    name = (name or "").strip()
+    if not name:
+        raise GitOpError("Enter a project name.")
+    if "/" in name or "\\" in name:
+        raise GitOpError(f"Refused name {name!r}: one directory name, without '/'.")
+    if ".." in name:
+        raise GitOpError(f"Refused name {name!r}: '..' is not allowed.")
+    if name[0] in "-.":
+        raise GitOpError(f"Refused name {name!r}: it must not start with '-' or '.'.")
+    if not _NAME.match(name):
+        raise GitOpError(f"Refused name {name!r}: use letters, digits, '.', '_' and '-' only "
+                         "(no spaces or shell characters such as ; $ ` | & < > *), 100 at most.")
+    return name
+
+
+def _workspace(workspace: Path | None) -> Path:
+    if workspace is None:
+        raise GitOpError("WORDSLAB_WORKSPACE is not set: there is no workspace for projects.")
+    if not workspace.is_dir():
+        raise GitOpError(f"The workspace {workspace} does not exist.")
+    return workspace
+
+
+def validate_new_project_name(workspace: Path | None, name: str) -> str:
+    name = check_name_syntax(name)
+    if (_workspace(workspace) / name).exists() or (workspace / name).is_symlink():
+        raise GitOpError(f"A project or file named {name!r} already exists in the workspace.")
+    return name
+
+
+def validate_branch(branch: str | None) -> str | None:
+    branch = (branch or "").strip()
+    if not branch:
+        return None
+    if not _BRANCH.match(branch) or ".." in branch or branch.endswith(("/", ".lock", ".")) or "//" in branch:
+        raise GitOpError(f"Refused branch {branch!r}: use letters, digits, '.', '_', '-' and '/' "
+                         "(not first), no '..'.")
+    return branch
+
+
+def project_path(workspace: Path | None, name: str) -> Path:
+    """An existing project directly under the workspace, by name."""
+    name = check_name_syntax(name)
+    path = _workspace(workspace) / name
+    if path.is_symlink():
+        raise GitOpError(f"{name!r} is a symbolic link, not a project directory: manage it in a terminal.")
+    if path not in discover_projects(workspace):
+        raise GitOpError(f"There is no project named {name!r} in the workspace.")
+    return path
+
+
+# ---------------------------------------------------------------------------- clone
+
+class CloneProgress(gitpython.RemoteProgress):
+    """git's --progress output, as one ratio over the stages of a clone."""
+
+    # Share of the whole clone taken by each stage (receiving dominates).
+    STAGES = {
+        gitpython.RemoteProgress.COUNTING: (0.0, 0.02, "counting objects"),
+        gitpython.RemoteProgress.COMPRESSING: (0.02, 0.05, "compressing objects"),
+        gitpython.RemoteProgress.RECEIVING: (0.05, 0.85, "receiving objects"),
+        gitpython.RemoteProgress.RESOLVING: (0.85, 0.95, "resolving deltas"),
+        gitpython.RemoteProgress.CHECKING_OUT: (0.95, 1.0, "checking out files"),
+    }
+
+    def __init__(self, report: Callable[[float, str], None]):
+        super().__init__()
+        self._report = report
+
+    def update(self, op_code, cur_count, max_count=None, message=""):
+        start, end, label = self.STAGES.get(op_code & self.OP_MASK, (None, None, None))
+        if label is None:
+            return
+        fraction = (float(cur_count) / float(max_count)) if max_count else 0.0
+        detail = f"{int(cur_count)}/{int(max_count)}" if max_count else f"{int(cur_count)}"
+        text = f"{label} {detail}{message or ''}".strip()
+        self._report(start + (end - start) * min(1.0, fraction), text)
+
+
+def clone_env(base: Mapping[str, str]) -> dict[str, str]:
+    env = git_env(base)
+    env.update({
+        "GIT_ALLOW_PROTOCOL": "https:http:ssh",  # also for submodules and redirects
+        "GIT_HTTP_LOW_SPEED_LIMIT": "1000", "GIT_HTTP_LOW_SPEED_TIME": "60",  # abort a stalled clone
+    })
+    if not env.get("GIT_SSH_COMMAND") and not env.get("GIT_SSH"):
+        # No terminal to answer ssh: fail instead of waiting; a first-seen host key is accepted,
+        # a changed one still refused.
+        env["GIT_SSH_COMMAND"] = "ssh -o BatchMode=yes -o StrictHostKeyChecking=accept-new -o ConnectTimeout=30"
+    return env
+
+
+def git_failure(exc: Exception) -> str:
+    """The useful lines of a failed git command, credentials removed."""
+    text = getattr(exc, "stderr", None) or str(exc)
+    text = str(text).strip().removeprefix("stderr:").strip().strip("'")
+    lines = [l.strip() for l in text.splitlines()
+             if l.strip().startswith(("fatal:", "error:", "! [", "remote: error"))]
+    return public_target("; ".join(lines) if lines else first_line(text))
+
+
+def clone(url: str, dest: Path, *, env: Mapping[str, str], branch: str | None = None,
+          progress: Callable[[float, str], None] = lambda ratio, text: None) -> str:
+    """Clone a validated URL into a new directory; on failure nothing is left behind."""
+    url = validate_clone_url(url)
+    branch = validate_branch(branch)
+    if dest.exists():
+        raise GitOpError(f"A project or file named {dest.name!r} already exists in the workspace.")
+    options = {"branch": branch} if branch else {}
+    try:
+        repo = gitpython.Repo.clone_from(url, dest, progress=CloneProgress(progress), env=clone_env(env),
+                                         **options)
+    except gitpython.GitCommandError as exc:
+        if dest.exists():  # git removes what it created; be sure no half clone stays
+            shutil.rmtree(dest, ignore_errors=True)
+        raise GitOpError(f"Clone failed: {git_failure(exc)}") from None
+    repo.close()  # GitPython caches object databases: release them at once
+    record_sync(dest)
+    return f"cloned {public_target(url)} into {dest.name}" + (f" (branch {branch})" if branch else "")
+
+
+# ---------------------------------------------------------------------------- pull / push
+
+def _branch_for_sync(path: Path, env: Mapping[str, str], action: str):
+    try:
+        status, _ = read_branch_status(path, env)
+    except GitError as exc:
+        raise GitOpError(f"Cannot {action} {path.name}: {first_line(str(exc))}") from None
+    if status.detached:
+        raise GitOpError(f"Cannot {action} {path.name}: HEAD is detached; check out a branch first.")
+    return status
+
+
+def pull(path: Path, *, env: Mapping[str, str]) -> str:
+    """`git pull --ff-only`: never creates a merge commit nor rewrites local work."""
+    env = git_env(env)
+    status = _branch_for_sync(path, env, "pull")
+    if not status.upstream:
+        raise GitOpError(f"Cannot pull {path.name}: branch {status.head} has no upstream to pull from.")
+    try:
+        run_git(path, "pull", "--no-rebase", "--ff-only", "--quiet", env=env, timeout=NETWORK_TIMEOUT_SECONDS)
+    except GitError as exc:
+        message = git_failure(exc)
+        if "fast-forward" in message:
+            message = ("local and remote commits have diverged; merge or rebase in a terminal "
+                       f"({message})")
+        raise GitOpError(f"Pull of {path.name} failed: {message}") from None
+    record_sync(path)
+    return f"pulled {path.name} ({status.head} fast-forwarded to {status.upstream})"
+
+
+def push(path: Path, *, env: Mapping[str, str]) -> str:
+    """Push the current branch to its upstream (set to the only remote when there is none)."""
+    env = git_env(env)
+    status = _branch_for_sync(path, env, "push")
+    remotes = read_remote_urls(path, env)
+    if not remotes:
+        raise GitOpError(f"Cannot push {path.name}: it has no remote.")
+    remote = upstream_remote(status.upstream, remotes)
+    if remote:
+        target_branch = status.upstream[len(remote) + 1:]
+        args = ["push", "--quiet", remote, f"HEAD:refs/heads/{target_branch}"]
+    elif len(remotes) == 1:
+        remote, target_branch = next(iter(remotes)), status.head
+        args = ["push", "--quiet", "--set-upstream", remote, f"HEAD:refs/heads/{target_branch}"]
+    else:
+        raise GitOpError(f"Cannot push {path.name}: branch {status.head} has no upstream and there are "
+                         f"several remotes ({', '.join(sorted(remotes))}); set one in a terminal.")
+    try:
+        run_git(path, *args, env=env, timeout=NETWORK_TIMEOUT_SECONDS)
+    except GitError as exc:
+        message = git_failure(exc)
+        if "rejected" in message or "fetch first" in message:
+            message = f"the remote has commits this project lacks; pull first ({message})"
+        raise GitOpError(f"Push of {path.name} failed: {message}") from None
+    record_sync(path)
+    return f"pushed {path.name} ({status.head} to {remote}/{target_branch})"
+
+
+# ---------------------------------------------------------------------------- delete
+
+@dataclass(frozen=True)
+class Loss:
+    """What deleting a project would lose that exists nowhere else."""
+
+    uncommitted: tuple[str, ...] = ()
+    unpushed: tuple[str, ...] = ()  # "abc1234 message" of commits on no remote
+    stashes: tuple[str, ...] = ()
+    ignored: tuple[str, ...] = ()  # files git ignores (data, .env, venvs): not in any commit either
+    error: str | None = None  # git could not tell: treat everything as at risk
+
+    @property
+    def empty(self) -> bool:
+        return not (self.uncommitted or self.unpushed or self.stashes or self.ignored or self.error)
+
+    @property
+    def fingerprint(self) -> str:
+        """Changes when the loss changes, so a stale confirmation page does not count."""
+        return hashlib.sha256(repr(self).encode()).hexdigest()[:16]
+
+    def sections(self) -> list[tuple[str, tuple[str, ...], int]]:
+        """(title, first lines, how many more) for each non-empty kind of loss."""
+        kinds = [("uncommitted files", self.uncommitted), ("unpushed commits", self.unpushed),
+                 ("stashes", self.stashes), ("ignored files (not in git)", self.ignored)]
+        return [(f"{len(items)} {title}", items[:MAX_LISTED], max(0, len(items) - MAX_LISTED))
+                for title, items in kinds if items]
+
+    def summary(self) -> str:
+        if self.error:
+            return f"git cannot tell what is unsaved ({self.error}); everything in the directory"
+        return ", ".join(title for title, _, _ in self.sections())
+
+
+def what_would_be_lost(path: Path, *, env: Mapping[str, str]) -> Loss:
+    env = git_env(env)
+    try:
+        status, ignored = read_branch_status(path, env, ignored=True, timeout=LOCAL_TIMEOUT_SECONDS)
+        unpushed = run_git(path, "log", "--branches", "--not", "--remotes", "--format=%h %s (%S)",
+                           env=env, timeout=LOCAL_TIMEOUT_SECONDS)
+        stashes = run_git(path, "stash", "list", "--format=%gd %s", env=env, timeout=LOCAL_TIMEOUT_SECONDS)
+    except GitError as exc:
+        return Loss(error=first_line(str(exc)))
+    return Loss(status.changed, tuple(unpushed.splitlines()), tuple(stashes.splitlines()), ignored)
+
+
+class ConfirmationRequired(GitOpError):
+    def __init__(self, name: str, loss: Loss):
+        super().__init__(f"Deleting {name} would lose {loss.summary()}: confirm to delete anyway.")
+        self.loss = loss
+
+
+def delete(path: Path, *, env: Mapping[str, str], confirmed: bool = False,
+           expected_fingerprint: str | None = None) -> Loss:
+    """Delete a project; refuses without `confirmed` when something would be lost.
+
+    With `expected_fingerprint` (from the confirmation page), a loss that changed since the
+    user saw it needs a new confirmation.
+    """
+    loss = what_would_be_lost(path, env=env)
+    if not loss.empty and not confirmed:
+        raise ConfirmationRequired(path.name, loss)
+    if expected_fingerprint is not None and expected_fingerprint != loss.fingerprint:
+        raise ConfirmationRequired(path.name, loss)
+    shutil.rmtree(path)
+    return loss

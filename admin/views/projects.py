@@ -1,0 +1,193 @@
+"""Projects page: git repos of the workspace, clone form, pull/push/delete actions.
+
+Clone, pull and push reach the network, so they run as jobs; delete asks first on a
+page that names what would be lost, and refuses without the confirm box ticked.
+"""
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+
+from flask import flash, redirect, request, url_for
+from flask_admin import expose
+from sqlalchemy import select
+from wtforms import StringField
+from wtforms.validators import ValidationError
+
+from exporter.background import BackgroundSource
+from exporter.sources import git_status
+from exporter.store.jobs import ACTIVE_STATUSES, Job
+
+from ..context import AdminContext
+from ..jobs import JobFailed
+from ..ops import git_ops
+from ..security import CSRFForm, SecureBaseView, confirmed
+
+PROJECT_JOB_KINDS = ("clone", "pull", "push")
+# Sizes need a walk of every file: refreshed in the background, not per page view.
+FILES_REFRESH_SECONDS = 120.0
+
+
+def age_text(timestamp: float | None, now: float | None = None) -> str:
+    if timestamp is None:
+        return "never"
+    seconds = max(0, (now or time.time()) - timestamp)
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            count = int(seconds // size)
+            return f"{count} {unit}{'s' if count > 1 else ''} ago"
+    return "just now"
+
+
+def iso_time(timestamp: float | None) -> str:
+    if timestamp is None:
+        return ""
+    return datetime.fromtimestamp(timestamp, timezone.utc).isoformat(timespec="seconds")
+
+
+class CloneForm(CSRFForm):
+    url = StringField("Git URL", description="https://, http://, ssh:// or git@host:owner/repo.git")
+    name = StringField("Project name", description="optional: by default the repository's name")
+    branch = StringField("Branch", description="optional: by default the remote's default branch")
+
+    def __init__(self, *args, workspace=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.workspace = workspace
+
+    def validate_url(self, field):
+        try:
+            field.data = git_ops.validate_clone_url(field.data)
+        except git_ops.GitOpError as exc:
+            raise ValidationError(str(exc)) from None
+
+    def validate_name(self, field):
+        if self.url.errors:
+            return  # the name derives from the URL: one message at a time
+        name = (field.data or "").strip() or git_ops.name_from_url(self.url.data or "")
+        try:
+            field.data = git_ops.validate_new_project_name(self.workspace, name)
+        except git_ops.GitOpError as exc:
+            raise ValidationError(str(exc)) from None
+
+    def validate_branch(self, field):
+        try:
+            field.data = git_ops.validate_branch(field.data)
+        except git_ops.GitOpError as exc:
+            raise ValidationError(str(exc)) from None
+
+
+class ProjectsView(SecureBaseView):
+    grafana_dashboard = "wordslab-devenv"
+
+    def __init__(self, ctx: AdminContext, **kwargs):
+        super().__init__(**kwargs)
+        self.ctx = ctx
+        self.files = BackgroundSource("admin_project_files",
+                                      lambda: git_status.scan_files(self.workspace), FILES_REFRESH_SECONDS)
+
+    @property
+    def workspace(self):
+        return self.ctx.settings.workspace
+
+    @property
+    def env(self):
+        return self.ctx.settings.env
+
+    def _active_jobs(self) -> list[Job]:
+        with self.ctx.sessions() as s:
+            return list(s.scalars(select(Job).where(Job.kind.in_(PROJECT_JOB_KINDS),
+                                                    Job.status.in_(ACTIVE_STATUSES)).order_by(Job.id)))
+
+    @expose("/")
+    def index(self):
+        self.files.start()  # first page view starts the size walks, off the request path
+        statuses = git_status.scan_statuses(self.workspace, self.env)
+        sizes = self.files.snapshot().value or {}
+        return self.render("admin/projects/list.html", projects=list(statuses.values()), sizes=sizes,
+                           active_jobs=self._active_jobs(), workspace=self.workspace,
+                           age_text=age_text, iso_time=iso_time)
+
+    @expose("/new/", methods=("GET", "POST"))
+    def new(self):
+        form = CloneForm(request.form if request.method == "POST" else None, workspace=self.workspace)
+        if request.method == "POST" and form.validate():
+            job_id = self._submit_clone(form.url.data, form.name.data, form.branch.data)
+            flash(f"Cloning into {form.name.data} (job {job_id}).", "info")
+            return redirect(url_for("jobs.index_view"))
+        return self.render("admin/projects/new.html", form=form)
+
+    def _submit_clone(self, url: str, name: str, branch: str | None) -> int:
+        dest, env, files = self.workspace / name, dict(self.env), self.files
+
+        def work(progress):
+            try:
+                message = git_ops.clone(url, dest, env=env, branch=branch,
+                                        progress=lambda ratio, text: progress.update(ratio, message=text))
+            except git_ops.GitOpError as exc:
+                raise JobFailed(str(exc)) from None
+            files.request_refresh()
+            return message
+
+        return self.ctx.jobs.submit("clone", url, work)
+
+    def _project_or_404(self, name: str):
+        try:
+            return git_ops.project_path(self.workspace, name)
+        except git_ops.GitOpError as exc:
+            flash(str(exc), "danger")
+            return None
+
+    def _submit_sync(self, kind: str, name: str):
+        path = self._project_or_404(name)
+        if path is not None:
+            operation, env = getattr(git_ops, kind), dict(self.env)
+
+            def work(progress):
+                progress.update(0.1, message=f"{kind} {name}")
+                try:
+                    return operation(path, env=env)
+                except git_ops.GitOpError as exc:
+                    raise JobFailed(str(exc)) from None
+
+            job_id = self.ctx.jobs.submit(kind, name, work)
+            flash(f"{kind.capitalize()} of {name} started (job {job_id}).", "info")
+        return redirect(url_for(".index"))
+
+    @expose("/<project>/pull/", methods=("POST",))
+    def pull(self, project: str):
+        return self._submit_sync("pull", project)
+
+    @expose("/<project>/push/", methods=("POST",))
+    def push(self, project: str):
+        return self._submit_sync("push", project)
+
+    @expose("/<project>/delete/", methods=("POST",))
+    def delete(self, project: str):
+        path = self._project_or_404(project)
+        if path is None:
+            return redirect(url_for(".index"))
+        seen = request.form.get("fingerprint")
+        if seen is None:  # from the list: show what would be lost first
+            return self._confirm_page(path, git_ops.what_would_be_lost(path, env=self.env))
+        if not confirmed():
+            loss = git_ops.what_would_be_lost(path, env=self.env)
+            return self._confirm_page(path, loss, error="Not deleted: tick the box to confirm.")
+        try:
+            git_ops.delete(path, env=self.env, confirmed=True, expected_fingerprint=seen)
+        except git_ops.ConfirmationRequired as exc:
+            return self._confirm_page(path, exc.loss, error="Not deleted: the project changed since this "
+                                      "page was shown. Check the list again and confirm.")
+        except OSError as exc:
+            flash(f"Could not delete {project} completely: {exc}", "danger")
+            return redirect(url_for(".index"))
+        self.files.request_refresh()
+        flash(f"Deleted project {project}.", "success")
+        return redirect(url_for(".index"))
+
+    def _confirm_page(self, path, loss: git_ops.Loss, error: str | None = None):
+        return self.render("admin/projects/confirm_delete.html", name=path.name, path=path, loss=loss,
+                           error=error), (409 if error else 200)
+
+
+def register(admin, ctx) -> None:
+    admin.add_view(ProjectsView(ctx, name="Projects", endpoint="projects", url="/admin/projects"))

@@ -1,0 +1,103 @@
+"""Git projects directly under WORDSLAB_WORKSPACE (dashboard section 2.2).
+
+The scrape only reads snapshots: git status, directory walks and `git fetch` run
+in three background sources, so /metrics stays cheap with hundreds of projects.
+"""
+from __future__ import annotations
+
+from typing import Iterable
+
+from prometheus_client.core import GaugeMetricFamily, Metric
+
+from ..background import BackgroundSource
+from ..config import Settings
+from ..sources import git_status
+from .base import PREFIX, WordslabCollector
+
+# Walking every file is the costly part: a few status cycles per walk is fresh enough
+# for sizes and "last modified" ages.
+FILES_INTERVAL_FACTOR = 4
+
+
+def _gauge(name: str, doc: str, labels: tuple[str, ...] = ("project",)) -> GaugeMetricFamily:
+    return GaugeMetricFamily(PREFIX + name, doc, labels=list(labels))
+
+
+class ProjectsCollector(WordslabCollector):
+    name = "projects"
+
+    def __init__(self, settings: Settings):
+        super().__init__(settings)
+        workspace, env = settings.workspace, settings.env
+        interval = settings.slow_refresh_interval_seconds
+        self.status_source = BackgroundSource(
+            "projects_status", lambda: git_status.scan_statuses(workspace, env), interval)
+        self.files_source = BackgroundSource(
+            "projects_files", lambda: git_status.scan_files(workspace), interval * FILES_INTERVAL_FACTOR)
+        self.sources = [self.status_source, self.files_source]
+        self.fetch_source: BackgroundSource | None = None
+        if settings.git_fetch_interval_seconds > 0:  # 0 turns background fetching off
+            self.fetch_source = BackgroundSource("projects_fetch", self._fetch,
+                                                 settings.git_fetch_interval_seconds)
+            self.sources.append(self.fetch_source)
+
+    def _fetch(self) -> dict[str, git_status.FetchResult]:
+        results = git_status.fetch_all(self.settings.workspace, self.settings.env)
+        self.status_source.request_refresh()  # ahead/behind just changed
+        return results
+
+    def collect_metrics(self) -> Iterable[Metric]:
+        statuses = self.status_source.snapshot().value or {}
+        files = self.files_source.snapshot().value or {}
+        fetches = (self.fetch_source.snapshot().value if self.fetch_source else None) or {}
+
+        info = _gauge("project_info", "Git project directly under WORDSLAB_WORKSPACE (value 1); "
+                      "git_url is the upstream's remote URL without credentials.",
+                      ("project", "path", "git_url"))
+        branch_info = _gauge("project_branch_info", "Checked-out branch and its upstream (value 1); "
+                             "branch is empty on a detached HEAD, upstream empty when none is set.",
+                             ("project", "branch", "upstream"))
+        state = _gauge("project_status", "The project's sync state in label status (value 1, one series "
+                       "per project): tracking (upstream set, ahead/behind known), no_upstream, upstream_gone, "
+                       "no_remote, detached (no ahead/behind series for these), error (git status failed, "
+                       "e.g. a corrupt repo: only info, size and modification time are then reported).",
+                       ("project", "status"))
+        changed = _gauge("project_changed_files", "Files modified, staged, untracked or conflicted "
+                         "(an untracked directory counts once, as in `git status`).")
+        behind = _gauge("project_commits_behind", "Commits on the upstream not yet pulled, as of the last "
+                        "background fetch. Absent without an upstream (see wordslab_project_status).")
+        ahead = _gauge("project_commits_ahead", "Local commits not yet pushed to the upstream. "
+                       "Absent without an upstream (see wordslab_project_status).")
+        last_commit = _gauge("project_last_commit_timestamp_seconds",
+                             "Commit time of HEAD. Absent before the first commit.")
+        last_sync = _gauge("project_last_sync_timestamp_seconds", "Last successful fetch, pull or push "
+                           "with a remote. Absent if the project never synced since it was cloned.")
+        fetch_ok = _gauge("project_fetch_success", "1 if the last background `git fetch` succeeded, "
+                          "0 if it failed (offline, credentials needed, timeout). Absent without a remote.")
+        size = _gauge("project_size_bytes", "Disk usage of the project directory, .git included.")
+        modified = _gauge("project_last_modified_timestamp_seconds",
+                          "Modification time of the newest file or directory outside .git.")
+
+        for name, project in sorted(statuses.items()):
+            info.add_metric([name, str(project.path), project.git_url], 1.0)
+            state.add_metric([name, project.state], 1.0)
+            if project.last_sync is not None:
+                last_sync.add_metric([name], project.last_sync)
+            if name in fetches:
+                fetch_ok.add_metric([name], 1.0 if fetches[name].ok else 0.0)
+            if name in files:
+                size.add_metric([name], files[name].size_bytes)
+                if files[name].last_modified is not None:
+                    modified.add_metric([name], files[name].last_modified)
+            branch = project.branch
+            if branch is None:
+                continue
+            branch_info.add_metric([name, branch.head or "", branch.upstream or ""], 1.0)
+            changed.add_metric([name], len(branch.changed))
+            if project.last_commit is not None:
+                last_commit.add_metric([name], project.last_commit)
+            if project.state == "tracking":
+                ahead.add_metric([name], branch.ahead)
+                behind.add_metric([name], branch.behind)
+        yield from (info, branch_info, state, changed, behind, ahead, last_commit, last_sync,
+                    fetch_ok, size, modified)

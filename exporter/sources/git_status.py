@@ -1,0 +1,367 @@
+"""Git projects directly under WORDSLAB_WORKSPACE: status, sizes, background fetch.
+
+Plain `git` subprocesses, not GitPython: GitPython's object database leaks in
+long-running processes, and one `git status --porcelain=v2 --branch` gives branch,
+upstream, ahead/behind and changed files in one call. Every function here is slow
+enough (subprocesses, directory walks, network) to run only in background sources.
+"""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Mapping, TypeVar
+
+from ..store.jobs import public_target
+
+STATUS_TIMEOUT_SECONDS = 20.0
+FETCH_TIMEOUT_SECONDS = 120.0
+WORKERS = 4
+# Written in the git dir after our own successful fetch/pull/push/clone; git ignores it.
+SYNC_STATE_FILE = "wordslab-last-sync"
+
+# Sync states, one per project (wordslab_project_status): why ahead/behind may be missing.
+STATES = ("tracking", "no_upstream", "upstream_gone", "no_remote", "detached", "error")
+
+
+class GitError(RuntimeError):
+    """A git command failed; the message is git's own, first line(s) of stderr."""
+
+
+def git_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ if base is None else base)
+    env.update({
+        "GIT_TERMINAL_PROMPT": "0",  # never wait for a password nobody will type
+        "GIT_OPTIONAL_LOCKS": "0",  # a background status must not take index.lock from the user
+        "LC_ALL": "C",  # messages parsed and shown as-is
+    })
+    return env
+
+
+def run_git(repo: Path | None, *args: str, env: Mapping[str, str], timeout: float) -> str:
+    cmd = ["git", *([] if repo is None else ["-C", str(repo)]), *args]
+    try:
+        # New session: no controlling terminal, so ssh cannot prompt either.
+        proc = subprocess.run(cmd, env=dict(env), stdin=subprocess.DEVNULL, capture_output=True,
+                              timeout=timeout, start_new_session=True)
+    except subprocess.TimeoutExpired:
+        raise GitError(f"git {args[0]} timed out after {timeout:.0f} s") from None
+    if proc.returncode != 0:
+        message = proc.stderr.decode(errors="replace").strip() or f"exit status {proc.returncode}"
+        raise GitError(message)
+    return proc.stdout.decode(errors="surrogateescape")
+
+
+# ---------------------------------------------------------------------------- discovery
+
+def discover_projects(workspace: Path | None) -> list[Path]:
+    """Directories directly under the workspace holding a `.git`; hidden dirs are app data."""
+    if workspace is None or not workspace.is_dir():
+        return []
+    found = []
+    for entry in os.scandir(workspace):
+        if entry.name.startswith(".") or not entry.is_dir():
+            continue
+        if os.path.lexists(os.path.join(entry.path, ".git")):
+            found.append(Path(entry.path))
+    return sorted(found, key=lambda p: p.name)
+
+
+def git_dir(repo: Path) -> Path:
+    """The repository's git dir, following a `.git` file (worktrees, submodule checkouts)."""
+    dot_git = repo / ".git"
+    if dot_git.is_file():
+        content = dot_git.read_text(errors="replace").strip()
+        if content.startswith("gitdir:"):
+            target = Path(content.removeprefix("gitdir:").strip())
+            return target if target.is_absolute() else (repo / target).resolve()
+    return dot_git
+
+
+# ---------------------------------------------------------------------------- status
+
+@dataclass(frozen=True)
+class BranchStatus:
+    head: str | None  # branch name, None when detached
+    oid: str | None  # None before the first commit
+    upstream: str | None
+    ahead: int | None  # None without upstream, or when the upstream ref is gone
+    behind: int | None
+    staged: tuple[str, ...] = ()
+    modified: tuple[str, ...] = ()
+    untracked: tuple[str, ...] = ()
+    conflicted: tuple[str, ...] = ()
+
+    @property
+    def detached(self) -> bool:
+        return self.head is None
+
+    @property
+    def changed(self) -> tuple[str, ...]:
+        """Distinct paths that are modified, staged, untracked or conflicted."""
+        return tuple(dict.fromkeys(self.conflicted + self.staged + self.modified + self.untracked))
+
+
+_AB = re.compile(r"^\+(\d+) -(\d+)$")
+
+
+def parse_porcelain_v2(raw: str) -> BranchStatus:
+    """Parse `git status --porcelain=v2 --branch -z` output."""
+    head = oid = upstream = None
+    ahead = behind = None
+    staged, modified, untracked, conflicted = [], [], [], []
+    records = raw.split("\0")
+    i = 0
+    while i < len(records):
+        record = records[i]
+        i += 1
+        if not record:
+            continue
+        kind = record[0]
+        if record.startswith("# branch.oid "):
+            value = record[len("# branch.oid "):]
+            oid = None if value == "(initial)" else value
+        elif record.startswith("# branch.head "):
+            value = record[len("# branch.head "):]
+            head = None if value == "(detached)" else value
+        elif record.startswith("# branch.upstream "):
+            upstream = record[len("# branch.upstream "):]
+        elif record.startswith("# branch.ab "):
+            match = _AB.match(record[len("# branch.ab "):])
+            if match:
+                ahead, behind = int(match.group(1)), int(match.group(2))
+        elif kind in "12":
+            # "1 XY sub mH mI mW hH hI path"; "2 ... Xscore path" then origPath as next record.
+            fields = record.split(" ", 9 if kind == "2" else 8)
+            xy, path = fields[1], fields[-1]
+            if kind == "2":
+                i += 1  # skip origPath
+            if xy[0] != ".":
+                staged.append(path)
+            if xy[1] != ".":
+                modified.append(path)
+        elif kind == "u":
+            conflicted.append(record.split(" ", 10)[-1])
+        elif kind == "?":
+            untracked.append(record[2:])
+    return BranchStatus(head, oid, upstream, ahead, behind, tuple(staged), tuple(modified),
+                        tuple(untracked), tuple(conflicted))
+
+
+def read_branch_status(repo: Path, env: Mapping[str, str], *, ignored: bool = False,
+                       timeout: float = STATUS_TIMEOUT_SECONDS) -> tuple[BranchStatus, tuple[str, ...]]:
+    """Status of the work tree; with `ignored`, also the ignored paths (what a delete would drop)."""
+    args = ["status", "--porcelain=v2", "--branch", "-z"]
+    if ignored:
+        args.append("--ignored=matching")
+    raw = run_git(repo, *args, env=env, timeout=timeout)
+    ignored_paths = tuple(r[2:] for r in raw.split("\0") if r.startswith("! "))
+    return parse_porcelain_v2(raw), ignored_paths
+
+
+def read_remote_urls(repo: Path, env: Mapping[str, str], timeout: float = STATUS_TIMEOUT_SECONDS) -> dict[str, str]:
+    try:
+        out = run_git(repo, "config", "--get-regexp", r"^remote\..*\.url$", env=env, timeout=timeout)
+    except GitError:
+        return {}  # exit status 1: no remote configured
+    urls = {}
+    for line in out.splitlines():
+        key, _, url = line.partition(" ")
+        urls[key.removeprefix("remote.").removesuffix(".url")] = url
+    return urls
+
+
+def upstream_remote(upstream: str | None, remotes: Iterable[str]) -> str | None:
+    """Remote name of an upstream like `origin/feature/x` (remote names may contain '/')."""
+    if not upstream:
+        return None
+    matching = [r for r in remotes if upstream.startswith(r + "/")]
+    return max(matching, key=len) if matching else None
+
+
+def redact_url(url: str) -> str:
+    """The URL without credentials (http(s) user-info, ssh passwords) nor query: safe in /metrics."""
+    clean = public_target(url)
+    return clean.split("?", 1)[0].split("#", 1)[0] if "://" in clean else clean
+
+
+def last_commit_timestamp(repo: Path, env: Mapping[str, str],
+                          timeout: float = STATUS_TIMEOUT_SECONDS) -> float | None:
+    out = run_git(repo, "log", "-1", "--format=%ct", env=env, timeout=timeout).strip()
+    return float(out) if out else None
+
+
+def _mtime(path: Path) -> float | None:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return None
+
+
+def last_sync_timestamp(repo: Path, upstream: str | None = None) -> float | None:
+    """Last successful fetch, pull or push, from what git and we leave in the git dir.
+
+    FETCH_HEAD counts only when non-empty: a failed fetch truncates it (and touches it).
+    The upstream's reflog moves on a fetch or push that changed it, from a terminal too.
+    """
+    gdir = git_dir(repo)
+    times = [_mtime(gdir / SYNC_STATE_FILE)]
+    fetch_head = gdir / "FETCH_HEAD"
+    try:
+        stat = fetch_head.stat()
+        if stat.st_size > 0:
+            times.append(stat.st_mtime)
+    except OSError:
+        pass
+    if upstream:
+        times.append(_mtime(gdir / "logs" / "refs" / "remotes" / upstream))
+    known = [t for t in times if t is not None]
+    return max(known) if known else None
+
+
+def record_sync(repo: Path, when: float | None = None) -> None:
+    """Note a successful fetch/pull/push/clone done by the dashboard itself."""
+    path = git_dir(repo) / SYNC_STATE_FILE
+    when = time.time() if when is None else when
+    path.write_text(f"{when:.3f}\n")
+    os.utime(path, (when, when))
+
+
+@dataclass(frozen=True)
+class ProjectStatus:
+    name: str
+    path: Path
+    state: str  # one of STATES
+    git_url: str = ""  # redacted
+    branch: BranchStatus | None = None
+    last_commit: float | None = None
+    last_sync: float | None = None
+    error: str | None = None
+
+
+def _state(branch: BranchStatus, remotes: Mapping[str, str]) -> str:
+    if branch.detached:
+        return "detached"
+    if not remotes:
+        return "no_remote"
+    if not branch.upstream:
+        return "no_upstream"
+    if branch.ahead is None:
+        return "upstream_gone"
+    return "tracking"
+
+
+def read_project(repo: Path, env: Mapping[str, str]) -> ProjectStatus:
+    """Everything but sizes about one project; a broken repo gives state "error", never raises."""
+    try:
+        branch, _ = read_branch_status(repo, env)
+        remotes = read_remote_urls(repo, env)
+        remote = upstream_remote(branch.upstream, remotes) or ("origin" if "origin" in remotes else None)
+        url = remotes.get(remote) if remote else next(iter(remotes.values()), "")
+        last_commit = last_commit_timestamp(repo, env) if branch.oid else None
+    except (GitError, OSError, ValueError) as exc:
+        return ProjectStatus(repo.name, repo, "error", error=first_line(str(exc)),
+                             last_sync=last_sync_timestamp(repo))
+    return ProjectStatus(repo.name, repo, _state(branch, remotes), redact_url(url or ""), branch,
+                         last_commit, last_sync_timestamp(repo, branch.upstream))
+
+
+def first_line(message: str) -> str:
+    lines = [line for line in message.splitlines() if line.strip()]
+    return lines[0][:300] if lines else message
+
+
+T = TypeVar("T")
+
+
+def map_projects(fn: Callable[[Path], T], repos: list[Path], workers: int = WORKERS) -> dict[str, T]:
+    """Run `fn` over the projects in a few threads (git subprocesses wait on I/O)."""
+    if not repos:
+        return {}
+    with ThreadPoolExecutor(max_workers=min(workers, len(repos)), thread_name_prefix="git") as pool:
+        return dict(zip((r.name for r in repos), pool.map(fn, repos)))
+
+
+def scan_statuses(workspace: Path | None, env: Mapping[str, str], workers: int = WORKERS) -> dict[str, ProjectStatus]:
+    env = git_env(env)
+    return map_projects(lambda repo: read_project(repo, env), discover_projects(workspace), workers)
+
+
+# ---------------------------------------------------------------------------- sizes
+
+@dataclass(frozen=True)
+class ProjectFiles:
+    size_bytes: int  # disk usage like `du`, .git included, hard links counted once
+    last_modified: float | None  # newest file or directory outside .git
+    errors: int = 0  # entries that could not be read (permissions, vanished mid-walk)
+
+
+def walk_project(repo: Path) -> ProjectFiles:
+    size = errors = 0
+    newest: float | None = None
+    seen_inodes: set[tuple[int, int]] = set()
+    stack: list[tuple[str, bool]] = [(str(repo), False)]
+    while stack:
+        directory, inside_git = stack.pop()
+        try:
+            entries = list(os.scandir(directory))
+        except OSError:
+            errors += 1
+            continue
+        for entry in entries:
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except OSError:
+                errors += 1
+                continue
+            if st.st_nlink > 1:
+                key = (st.st_dev, st.st_ino)
+                if key in seen_inodes:
+                    continue
+                seen_inodes.add(key)
+            size += st.st_blocks * 512
+            is_git = inside_git or (directory == str(repo) and entry.name == ".git")
+            if not is_git and (newest is None or st.st_mtime > newest):
+                newest = st.st_mtime
+            if entry.is_dir(follow_symlinks=False):
+                stack.append((entry.path, is_git))
+    return ProjectFiles(size, newest, errors)
+
+
+def scan_files(workspace: Path | None, workers: int = WORKERS) -> dict[str, ProjectFiles]:
+    return map_projects(walk_project, discover_projects(workspace), workers)
+
+
+# ---------------------------------------------------------------------------- fetch
+
+@dataclass(frozen=True)
+class FetchResult:
+    ok: bool
+    error: str | None = None
+    finished_at: float = field(default_factory=time.time)
+
+
+def fetch_project(repo: Path, env: Mapping[str, str], timeout: float = FETCH_TIMEOUT_SECONDS) -> FetchResult | None:
+    """`git fetch` of the default remote; None when the repo has no remote to fetch."""
+    if not read_remote_urls(repo, env):
+        return None
+    try:
+        run_git(repo, "fetch", "--quiet", env=env, timeout=timeout)
+    except GitError as exc:
+        return FetchResult(False, public_target(first_line(str(exc))))
+    try:
+        record_sync(repo)
+    except OSError:
+        pass  # a read-only git dir: the fetch still succeeded, FETCH_HEAD shows it
+    return FetchResult(True)
+
+
+def fetch_all(workspace: Path | None, env: Mapping[str, str], timeout: float = FETCH_TIMEOUT_SECONDS,
+              workers: int = WORKERS) -> dict[str, FetchResult]:
+    env = git_env(env)
+    results = map_projects(lambda repo: fetch_project(repo, env, timeout), discover_projects(workspace), workers)
+    return {name: result for name, result in results.items() if result is not None}

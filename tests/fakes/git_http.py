@@ -1,0 +1,117 @@
+"""A git remote over HTTP on loopback: bare repos served by git's own `git http-backend`.
+
+Smart HTTP (clone with progress, fetch, push) through the real backend run as CGI,
+so clones in tests go through the same transport as a real https remote.
+`GitHttpServer(root)` for unit/browser tests; `world.serve(git_http_handler(root))`
+for the integration world. Repos are `<root>/<name>.git` (see tests.support.git_repos).
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+
+class _GitHttpHandler(BaseHTTPRequestHandler):
+    project_root = ""
+
+    def do_GET(self):
+        self._cgi()
+
+    def do_POST(self):
+        self._cgi()
+
+    def log_message(self, format, *args):  # keep test output quiet
+        pass
+
+    def _body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            chunks = []
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    self.rfile.readline()
+                    return b"".join(chunks)
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+    def _cgi(self) -> None:
+        url = urlsplit(self.path)
+        body = self._body() if self.command == "POST" else b""
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "GIT_PROJECT_ROOT": self.project_root,
+            "GIT_HTTP_EXPORT_ALL": "1",
+            "GATEWAY_INTERFACE": "CGI/1.1",
+            "SERVER_PROTOCOL": "HTTP/1.1",
+            "REQUEST_METHOD": self.command,
+            "PATH_INFO": url.path,
+            "QUERY_STRING": url.query,
+            "REMOTE_ADDR": self.client_address[0],
+            "CONTENT_TYPE": self.headers.get("Content-Type", ""),
+            "CONTENT_LENGTH": str(len(body)),
+        }
+        for header in ("Git-Protocol", "Content-Encoding"):
+            if self.headers.get(header):
+                env["HTTP_" + header.upper().replace("-", "_")] = self.headers[header]
+        proc = subprocess.run(["git", "http-backend"], input=body, env=env, capture_output=True)
+        head, _, payload = proc.stdout.partition(b"\r\n\r\n")
+        if not _:
+            head, _, payload = proc.stdout.partition(b"\n\n")
+        status, headers = 200, []
+        for line in head.decode("latin-1").splitlines():
+            name, _, value = line.partition(":")
+            if name.lower() == "status":
+                status = int(value.strip().split()[0])
+            elif name:
+                headers.append((name, value.strip()))
+        self.send_response(status)
+        for name, value in headers:
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+
+def git_http_handler(root: Path) -> type[BaseHTTPRequestHandler]:
+    """Handler class serving the bare repos under `root`."""
+    return type("GitHttpHandler", (_GitHttpHandler,), {"project_root": str(Path(root).resolve())})
+
+
+class GitHttpServer:
+    """`with GitHttpServer(root) as remote: remote.url("demo")` -> http://127.0.0.1:PORT/demo.git"""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), git_http_handler(self.root))
+        self._server.daemon_threads = True
+        self.base_url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        # A short poll keeps shutdown (every test's teardown) fast.
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        daemon=True)
+
+    def url(self, name: str) -> str:
+        return f"{self.base_url}/{name}.git"
+
+    def __enter__(self) -> "GitHttpServer":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@pytest.fixture
+def git_remote(tmp_path):
+    """A GitHttpServer over tmp_path/remotes; add repos with tests.support.git_repos.make_remote."""
+    root = tmp_path / "remotes"
+    root.mkdir()
+    with GitHttpServer(root) as server:
+        yield server
