@@ -1,0 +1,1 @@
+"""Operations behind the admin forms: clone, download, delete... each usable without Flask."""

@@ -1,0 +1,313 @@
+"""Download, delete and benchmark models; usable without Flask (the views call these).
+
+Every refusal is a ModelOpError with a message for the user, raised before anything is
+written: ids are checked against a strict pattern, the hub is asked for the sizes first,
+and a download that would not fit on the target filesystem is refused.
+"""
+from __future__ import annotations
+
+import re
+import shutil
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Mapping
+
+from huggingface_hub import HfApi, scan_cache_dir, snapshot_download
+from huggingface_hub.errors import (CacheNotFound, HfHubHTTPError, RepositoryNotFoundError,
+                                    RevisionNotFoundError)
+
+from exporter.sources.file_models import MODEL_SUFFIXES
+from exporter.sources.model_dirs import FILE_PROVIDER_DIRS, hf_hub_cache, ollama_models
+from exporter.sources.model_record import PROVIDERS
+from exporter.sources.ollama_client import OllamaClient, OllamaError, OllamaNotFound
+
+from ..jobs import JobFailed
+
+DOWNLOAD_PROVIDERS = ("ollama", "huggingface")
+HUB_TIMEOUT = 10.0
+TOKENS_UNIT = "tokens_per_second"
+BENCHMARK_PROMPT = "Write one short sentence about the sea."
+
+# name[/name[/name]][:tag], e.g. qwen3:8b, library/qwen3:8b-32k, hf.co/org/repo:Q4_K_M
+_OLLAMA_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*){0,2}"
+                          r"(:[A-Za-z0-9][A-Za-z0-9._-]{0,127})?$")
+_HF_REPO_ID = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]{0,95}/)?[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
+_REVISION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$")
+_FILE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._ +-]*(/[A-Za-z0-9_][A-Za-z0-9._ +-]*)*$")
+
+DiskFree = Callable[[Path], int]
+Report = Callable[..., None]  # progress.update(ratio, bytes_done=, bytes_total=, message=)
+
+
+class ModelOpError(JobFailed):
+    """A refused or failed model operation, with a message meant for the user."""
+
+
+# -- validation ----------------------------------------------------------------------------
+
+def check_provider(provider: str, allowed: tuple[str, ...] = PROVIDERS) -> str:
+    if provider not in allowed:
+        raise ModelOpError(f"unknown provider {provider!r}: choose one of {', '.join(allowed)}")
+    return provider
+
+
+def _check_no_traversal(kind: str, value: str) -> None:
+    if ".." in value or "--" in value or value.startswith(("/", "-", ".")):
+        raise ModelOpError(f"{kind} {value!r} is not allowed: no '..', '--', or leading '/', '-', '.'")
+
+
+def check_model_id(provider: str, model_id: str) -> str:
+    model_id = (model_id or "").strip()
+    if not model_id:
+        raise ModelOpError("a model id is required")
+    _check_no_traversal("model id", model_id)
+    pattern, hint = {
+        "ollama": (_OLLAMA_NAME, "name[:tag], e.g. qwen3:8b or hf.co/org/repo:Q4_K_M"),
+        "huggingface": (_HF_REPO_ID, "org/name, e.g. Qwen/Qwen3-0.6B"),
+    }.get(provider, (_FILE_NAME, "a file name inside the provider's folder"))
+    if not pattern.match(model_id):
+        raise ModelOpError(f"model id {model_id!r} is not valid for {provider}: expected {hint} "
+                           "(letters, digits, '.', '_', '-' only; no spaces or shell characters)")
+    return model_id
+
+
+def check_revision(revision: str | None) -> str | None:
+    revision = (revision or "").strip() or None
+    if revision is not None:
+        _check_no_traversal("revision", revision)
+        if not _REVISION.match(revision):
+            raise ModelOpError(f"revision {revision!r} is not valid: a branch, tag or commit hash")
+    return revision
+
+
+# -- disk space ----------------------------------------------------------------------------
+
+def disk_free(path: Path) -> int:
+    """Free bytes on the filesystem that will hold `path` (its nearest existing ancestor)."""
+    path = Path(path)
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return shutil.disk_usage(path).free
+
+
+def check_space(needed: int, target: Path, free_fn: DiskFree) -> None:
+    free = free_fn(target)
+    if needed > free:
+        raise ModelOpError(f"not enough disk space: the download needs {_gib(needed)} but only "
+                           f"{_gib(free)} is free on the filesystem of {target}; nothing was downloaded")
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:.2f} GiB" if n >= 2**26 else f"{n / 2**20:.1f} MiB"
+
+
+# -- download ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DownloadPlan:
+    provider: str
+    model: str
+    revision: str | None
+    target_dir: Path
+    expected_bytes: int | None  # known up front for Hugging Face, streamed for Ollama
+
+    @property
+    def target(self) -> str:
+        return f"{self.provider}:{self.model}" + (f"@{self.revision}" if self.revision else "")
+
+
+def plan_download(env: Mapping[str, str], provider: str, model_id: str, revision: str | None = None,
+                  *, free_fn: DiskFree = disk_free) -> DownloadPlan:
+    """Validate everything that can be checked before a job starts; raise ModelOpError if not."""
+    provider = check_provider(provider, DOWNLOAD_PROVIDERS)
+    model_id = check_model_id(provider, model_id)
+    revision = check_revision(revision)
+    if provider == "ollama":
+        if revision:
+            raise ModelOpError("Ollama models take a tag (name:tag), not a revision")
+        return DownloadPlan(provider, model_id, None, ollama_models(env), None)
+    cache = hf_hub_cache(env)
+    expected = hub_repo_size(env, model_id, revision)
+    check_space(expected, cache, free_fn)
+    return DownloadPlan(provider, model_id, revision, cache, expected)
+
+
+def _hub(env: Mapping[str, str]) -> HfApi:
+    return HfApi(endpoint=env.get("HF_ENDPOINT") or None, token=env.get("HF_TOKEN") or None)
+
+
+def hub_repo_size(env: Mapping[str, str], repo_id: str, revision: str | None) -> int:
+    """Sum of the repo's file sizes, from the hub API (HF_ENDPOINT honoured)."""
+    try:
+        info = _hub(env).repo_info(repo_id, revision=revision, files_metadata=True, timeout=HUB_TIMEOUT)
+    except RevisionNotFoundError:
+        raise ModelOpError(f"Hugging Face model {repo_id!r} has no revision {revision!r}") from None
+    except RepositoryNotFoundError:
+        raise ModelOpError(f"unknown model id: Hugging Face has no model {repo_id!r} "
+                           "(or it is private and no HF_TOKEN is set)") from None
+    except HfHubHTTPError as exc:
+        raise ModelOpError(f"the Hugging Face hub refused {repo_id!r}: {str(exc).splitlines()[0]}") from None
+    except Exception as exc:  # httpx connection errors and timeouts
+        raise ModelOpError(f"the Hugging Face hub is not reachable ({type(exc).__name__})") from None
+    return sum(s.size or 0 for s in info.siblings or [])
+
+
+def download(env: Mapping[str, str], plan: DownloadPlan, report: Report, *,
+             free_fn: DiskFree = disk_free) -> str:
+    if plan.provider == "ollama":
+        return pull_ollama(OllamaClient.from_env(env), plan.model, plan.target_dir, report, free_fn)
+    return download_hf(env, plan, report)
+
+
+def pull_ollama(client: OllamaClient, name: str, models_dir: Path, report: Report,
+                free_fn: DiskFree = disk_free) -> str:
+    """Pull with one progress figure over all layers; stop (closing the stream) if it cannot fit."""
+    try:
+        for step in client.pull(name):
+            if step.new_layer:  # re-check as each layer's size becomes known
+                check_space(sum(t - c for c, t in step.layers.values()), models_dir, free_fn)
+            report(step.ratio, bytes_done=step.completed or None, bytes_total=step.total or None,
+                   message=step.status)
+    except OllamaNotFound as exc:
+        raise ModelOpError(f"unknown model id: {exc}") from None
+    except OllamaError as exc:
+        raise ModelOpError(str(exc)) from None
+    return f"pulled {name} into Ollama"
+
+
+def download_hf(env: Mapping[str, str], plan: DownloadPlan, report: Report) -> str:
+    """snapshot_download into the hub cache; progress is the bytes landing in the repo's blobs."""
+    blobs = plan.target_dir / ("models--" + plan.model.replace("/", "--")) / "blobs"
+    before = _dir_bytes(blobs)
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.wait(0.5):
+            got = max(0, _dir_bytes(blobs) - before)
+            report(None, bytes_done=got, bytes_total=plan.expected_bytes, message="downloading")
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        path = snapshot_download(plan.model, revision=plan.revision, cache_dir=plan.target_dir,
+                                 endpoint=env.get("HF_ENDPOINT") or None,
+                                 token=env.get("HF_TOKEN") or None, etag_timeout=HUB_TIMEOUT)
+    except (RepositoryNotFoundError, RevisionNotFoundError) as exc:
+        raise ModelOpError(f"unknown model id: {str(exc).splitlines()[0]}") from None
+    except Exception as exc:
+        raise ModelOpError(f"download of {plan.model} failed: {type(exc).__name__}: "
+                           f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
+    finally:
+        done.set()
+        watcher.join()
+    total = plan.expected_bytes or _dir_bytes(blobs) - before
+    report(1.0, bytes_done=total, bytes_total=total, message="downloaded")
+    return f"downloaded {plan.model} to {path}"
+
+
+def _dir_bytes(path: Path) -> int:
+    try:
+        return sum(p.stat().st_size for p in path.iterdir() if p.is_file())
+    except OSError:
+        return 0
+
+
+# -- delete --------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DeleteTarget:
+    provider: str
+    model: str
+    revision: str | None
+    description: str  # what would be removed, shown on the confirmation page
+    # Hugging Face: the cached revisions (commit, refs) when the whole repo is targeted,
+    # so the page can offer to delete just one.
+    revisions: tuple[tuple[str, str], ...] = ()
+
+
+def describe_delete(env: Mapping[str, str], provider: str, model: str,
+                    revision: str | None = None) -> DeleteTarget:
+    """Check the target exists and say exactly what a delete would remove."""
+    provider = check_provider(provider)
+    model = check_model_id(provider, model)
+    revision = check_revision(revision)
+    if provider == "ollama":
+        client = OllamaClient.from_env(env)
+        try:
+            client.show(model)
+        except OllamaNotFound:
+            raise ModelOpError(f"Ollama has no model {model!r}") from None
+        except OllamaError as exc:
+            raise ModelOpError(str(exc)) from None
+        return DeleteTarget(provider, model, None, f"the Ollama model {model} (its blobs go once "
+                                                   "no other model uses them)")
+    if provider == "huggingface":
+        repo, revisions = _hf_revisions(env, model, revision)
+        what = f"revision {revision} of " if revision else ""
+        listed = () if revision else tuple((r.commit_hash, ", ".join(sorted(r.refs))) for r in revisions)
+        return DeleteTarget(provider, model, revision,
+                            f"{what}{model} in {repo.repo_path} ({len(revisions)} revision(s))", listed)
+    path = _model_file(env, provider, model)
+    return DeleteTarget(provider, model, None, f"the file {path} ({path.stat().st_size} bytes)")
+
+
+def delete_model(env: Mapping[str, str], target: DeleteTarget, *, confirmed: bool) -> str:
+    if not confirmed:
+        raise ModelOpError(f"not deleted: confirm that you want to remove {target.description}")
+    if target.provider == "ollama":
+        try:
+            OllamaClient.from_env(env).delete(target.model)
+        except OllamaError as exc:
+            raise ModelOpError(str(exc)) from None
+        return f"deleted Ollama model {target.model}"
+    if target.provider == "huggingface":
+        _, revisions = _hf_revisions(env, target.model, target.revision)
+        info = scan_cache_dir(hf_hub_cache(env))
+        strategy = info.delete_revisions(*(r.commit_hash for r in revisions))
+        strategy.execute()
+        return f"deleted {target.model} from the Hugging Face cache ({strategy.expected_freed_size} bytes freed)"
+    path = _model_file(env, target.provider, target.model)
+    path.unlink()
+    return f"deleted {path}"
+
+
+def _hf_revisions(env: Mapping[str, str], repo_id: str, revision: str | None):
+    try:
+        info = scan_cache_dir(hf_hub_cache(env))
+    except CacheNotFound:
+        raise ModelOpError("the Hugging Face cache is empty") from None
+    repo = next((r for r in info.repos if r.repo_id == repo_id and r.repo_type == "model"), None)
+    if repo is None:
+        raise ModelOpError(f"{repo_id!r} is not in the Hugging Face cache")
+    if revision is None:
+        return repo, list(repo.revisions)
+    chosen = [r for r in repo.revisions if r.commit_hash == revision or revision in r.refs]
+    if not chosen:
+        raise ModelOpError(f"{repo_id!r} has no cached revision {revision!r}")
+    return repo, chosen
+
+
+def _model_file(env: Mapping[str, str], provider: str, name: str) -> Path:
+    """The model file, confined to the provider's folder (symlinks resolved)."""
+    root = FILE_PROVIDER_DIRS[provider](env).resolve()
+    path = (root / name).resolve()
+    if root not in path.parents or not path.is_file() or not path.name.endswith(MODEL_SUFFIXES):
+        raise ModelOpError(f"{name!r} is not a model file in {root}")
+    return path
+
+
+# -- benchmark -----------------------------------------------------------------------------
+
+def benchmark_ollama(env: Mapping[str, str], name: str) -> float:
+    """Tokens per second of a tiny generation, from Ollama's eval_count / eval_duration (ns)."""
+    name = check_model_id("ollama", name)
+    try:
+        reply = OllamaClient.from_env(env).generate(name, BENCHMARK_PROMPT)
+    except OllamaError as exc:
+        raise ModelOpError(str(exc)) from None
+    count, duration = reply.get("eval_count"), reply.get("eval_duration")
+    if not count or not duration:
+        raise ModelOpError(f"Ollama did not report eval_count/eval_duration for {name}")
+    return count / (duration / 1e9)
+

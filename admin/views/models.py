@@ -1,0 +1,186 @@
+"""Models page: every provider's downloaded models, download form, type, benchmark, delete.
+
+Downloads and benchmarks reach the network or load a model, so they run as jobs; a
+delete first shows what would be removed and refuses without the confirm box ticked.
+"""
+from __future__ import annotations
+
+from flask import flash, redirect, request, url_for
+from flask_admin import expose
+from sqlalchemy import select
+from wtforms import SelectField, StringField
+from wtforms.fields.choices import SelectChoice
+
+from exporter.sources.file_models import scan_model_files
+from exporter.sources.hf_models import scan_hf_cache
+from exporter.sources.model_dirs import hf_hub_cache, ollama_models
+from exporter.sources.model_record import MODEL_TYPES, ModelRecord
+from exporter.sources.ollama_client import OllamaClient, OllamaError
+from exporter.sources.ollama_models import OllamaScanner
+from exporter.store.jobs import ACTIVE_STATUSES, Job
+from exporter.store.models import (forget_model, record_speed, set_type_override, speeds,
+                                   type_overrides)
+
+from ..context import AdminContext
+from ..formatting import human_bytes
+from ..ops import model_ops
+from ..ops.model_ops import ModelOpError
+from ..security import CSRFForm, SecureBaseView, confirmed
+from .projects import age_text
+
+MODEL_JOB_KINDS = ("download", "benchmark")
+UNIT_LABELS = {model_ops.TOKENS_UNIT: "tokens/s"}
+
+
+class DownloadForm(CSRFForm):
+    # Choices are checked by model_ops.plan_download, whose message names the valid ones.
+    provider = SelectField("Provider", choices=[SelectChoice("ollama", "Ollama"),
+                                                SelectChoice("huggingface", "Hugging Face")],
+                           validate_choice=False)
+    model = StringField("Model id", description="Ollama: name:tag (qwen3:8b). Hugging Face: org/name "
+                                                "(Qwen/Qwen3-0.6B)")
+    revision = StringField("Revision", description="Hugging Face only, optional: branch, tag or commit")
+
+
+def _count(value: int | None) -> str:
+    if value is None:
+        return ""
+    for unit, size in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if value >= size:
+            return f"{value / size:.1f}{unit}"
+    return str(value)
+
+
+class ModelsView(SecureBaseView):
+    grafana_dashboard = "wordslab-devenv"
+
+    def __init__(self, ctx: AdminContext, **kwargs):
+        super().__init__(**kwargs)
+        self.ctx = ctx
+        self.ollama = OllamaScanner(OllamaClient.from_env(self.env), ollama_models(self.env))
+
+    @property
+    def env(self):
+        return self.ctx.settings.env
+
+    def _records(self) -> list[ModelRecord]:
+        records: list[ModelRecord] = []
+        try:
+            records.extend(self.ollama.scan())
+        except OllamaError as exc:
+            flash(f"Ollama models are not listed: {exc}", "warning")
+        records.extend(scan_hf_cache(hf_hub_cache(self.env)))
+        records.extend(scan_model_files(self.env))
+        return records
+
+    def _active_jobs(self) -> list[Job]:
+        with self.ctx.sessions() as s:
+            return list(s.scalars(select(Job).where(Job.kind.in_(MODEL_JOB_KINDS),
+                                                    Job.status.in_(ACTIVE_STATUSES)).order_by(Job.id)))
+
+    @expose("/")
+    def index(self):
+        records = self._records()
+        with self.ctx.sessions() as s:
+            overrides = type_overrides(s)
+            measured = {(m.provider, m.model): f"{m.value:.1f} {UNIT_LABELS.get(m.unit, m.unit)}"
+                        for m in speeds(s)}
+        return self.render("admin/models/list.html", records=records, overrides=overrides,
+                           speeds=measured, model_types=MODEL_TYPES, active_jobs=self._active_jobs(),
+                           human_bytes=human_bytes, count=_count, age_text=age_text)
+
+    # -- download --------------------------------------------------------------------------
+    @expose("/new/", methods=("GET", "POST"))
+    def new(self):
+        form = DownloadForm(request.form if request.method == "POST" else None)
+        error = None
+        if request.method == "POST" and form.validate():
+            try:
+                plan = model_ops.plan_download(self.env, form.provider.data, form.model.data,
+                                               form.revision.data)
+            except ModelOpError as exc:
+                error = str(exc)
+            else:
+                job_id = self._submit_download(plan)
+                flash(f"Downloading {plan.model} from {plan.provider} (job {job_id}).", "info")
+                return redirect(url_for(".index"))
+        status = 400 if error else 200
+        return self.render("admin/models/new.html", form=form, error=error), status
+
+    def _submit_download(self, plan: model_ops.DownloadPlan) -> int:
+        env = dict(self.env)
+
+        def work(progress):
+            return model_ops.download(env, plan, progress.update)
+
+        return self.ctx.jobs.submit("download", plan.target, work)
+
+    # -- type override -------------------------------------------------------------------------
+    @expose("/type/", methods=("POST",))
+    def set_type(self):
+        provider, model = request.form.get("provider", ""), request.form.get("model", "")
+        model_type = request.form.get("model_type", "")
+        try:
+            model_ops.check_provider(provider)
+            model_ops.check_model_id(provider, model)
+            if model_type and model_type not in MODEL_TYPES:
+                raise ModelOpError(f"unknown model type {model_type!r}: choose one of {', '.join(MODEL_TYPES)}")
+        except ModelOpError as exc:
+            flash(str(exc), "danger")
+            return redirect(url_for(".index"))
+        with self.ctx.sessions.begin() as s:
+            set_type_override(s, provider, model, model_type or None)
+        flash(f"{model}: type {'set to ' + model_type if model_type else 'back to the detected one'}.", "success")
+        return redirect(url_for(".index"))
+
+    # -- benchmark -------------------------------------------------------------------------
+    @expose("/benchmark/", methods=("POST",))
+    def benchmark(self):
+        provider, model = request.form.get("provider", ""), request.form.get("model", "")
+        try:
+            model_ops.check_provider(provider, ("ollama",))
+            model_ops.check_model_id(provider, model)
+        except ModelOpError as exc:
+            flash(f"No benchmark: {exc}", "danger")
+            return redirect(url_for(".index"))
+        env, sessions = dict(self.env), self.ctx.sessions
+
+        def work(progress):
+            progress.update(0.1, message=f"generating with {model}")
+            tokens_per_second = model_ops.benchmark_ollama(env, model)
+            with sessions.begin() as s:
+                record_speed(s, provider, model, model_ops.TOKENS_UNIT, tokens_per_second)
+            return f"{tokens_per_second:.1f} tokens/s"
+
+        job_id = self.ctx.jobs.submit("benchmark", f"{provider}:{model}", work)
+        flash(f"Benchmark of {model} started (job {job_id}).", "info")
+        return redirect(url_for(".index"))
+
+    # -- delete ----------------------------------------------------------------------------
+    def _target(self, args):
+        return model_ops.describe_delete(self.env, args.get("provider", ""), args.get("model", ""),
+                                         args.get("revision") or None)
+
+    @expose("/delete/", methods=("GET", "POST"))
+    def delete(self):
+        args = request.form if request.method == "POST" else request.args
+        try:
+            target = self._target(args)
+        except ModelOpError as exc:
+            flash(f"Not deleted: {exc}", "danger")
+            return redirect(url_for(".index"))
+        if request.method == "GET":
+            return self.render("admin/models/confirm_delete.html", target=target, error=None)
+        try:
+            message = model_ops.delete_model(self.env, target, confirmed=confirmed())
+        except ModelOpError as exc:
+            return self.render("admin/models/confirm_delete.html", target=target, error=str(exc)), 409
+        if target.revision is None:
+            with self.ctx.sessions.begin() as s:
+                forget_model(s, target.provider, target.model)
+        flash(message, "success")
+        return redirect(url_for(".index"))
+
+
+def register(admin, ctx) -> None:
+    admin.add_view(ModelsView(ctx, name="Models", endpoint="models", url="/admin/models"))

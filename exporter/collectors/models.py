@@ -1,0 +1,89 @@
+"""Downloaded models of every provider (dashboard section 2.3).
+
+Scanning runs in background sources, one per provider family, so Ollama being down
+only fails `models_ollama` (wordslab_source_refresh_success 0) while Hugging Face and
+file models still come; the scrape only merges snapshots.
+"""
+from __future__ import annotations
+
+from typing import Iterable
+
+from prometheus_client.core import GaugeMetricFamily, Metric
+
+from ..background import BackgroundSource
+from ..config import Settings
+from ..sources.file_models import scan_model_files
+from ..sources.hf_models import scan_hf_cache
+from ..sources.model_db import ModelSettings, read_model_settings
+from ..sources.model_dirs import hf_hub_cache, ollama_models
+from ..sources.model_record import ModelRecord
+from ..sources.ollama_client import OllamaClient
+from ..sources.ollama_models import OllamaScanner
+from .base import PREFIX, WordslabCollector
+
+# Type overrides and benchmark figures change by hand in the admin: poll the DB often, cheaply.
+DB_INTERVAL_SECONDS = 5.0
+LABELS = ("provider", "model")
+
+
+def _gauge(name: str, doc: str, labels: tuple[str, ...] = LABELS) -> GaugeMetricFamily:
+    return GaugeMetricFamily(PREFIX + name, doc, labels=list(labels))
+
+
+class ModelsCollector(WordslabCollector):
+    name = "models"
+
+    def __init__(self, settings: Settings):
+        super().__init__(settings)
+        env = settings.env
+        interval = settings.slow_refresh_interval_seconds
+        self.ollama = OllamaScanner(OllamaClient.from_env(env), ollama_models(env))
+        self.ollama_source = BackgroundSource("models_ollama", self.ollama.scan, interval)
+        self.hf_source = BackgroundSource("models_huggingface", lambda: scan_hf_cache(hf_hub_cache(env)),
+                                          interval)
+        self.files_source = BackgroundSource("models_files", lambda: scan_model_files(env), interval)
+        self.db_source = BackgroundSource("models_settings", lambda: read_model_settings(settings.db_path),
+                                          DB_INTERVAL_SECONDS)
+        self.sources = [self.ollama_source, self.hf_source, self.files_source, self.db_source]
+
+    def records(self) -> list[ModelRecord]:
+        return [r for source in (self.ollama_source, self.hf_source, self.files_source)
+                for r in (source.snapshot().value or [])]
+
+    def collect_metrics(self) -> Iterable[Metric]:
+        db: ModelSettings = self.db_source.snapshot().value or ModelSettings()
+        info = _gauge("model_info", "Downloaded model (value 1). model_type is LLM, VLM, Embed, ImgGen, STT, "
+                      "TTS (from metadata or set in the admin) or Other; quantization is the quantization "
+                      "level or the dominant weight dtype.",
+                      ("provider", "model", "model_type", "path", "quantization"))
+        size = _gauge("model_size_bytes", "Disk space of the model. Blobs shared between Ollama models (a "
+                      "model and its -Nk context variants) count once, for the first model downloaded.")
+        params = _gauge("model_parameters", "Parameter count from the model's metadata (Ollama show, "
+                        "safetensors headers). Absent when the format does not say.")
+        context = _gauge("model_context_length", "Context length in tokens the model runs with (Ollama "
+                         "num_ctx if set, else the trained context from the metadata / config.json).")
+        vram = _gauge("model_vram_estimate_bytes", "Estimated GPU memory to run the model: weights as "
+                      "stored plus an fp16 KV cache at the context length "
+                      "(2 * layers * context * kv_heads * head_dim * 2 bytes).")
+        downloaded = _gauge("model_download_timestamp_seconds", "When the model was downloaded "
+                            "(Ollama modified_at, newest blob mtime in the Hugging Face cache, file mtime).")
+        used = _gauge("model_last_used_timestamp_seconds", "When the model was last used: last scan that saw "
+                      "it loaded in Ollama, else the weights' access time (relatime: about daily precision).")
+        speed = _gauge("model_processing_speed", "Processing speed measured by the admin's benchmark "
+                       "action (tokens/s from Ollama's eval_count / eval_duration).",
+                       ("provider", "model", "unit"))
+        for r in self.records():
+            key = [r.provider, r.model]
+            model_type = db.types.get((r.provider, r.model), r.model_type)
+            info.add_metric([*key, model_type, r.path, r.quantization], 1.0)
+            size.add_metric(key, r.size_bytes)
+            for family, value in ((params, r.parameters), (context, r.context_length),
+                                  (vram, r.vram_estimate_bytes), (downloaded, r.download_timestamp),
+                                  (used, r.last_used_timestamp)):
+                if value is not None:
+                    family.add_metric(key, value)
+        present = {(r.provider, r.model) for r in self.records()}
+        for (provider, model, unit), value in sorted(db.speeds.items()):
+            if (provider, model) in present:
+                speed.add_metric([provider, model, unit], value)
+        yield from (info, size, params, context, vram, downloaded, used, speed)

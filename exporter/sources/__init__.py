@@ -1,0 +1,1 @@
+"""Data sources the collectors read: clients and scanners, no Prometheus types here."""

@@ -1,0 +1,104 @@
+"""What every model scanner returns, the model-type vocabulary and the VRAM estimate."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+PROVIDERS = ("ollama", "huggingface", "torch", "fastai", "keras")
+MODEL_TYPES = ("LLM", "VLM", "Embed", "ImgGen", "STT", "TTS")
+# For files whose metadata says nothing (a bare torch checkpoint); the admin can set a real type.
+UNKNOWN_TYPE = "Other"
+
+# Hugging Face pipeline tags (README front matter) to our types.
+PIPELINE_TYPES = {
+    "text-generation": "LLM", "text2text-generation": "LLM",
+    "image-text-to-text": "VLM", "visual-question-answering": "VLM", "image-to-text": "VLM",
+    "feature-extraction": "Embed", "sentence-similarity": "Embed",
+    "text-to-image": "ImgGen", "image-to-image": "ImgGen",
+    "automatic-speech-recognition": "STT",
+    "text-to-speech": "TTS", "text-to-audio": "TTS",
+}
+
+
+@dataclass
+class ModelRecord:
+    provider: str
+    model: str
+    model_type: str = UNKNOWN_TYPE
+    path: str = ""
+    quantization: str = ""
+    size_bytes: int = 0
+    parameters: int | None = None
+    context_length: int | None = None
+    vram_estimate_bytes: int | None = None
+    download_timestamp: float | None = None
+    last_used_timestamp: float | None = None
+
+
+@dataclass(frozen=True)
+class KvShape:
+    """What the KV cache size depends on (from config.json or Ollama's model_info)."""
+
+    layers: int
+    kv_heads: int
+    head_dim: int
+
+
+KV_BYTES_PER_ELEMENT = 2  # fp16 cache, the default of Ollama, llama.cpp, vLLM and transformers
+
+
+def kv_cache_bytes(shape: KvShape | None, context_length: int | None) -> int:
+    """K and V, per layer, per token: 2 * layers * context * kv_heads * head_dim * 2 bytes."""
+    if shape is None or not context_length:
+        return 0
+    return 2 * shape.layers * context_length * shape.kv_heads * shape.head_dim * KV_BYTES_PER_ELEMENT
+
+
+def vram_estimate(weights_bytes: int, shape: KvShape | None, context_length: int | None) -> int:
+    """Weights as stored (already quantized) plus a full KV cache at the model's context length.
+
+    Activations and runtime buffers are left out: they depend on batch size and engine
+    and are small next to these two for LLMs.
+    """
+    return int(weights_bytes) + kv_cache_bytes(shape, context_length)
+
+
+def type_from_architectures(architectures: list[str], config: dict) -> str | None:
+    """Model type from transformers' `architectures` in config.json."""
+    names = " ".join(architectures)
+    if "Whisper" in names or "ForCTC" in names or "SpeechSeq2Seq" in names:
+        return "STT"
+    if "TextToSpeech" in names or "ForTextToWaveform" in names or "Vits" in names or "Bark" in names:
+        return "TTS"
+    if "vision_config" in config or "Vision" in names or "ImageTextToText" in names:
+        return "VLM"
+    if "ForCausalLM" in names or "ForConditionalGeneration" in names or "LMHead" in names:
+        return "LLM"
+    if names.endswith("Model") or "ForMaskedLM" in names:
+        return "Embed"  # bare encoders (BERT, XLM-R...) are used as embedders
+    return None
+
+
+def type_from_capabilities(capabilities: list[str]) -> str:
+    """Model type from Ollama's `capabilities` in /api/show."""
+    caps = set(capabilities or [])
+    if "embedding" in caps:
+        return "Embed"
+    if "vision" in caps:
+        return "VLM"
+    if "completion" in caps:
+        return "LLM"
+    return UNKNOWN_TYPE
+
+
+def parse_parameter_size(text: str | None) -> int | None:
+    """Ollama's details.parameter_size ("7.6B", "567M") to a count; used only without model_info."""
+    if not text:
+        return None
+    scale = {"K": 1e3, "M": 1e6, "B": 1e9, "T": 1e12}
+    text = text.strip().upper()
+    try:
+        if text[-1] in scale:
+            return int(float(text[:-1]) * scale[text[-1]])
+        return int(float(text))
+    except (ValueError, IndexError):
+        return None

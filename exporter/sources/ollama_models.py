@@ -1,0 +1,194 @@
+"""Ollama models through its API, with sizes deduplicated by blob digest.
+
+An Ollama model and its `-Nk` context variants (a Modelfile with `PARAMETER num_ctx`)
+share the weights blob. /api/tags reports each model's full size, so summing it counts
+the weights once per variant. We attribute every blob to the first model that has it
+(oldest download, then name) and give the others only their own layers, so the sum of
+`wordslab_model_size_bytes` is the real disk use. Layer digests come from the manifests
+under OLLAMA_MODELS; for a remote Ollama without them, the weights digest in /api/show's
+modelfile (`FROM .../blobs/sha256-...`) groups the variants instead.
+"""
+from __future__ import annotations
+
+import json
+import re
+import time
+from datetime import datetime
+from pathlib import Path
+
+from .model_record import (KvShape, ModelRecord, parse_parameter_size, type_from_capabilities,
+                           vram_estimate)
+from .ollama_client import OllamaClient, OllamaError
+
+DEFAULT_REGISTRY = "registry.ollama.ai"
+WEIGHT_MEDIA_TYPES = ("application/vnd.ollama.image.model", "application/vnd.ollama.image.projector")
+_FROM_BLOB = re.compile(r"^FROM\s+\S*sha256[-:]([0-9a-f]{64})", re.MULTILINE)
+_NUM_CTX = re.compile(r"^num_ctx\s+(\d+)", re.MULTILINE)
+
+
+def manifest_path(models_dir: Path, name: str) -> Path:
+    """manifests/<registry>/<namespace>/<model>/<tag>, as Ollama lays them out."""
+    name, _, tag = name.partition(":")
+    parts = name.split("/")
+    if len(parts) == 1:
+        parts = [DEFAULT_REGISTRY, "library", parts[0]]
+    elif len(parts) == 2:
+        parts = [DEFAULT_REGISTRY, *parts]
+    return models_dir.joinpath("manifests", *parts, tag or "latest")
+
+
+def blob_path(models_dir: Path, digest: str) -> Path:
+    return models_dir / "blobs" / digest.replace(":", "-")
+
+
+def parse_time(text: str | None) -> float | None:
+    """Ollama's RFC 3339 times carry nanoseconds; Python wants at most microseconds."""
+    if not text:
+        return None
+    text = re.sub(r"(\.\d{6})\d+", r"\1", text.replace("Z", "+00:00"))
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        return None
+
+
+class OllamaScanner:
+    """Keeps /api/show answers per model digest and when each model was last seen loaded."""
+
+    def __init__(self, client: OllamaClient, models_dir: Path | None):
+        self.client = client
+        self.models_dir = models_dir
+        self._show_cache: dict[tuple[str, str], dict] = {}
+        self._last_loaded: dict[str, float] = {}
+
+    def scan(self) -> list[ModelRecord]:
+        tags = self.client.tags()  # Ollama down: raises, the source shows the failure
+        now = time.time()
+        for running in self.client.ps():
+            self._last_loaded[running.get("name") or running.get("model", "")] = now
+        models = sorted(tags, key=lambda m: (parse_time(m.get("modified_at")) or 0, m.get("name", "")))
+        seen_blobs: set[str] = set()
+        groups: dict[str, int] = {}  # weights digest -> smallest size in the group (fallback)
+        shows = {m["name"]: self._show(m) for m in models}
+        current = {(m["name"], m.get("digest", "")) for m in models}
+        self._show_cache = {k: v for k, v in self._show_cache.items() if k in current}
+        for m in models:
+            digest = _from_digest(shows[m["name"]])
+            if digest:
+                groups[digest] = min(groups.get(digest, m.get("size", 0)), m.get("size", 0))
+        owners: set[str] = set()
+        records = []
+        for m in models:
+            layers = self._layers(m["name"])
+            show = shows[m["name"]]
+            if layers is not None:
+                size = sum(s for d, s, _ in layers if d not in seen_blobs)
+                seen_blobs.update(d for d, _, _ in layers)
+                weights = sum(s for _, s, media in layers if media in WEIGHT_MEDIA_TYPES)
+                blob_atime = self._weights_atime(layers)
+            else:
+                size, weights = self._fallback_size(m, show, groups, owners)
+                blob_atime = None
+            record = self._record(m, show, size, weights or m.get("size", 0))
+            used = [t for t in (record.last_used_timestamp, blob_atime) if t]
+            record.last_used_timestamp = max(used) if used else None
+            records.append(record)
+        return records
+
+    def _show(self, model: dict) -> dict:
+        key = (model["name"], model.get("digest", ""))
+        if key not in self._show_cache:
+            try:
+                self._show_cache[key] = self.client.show(model["name"])
+            except OllamaError:
+                return {}  # listed but not showable (being deleted): keep its basic figures
+        return self._show_cache[key]
+
+    def _layers(self, name: str) -> list[tuple[str, int, str]] | None:
+        if self.models_dir is None:
+            return None
+        try:
+            manifest = json.loads(manifest_path(self.models_dir, name).read_text())
+        except (OSError, ValueError):
+            return None
+        entries = list(manifest.get("layers") or [])
+        if manifest.get("config"):
+            entries.append(manifest["config"])
+        return [(e["digest"], int(e.get("size", 0)), e.get("mediaType", "")) for e in entries]
+
+    def _weights_atime(self, layers) -> float | None:
+        # Ollama mmaps the weights blob when it loads a model, which updates its atime.
+        times = []
+        for digest, _, media in layers:
+            if media in WEIGHT_MEDIA_TYPES:
+                try:
+                    times.append(blob_path(self.models_dir, digest).stat().st_atime)
+                except OSError:
+                    pass
+        return max(times) if times else None
+
+    @staticmethod
+    def _fallback_size(model: dict, show: dict, groups: dict[str, int], owners: set[str]):
+        size = int(model.get("size", 0))
+        digest = _from_digest(show)
+        if not digest:
+            return size, size
+        if digest in owners:
+            return max(0, size - groups[digest]), groups[digest]
+        owners.add(digest)
+        return size, groups[digest]
+
+    def _record(self, model: dict, show: dict, size: int, weights: int) -> ModelRecord:
+        name = model["name"]
+        details = show.get("details") or model.get("details") or {}
+        info = show.get("model_info") or {}
+        arch = info.get("general.architecture", "")
+        context = _num_ctx(show) or _int(info.get(f"{arch}.context_length"))
+        last_used = self._last_loaded.get(name)
+        path = ""
+        if self.models_dir is not None:
+            manifest = manifest_path(self.models_dir, name)
+            path = str(manifest) if manifest.exists() else ""
+        return ModelRecord(
+            provider="ollama", model=name,
+            model_type=type_from_capabilities(show.get("capabilities") or ["completion"]),
+            path=path,
+            quantization=details.get("quantization_level", ""),
+            size_bytes=size,
+            parameters=_int(info.get("general.parameter_count"))
+            or parse_parameter_size(details.get("parameter_size")),
+            context_length=context,
+            vram_estimate_bytes=vram_estimate(weights, _kv_shape(info, arch), context),
+            download_timestamp=parse_time(model.get("modified_at")),
+            last_used_timestamp=last_used,
+        )
+
+
+def _from_digest(show: dict) -> str | None:
+    match = _FROM_BLOB.search(show.get("modelfile") or "")
+    return match.group(1) if match else None
+
+
+def _num_ctx(show: dict) -> int | None:
+    """A `-Nk` variant sets num_ctx: that is the context it runs with."""
+    match = _NUM_CTX.search(show.get("parameters") or "")
+    return int(match.group(1)) if match else None
+
+
+def _int(value) -> int | None:
+    if isinstance(value, list):  # per-layer arrays (e.g. head_count_kv in some archs)
+        value = max(value) if value else None
+    return int(value) if isinstance(value, (int, float)) and value > 0 else None
+
+
+def _kv_shape(info: dict, arch: str) -> KvShape | None:
+    layers = _int(info.get(f"{arch}.block_count"))
+    heads = _int(info.get(f"{arch}.attention.head_count"))
+    if not (layers and heads):
+        return None
+    kv_heads = _int(info.get(f"{arch}.attention.head_count_kv")) or heads
+    head_dim = _int(info.get(f"{arch}.attention.key_length"))
+    if not head_dim:
+        embedding = _int(info.get(f"{arch}.embedding_length"))
+        head_dim = embedding // heads if embedding else None
+    return KvShape(layers, kv_heads, head_dim) if head_dim else None

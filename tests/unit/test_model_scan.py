@@ -1,0 +1,162 @@
+"""Model scanners over real files: HF cache with safetensors, Ollama manifests/blobs, plain files."""
+import json
+import os
+import time
+
+import pytest
+
+from exporter.sources.file_models import scan_model_files
+from exporter.sources.hf_models import scan_hf_cache
+from exporter.sources.model_dirs import hf_hub_cache, ollama_models, torch_checkpoints
+from exporter.sources.model_record import KvShape, kv_cache_bytes
+from exporter.sources.ollama_client import OllamaClient
+from exporter.sources.ollama_models import OllamaScanner, parse_time
+from exporter.sources.safetensors_meta import summarize
+from tests.fakes.model_files import (hf_cache_repo, hf_llm, llm_config, provider_file, safetensors_bytes,
+                                     tensor_parameters, tiny_llm_tensors)
+from tests.fakes.ollama_server import fake_ollama, sample_state
+
+DAY = 86400.0
+
+
+def by_model(records):
+    return {r.model: r for r in records}
+
+
+def test_safetensors_header_gives_parameters_and_dtype_without_touching_atime(tmp_path):
+    path = tmp_path / "m.safetensors"
+    path.write_bytes(safetensors_bytes({"a": ((4, 8), "float16"), "b": ((3,), "float32")}))
+    old = time.time() - 30 * DAY
+    os.utime(path, (old, old))
+    summary = summarize(path)
+    assert (summary.parameters, summary.dtype, summary.tensor_bytes) == (35, "F16", 4 * 8 * 2 + 3 * 4)
+    assert path.stat().st_atime == pytest.approx(old)
+
+
+def test_hf_cache_dir_follows_huggingface_hub_precedence(vm_env):
+    assert hf_hub_cache(vm_env) == hf_hub_cache({**vm_env, "HF_HUB_CACHE": ""})
+    assert str(hf_hub_cache(vm_env)).endswith("huggingface/hub")
+    assert str(hf_hub_cache({**vm_env, "HF_HUB_CACHE": "/x/cache"})) == "/x/cache"
+    assert str(hf_hub_cache({"HOME": "/h"})) == "/h/.cache/huggingface/hub"
+
+
+def test_hf_llm_metadata_from_safetensors_and_config(vm_env):
+    downloaded = time.time() - 3 * DAY
+    hf_llm(vm_env, readme="---\nlicense: mit\npipeline_tag: text-generation\n---\n# Tiny", mtime=downloaded)
+    (record,) = scan_hf_cache(hf_hub_cache(vm_env))
+    tensors = tiny_llm_tensors()
+    weights = tensor_parameters(tensors) * 2  # float16
+    assert record.provider == "huggingface" and record.model == "tiny-org/tiny-llama"
+    assert (record.model_type, record.quantization, record.context_length) == ("LLM", "F16", 2048)
+    assert record.parameters == tensor_parameters(tensors)
+    # llm_config(): 2 layers, 2 KV heads, head_dim 16/4 = 4, 2048 tokens, fp16 K and V.
+    assert record.vram_estimate_bytes == weights + 2 * 2 * 2048 * 2 * 4 * 2
+    blobs = hf_hub_cache(vm_env) / "models--tiny-org--tiny-llama" / "blobs"
+    assert record.size_bytes == sum(p.stat().st_size for p in blobs.iterdir())
+    assert record.download_timestamp == pytest.approx(downloaded)
+    assert record.last_used_timestamp == pytest.approx(downloaded)  # our header reads left atime alone
+
+
+@pytest.mark.parametrize("files, expected", [
+    ({"config.json": {"architectures": ["BertModel"]}, "modules.json": []}, "Embed"),
+    ({"config.json": {"architectures": ["LlavaForConditionalGeneration"], "vision_config": {}}}, "VLM"),
+    ({"config.json": {"architectures": ["WhisperForConditionalGeneration"]}}, "STT"),
+    ({"config.json": {"architectures": ["VitsModel"]}}, "TTS"),
+    ({"model_index.json": {"_class_name": "StableDiffusionPipeline"}}, "ImgGen"),
+    ({"config.json": {"architectures": ["BertModel"]}, "README.md": "---\npipeline_tag: text-to-speech\n---\n"},
+     "TTS"),
+    ({"config.json": {}}, "Other"),
+])
+def test_hf_model_type_from_metadata(vm_env, files, expected):
+    raw = {k: v.encode() if isinstance(v, str) else json.dumps(v).encode() for k, v in files.items()}
+    hf_cache_repo(hf_hub_cache(vm_env), "org/m", raw)
+    (record,) = scan_hf_cache(hf_hub_cache(vm_env))
+    assert record.model_type == expected
+
+
+def test_hf_sharded_quantized_model_with_nested_text_config(vm_env):
+    config = {"architectures": ["Qwen2VLForConditionalGeneration"], "vision_config": {},
+              "text_config": llm_config(context=32768),
+              "quantization_config": {"quant_method": "awq", "bits": 4}}
+    shard = {"w": ((10, 10), "int32")}
+    hf_cache_repo(hf_hub_cache(vm_env), "org/vl", {
+        "config.json": json.dumps(config).encode(),
+        "model-00001-of-00002.safetensors": safetensors_bytes(shard),
+        "model-00002-of-00002.safetensors": safetensors_bytes({"v": ((5,), "float16")})})
+    (record,) = scan_hf_cache(hf_hub_cache(vm_env))
+    assert (record.model_type, record.quantization, record.context_length) == ("VLM", "awq-4bit", 32768)
+    assert record.parameters == 105
+
+
+def test_hf_uses_the_revision_main_points_to(vm_env):
+    cache = hf_hub_cache(vm_env)
+    hf_cache_repo(cache, "org/m", {"config.json": json.dumps(llm_config(context=1024)).encode()},
+                  commit="a" * 40, ref="")
+    hf_cache_repo(cache, "org/m", {"config.json": json.dumps(llm_config(context=4096)).encode()},
+                  commit="b" * 40)
+    (record,) = scan_hf_cache(cache)
+    assert record.context_length == 4096
+
+
+def test_hf_missing_cache_is_no_models_and_a_corrupt_repo_does_not_hide_others(vm_env):
+    assert scan_hf_cache(hf_hub_cache(vm_env)) == []
+    hf_llm(vm_env)
+    broken = hf_hub_cache(vm_env) / "models--org--broken" / "snapshots" / ("c" * 40)
+    broken.mkdir(parents=True)
+    (broken / "model.safetensors").symlink_to("../../blobs/missing")
+    assert [r.model for r in scan_hf_cache(hf_hub_cache(vm_env))] == ["tiny-org/tiny-llama"]
+
+
+def test_torch_fastai_keras_files(vm_env):
+    provider_file(vm_env, "torch", "resnet18-f37072fd.pth")
+    provider_file(vm_env, "fastai", "imagenet/wrn.pth")
+    provider_file(vm_env, "keras", "encoder.safetensors", safetensors_bytes({"k": ((6, 6), "float32")}))
+    provider_file(vm_env, "torch", "vit_b.pth.partial")
+    records = {(r.provider, r.model): r for r in scan_model_files(vm_env)}
+    assert set(records) == {("torch", "resnet18-f37072fd.pth"), ("fastai", "imagenet/wrn.pth"),
+                            ("keras", "encoder.safetensors")}
+    torch = records[("torch", "resnet18-f37072fd.pth")]
+    assert torch.path == str(torch_checkpoints(vm_env) / "resnet18-f37072fd.pth")
+    assert torch.parameters is None and torch.vram_estimate_bytes == torch.size_bytes > 0
+    keras = records[("keras", "encoder.safetensors")]
+    assert (keras.parameters, keras.quantization, keras.vram_estimate_bytes) == (36, "F32", 144)
+
+
+@pytest.fixture
+def ollama(vm_env):
+    with fake_ollama(sample_state(ollama_models(vm_env))) as server:
+        yield server
+
+
+def test_ollama_variants_count_shared_weights_once(ollama, vm_env):
+    models_dir = ollama_models(vm_env)
+    records = by_model(OllamaScanner(OllamaClient(ollama.base_url), models_dir).scan())
+    blobs_on_disk = sum(p.stat().st_size for p in (models_dir / "blobs").iterdir())
+    assert sum(r.size_bytes for r in records.values()) == blobs_on_disk
+    base, variant = records["qwen3:8b"], records["qwen3:8b-32k"]
+    assert base.size_bytes > 300_000 > variant.size_bytes  # the weights belong to the first download
+    assert (base.context_length, variant.context_length) == (8192, 32768)  # num_ctx of the variant
+    kv = KvShape(layers=4, kv_heads=2, head_dim=512 // 8)
+    assert variant.vram_estimate_bytes == 300_000 + kv_cache_bytes(kv, 32768)
+    assert (base.parameters, base.quantization, base.model_type) == (8_030_261_248, "Q4_K_M", "LLM")
+    assert base.download_timestamp == parse_time("2026-01-01T00:00:00Z")
+    assert base.path.endswith("manifests/registry.ollama.ai/library/qwen3/8b")
+    embed = records["nomic-embed-text:latest"]
+    assert (embed.model_type, embed.parameters, embed.quantization) == ("Embed", 136_727_040, "F16")
+
+
+def test_ollama_without_local_manifests_groups_variants_by_weights_digest(ollama):
+    records = by_model(OllamaScanner(OllamaClient(ollama.base_url), None).scan())
+    models = ollama.state.models
+    assert records["qwen3:8b"].size_bytes == models["qwen3:8b"].size
+    assert records["qwen3:8b-32k"].size_bytes == models["qwen3:8b-32k"].size - models["qwen3:8b"].size
+
+
+def test_ollama_last_used_is_when_a_scan_saw_it_loaded(ollama):
+    scanner = OllamaScanner(OllamaClient(ollama.base_url), None)
+    assert by_model(scanner.scan())["qwen3:8b"].last_used_timestamp is None
+    OllamaClient(ollama.base_url).generate("qwen3:8b", "hi")
+    before = time.time()
+    assert by_model(scanner.scan())["qwen3:8b"].last_used_timestamp >= before
+    ollama.state.loaded.clear()  # unloaded: the last time seen loaded stays
+    assert by_model(scanner.scan())["qwen3:8b"].last_used_timestamp >= before

@@ -1,0 +1,75 @@
+"""The Ollama client against an Ollama-speaking server on loopback."""
+import pytest
+
+from exporter.sources.ollama_client import (OllamaClient, OllamaError, OllamaNotFound,
+                                            ollama_base_url)
+from tests.fakes.ollama_server import fake_ollama, sample_state
+from tests.support.env import free_port
+
+
+@pytest.mark.parametrize("env, expected", [
+    ({}, "http://127.0.0.1:11434"),
+    ({"OLLAMA_HOST": "0.0.0.0"}, "http://127.0.0.1:11434"),
+    ({"OLLAMA_HOST": "0.0.0.0:11500"}, "http://127.0.0.1:11500"),
+    ({"OLLAMA_HOST": "[::]:11434"}, "http://127.0.0.1:11434"),
+    ({"OLLAMA_HOST": "gpu-box"}, "http://gpu-box:11434"),
+    ({"OLLAMA_HOST": "http://gpu-box:8080/"}, "http://gpu-box:8080"),
+    ({"OLLAMA_HOST": "https://ollama.example.org"}, "https://ollama.example.org:443"),
+    ({"OLLAMA_API_BASE": "http://127.0.0.1:11434/api", "OLLAMA_HOST": "0.0.0.0:1"}, "http://127.0.0.1:11434"),
+    ({"OLLAMA_API_BASE": "https://proxy.example.org/ollama/"}, "https://proxy.example.org/ollama"),
+])
+def test_base_url_from_the_platform_variables(env, expected):
+    assert ollama_base_url(env) == expected
+
+
+@pytest.fixture
+def ollama():
+    with fake_ollama(sample_state()) as server:
+        yield server
+
+
+def test_list_show_ps_and_delete(ollama):
+    client = OllamaClient(ollama.base_url)
+    assert [m["name"] for m in client.tags()] == ["qwen3:8b", "qwen3:8b-32k", "nomic-embed-text:latest"]
+    shown = client.show("qwen3:8b-32k")
+    assert shown["parameters"] == "num_ctx 32768"
+    assert shown["model_info"]["llama.context_length"] == 8192
+    assert client.ps() == []
+    client.generate("qwen3:8b", "hi")
+    assert [m["name"] for m in client.ps()] == ["qwen3:8b"]
+    client.delete("qwen3:8b")
+    assert "qwen3:8b" not in [m["name"] for m in client.tags()]
+    with pytest.raises(OllamaNotFound, match="not found"):
+        client.delete("qwen3:8b")
+
+
+def test_pull_sums_all_layers_into_one_progress_figure(ollama):
+    client = OllamaClient(ollama.base_url)
+    model = ollama.state.registry["tinyllama:latest"]
+    steps = list(client.pull("tinyllama"))
+    layered = [s for s in steps if s.layers]
+    assert len(layered[-1].layers) == len(model.layers) > 2
+    assert layered[-1].total == model.size
+    assert steps[-1].status == "success" and steps[-1].completed == model.size and steps[-1].ratio == 1.0
+    # Once every layer is announced, the figure only grows.
+    announced = [s.completed for s in layered if len(s.layers) == len(model.layers)]
+    assert announced == sorted(announced) and announced[0] == 0
+    assert "tinyllama:latest" in [m["name"] for m in client.tags()]
+
+
+def test_pull_of_an_unknown_model_is_a_clear_error(ollama):
+    with pytest.raises(OllamaNotFound, match="does not exist"):
+        list(OllamaClient(ollama.base_url).pull("no-such-model:7b"))
+
+
+def test_unreachable_and_failing_servers_give_clear_errors(ollama):
+    with pytest.raises(OllamaError, match="not reachable"):
+        OllamaClient(f"http://127.0.0.1:{free_port()}").tags()
+    ollama.state.fail_all = True
+    with pytest.raises(OllamaError, match="internal error"):
+        OllamaClient(ollama.base_url).tags()
+
+
+def test_show_of_an_unknown_model(ollama):
+    with pytest.raises(OllamaNotFound, match="'ghost' not found"):
+        OllamaClient(ollama.base_url).show("ghost")
