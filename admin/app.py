@@ -6,19 +6,26 @@ from pathlib import Path
 
 from flask import Blueprint, Flask, flash, redirect, render_template, request, session, url_for
 from flask_admin import Admin, AdminIndexView, expose
+from flask_admin.menu import MenuLink
 from flask_admin.theme import Bootstrap4Theme
+from sqlalchemy import select
 
 from exporter.config import Settings
 from exporter.store import connect, init_db, session_factory
+from exporter.store.jobs import ACTIVE_STATUSES, Job
 from exporter.store.settings import get_setting, set_setting
 
-from .context import AdminContext
+from .context import GRAFANA_DASHBOARDS, AdminContext
+from .formatting import human_bytes, progress_text
 from .jobs import JobRunner
-from .security import check_password, hash_password, logged_in
+from .security import check_password, csrf_protect, hash_password, logged_in, mask_secret
 from .views import register_views
 
 PASSWORD_KEY = "admin_password_hash"
 SECRET_KEY = "flask_secret_key"
+# Grafana and other apps of the VM share the host name, hence the cookies: use our own name.
+SESSION_COOKIE = "wordslab_admin_session"
+HERE = Path(__file__).parent
 
 
 class DashboardIndexView(AdminIndexView):
@@ -34,16 +41,21 @@ class DashboardIndexView(AdminIndexView):
 
     @expose("/")
     def index(self):
-        return self.render("admin/wordslab_index.html", grafana_url=self.ctx.grafana_url)
+        with self.ctx.sessions() as s:
+            active = s.scalars(select(Job).where(Job.status.in_(ACTIVE_STATUSES)).order_by(Job.id)).all()
+        return self.render("admin/wordslab_index.html", dashboards=GRAFANA_DASHBOARDS, active_jobs=active)
 
 
-def ensure_password(ctx: AdminContext, password: str | None) -> str | None:
-    """Store the given password, or generate one on first start. Returns a new one to show once."""
+def ensure_password(ctx: AdminContext, password: str | None, *, reset: bool = False) -> str | None:
+    """Store the given password, or generate one on first start (or on reset).
+
+    Returns a generated password, to be shown once on the terminal; None otherwise.
+    """
     with ctx.sessions.begin() as s:
         if password:
             set_setting(s, PASSWORD_KEY, hash_password(password))
             return None
-        if get_setting(s, PASSWORD_KEY):
+        if get_setting(s, PASSWORD_KEY) and not reset:
             return None
         generated = secrets.token_urlsafe(12)
         set_setting(s, PASSWORD_KEY, hash_password(generated))
@@ -60,6 +72,13 @@ def _secret_key(ctx: AdminContext) -> str:
         return key
 
 
+def _local_target(target: str | None) -> str:
+    # Only local paths: never redirect off-site after login.
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return url_for("admin.index")
+    return target
+
+
 def _auth_blueprint(ctx: AdminContext) -> Blueprint:
     bp = Blueprint("auth", __name__)
 
@@ -69,19 +88,17 @@ def _auth_blueprint(ctx: AdminContext) -> Blueprint:
             with ctx.sessions() as s:
                 stored = get_setting(s, PASSWORD_KEY) or ""
             if check_password(request.form.get("password", ""), stored):
-                session.clear()
+                session.clear()  # a fresh session (and CSRF secret) after login
                 session["user"] = "admin"
-                target = request.args.get("next") or ""
-                # Only local paths: never redirect off-site after login.
-                if not target.startswith("/") or target.startswith("//"):
-                    target = url_for("admin.index")
-                return redirect(target)
+                return redirect(_local_target(request.args.get("next")))
             flash("Wrong password.", "danger")
+            return render_template("login.html"), 401
         return render_template("login.html")
 
-    @bp.route("/logout", methods=["POST", "GET"])
+    @bp.route("/logout", methods=["POST"])
     def logout():
         session.clear()
+        flash("Logged out.", "info")
         return redirect(url_for("auth.login"))
 
     @bp.route("/")
@@ -95,8 +112,22 @@ def _auth_blueprint(ctx: AdminContext) -> Blueprint:
     return bp
 
 
+def _security_headers(response):
+    response.headers.setdefault("X-Frame-Options", "DENY")  # no clickjacking of delete buttons
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    # Admin URLs stay out of the Referer sent to Grafana and other sites.
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    return response
+
+
 def create_app(settings: Settings, *, password: str | None = None,
-               grafana_url: str | None = None, job_workers: int = 2) -> Flask:
+               grafana_url: str | None = None, job_workers: int = 2,
+               reset_password: bool = False, view_modules: tuple[str, ...] | None = None) -> Flask:
+    """The admin app over `settings.db_path` (created/upgraded here).
+
+    `view_modules` limits the domain views registered (default: all of VIEW_MODULES);
+    tests of one domain use it to stay independent of the others.
+    """
     engine = connect(settings.db_path)
     init_db(engine)
     sessions = session_factory(engine)
@@ -104,14 +135,27 @@ def create_app(settings: Settings, *, password: str | None = None,
     ctx = AdminContext(settings=settings, engine=engine, sessions=sessions, jobs=jobs,
                        grafana_url=grafana_url)
     jobs.mark_interrupted()
-    app = Flask(__name__, template_folder=str(Path(__file__).parent / "templates"))
-    app.config["SECRET_KEY"] = _secret_key(ctx)
-    app.config["SESSION_COOKIE_HTTPONLY"] = True
-    app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
+    app = Flask(__name__, template_folder=str(HERE / "templates"), static_folder=str(HERE / "static"),
+                static_url_path="/static")
+    app.config.update(
+        SECRET_KEY=_secret_key(ctx),
+        SESSION_COOKIE_NAME=SESSION_COOKIE,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        WORDSLAB_GENERATED_PASSWORD=ensure_password(ctx, password, reset=reset_password),
+    )
     app.extensions["wordslab"] = ctx
-    app.config["WORDSLAB_GENERATED_PASSWORD"] = ensure_password(ctx, password)
+    csrf_protect(app)
+    app.after_request(_security_headers)
+    app.jinja_env.globals.update(
+        grafana_url=ctx.grafana_url, grafana_dashboard_url=ctx.dashboard_url,
+        human_bytes=human_bytes, progress_text=progress_text, mask_secret=mask_secret,
+    )
     app.register_blueprint(_auth_blueprint(ctx))
-    admin = Admin(app, name="wordslab admin", theme=Bootstrap4Theme(),
+    admin = Admin(app, name="wordslab admin",
+                  theme=Bootstrap4Theme(base_template="admin/wordslab_base.html", fluid=True),
                   index_view=DashboardIndexView(ctx, url="/admin"))
-    register_views(admin, ctx)
+    for uid, title in GRAFANA_DASHBOARDS.items():
+        admin.add_link(MenuLink(name=title, url=ctx.dashboard_url(uid), category="Grafana"))
+    register_views(admin, ctx, view_modules)
     return app

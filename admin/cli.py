@@ -2,41 +2,98 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import logging
+import os
+import signal
 import sys
 
 from exporter.config import Settings
 from exporter.server import parse_listen_address
 
 DEFAULT_LISTEN = "127.0.0.1:9878"
+PASSWORD_ENV = "WORDSLAB_DASHBOARD_ADMIN_PASSWORD"
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def listen_host_port(value: str) -> tuple[str, int]:
+    """HOST:PORT as the exporter parses it, plus port 0 (a free port, printed at start)."""
+    if value.endswith(":0"):
+        return parse_listen_address(value[:-1] + "1")[0], 0
+    return parse_listen_address(value)
+
+
+def _stop(*_):
+    raise KeyboardInterrupt
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="wordslab-admin", description=__doc__)
+    parser.add_argument("--listen-address", default=DEFAULT_LISTEN,
+                        help="HOST:PORT (default %(default)s: loopback only; port 0 picks a free one)")
+    parser.add_argument("--db", dest="db_path", help="dashboard SQLite file (default: "
+                        "$WORDSLAB_WORKSPACE/.wordslab-dashboard/dashboard.db)")
+    parser.add_argument("--grafana-url", default=None,
+                        help="Grafana base URL for links back to the dashboards "
+                             "(default $WORDSLAB_GRAFANA_URL or http://127.0.0.1:3000)")
+    parser.add_argument("--reset-password", action="store_true",
+                        help=f"generate a new admin password and show it once (unless ${PASSWORD_ENV} is set)")
+    parser.add_argument("--log-level", default="INFO")
+    return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="wordslab-admin", description=__doc__)
-    parser.add_argument("--listen-address", default=DEFAULT_LISTEN,
-                        help="HOST:PORT (default %(default)s: loopback only)")
-    parser.add_argument("--db", dest="db_path", help="dashboard SQLite file")
-    parser.add_argument("--grafana-url", default=None, help="link back to the dashboards")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # One line per request (jobs pages poll every few seconds) only when debugging.
+    logging.getLogger("werkzeug").setLevel(logging.DEBUG if args.log_level.upper() == "DEBUG" else logging.WARNING)
     try:
-        host, port = parse_listen_address(args.listen_address)
+        host, port = listen_host_port(args.listen_address)
     except ValueError as exc:
         print(f"wordslab-admin: {exc}", file=sys.stderr)
         return 2
-    import os
+    if not _is_loopback(host):
+        print(f"wordslab-admin: warning: listening on {host}, not loopback: anyone who can reach "
+              "this port sees the login page", file=sys.stderr)
     overrides = {"db_path": args.db_path} if args.db_path else {}
     settings = Settings.from_env(**overrides)
     from .app import create_app
-    app = create_app(settings, password=os.environ.get("WORDSLAB_DASHBOARD_ADMIN_PASSWORD"),
-                     grafana_url=args.grafana_url or os.environ.get("WORDSLAB_GRAFANA_URL"))
-    generated = app.config.get("WORDSLAB_GENERATED_PASSWORD")
+    app = create_app(settings, password=os.environ.get(PASSWORD_ENV) or None,
+                     grafana_url=args.grafana_url or os.environ.get("WORDSLAB_GRAFANA_URL"),
+                     reset_password=args.reset_password)
+    generated = app.config.pop("WORDSLAB_GENERATED_PASSWORD", None)
     if generated:
         # Shown once, on the terminal only (never in a log file or URL).
-        print(f"wordslab-admin: first start, generated admin password: {generated}", flush=True)
-    print(f"wordslab-admin: serving on http://{host}:{port}/admin (db {settings.db_path})", flush=True)
-    from werkzeug.serving import run_simple
-    run_simple(host, port, app, threaded=True, use_reloader=False)
+        print(f"wordslab-admin: generated admin password (shown once): {generated}", flush=True)
+    from werkzeug.serving import make_server
+    try:
+        server = make_server(host, port, app, threaded=True)
+    except OSError as exc:
+        print(f"wordslab-admin: cannot listen on {args.listen_address}: {exc}", file=sys.stderr)
+        return 1
+    print(f"wordslab-admin: serving on http://{host}:{server.server_port}/admin (db {settings.db_path})",
+          flush=True)
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    server.server_close()
+    running = app.extensions["wordslab"].jobs.active_count()
+    if running:
+        # Worker threads would keep the process alive until their downloads end; the next
+        # start marks these jobs "failed: interrupted".
+        logging.getLogger("admin").warning("stopping with %d job(s) unfinished", running)
+        logging.shutdown()
+        os._exit(0)
     return 0
 
 

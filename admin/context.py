@@ -10,6 +10,14 @@ from exporter.config import Settings
 
 from .jobs import JobRunner
 
+DEFAULT_GRAFANA_URL = "http://127.0.0.1:3000"
+# Dashboard uids are fixed: Grafana panels and the admin link to them by uid.
+GRAFANA_DASHBOARDS = {
+    "wordslab-machine": "Machine resources",
+    "wordslab-devenv": "Development environment",
+    "wordslab-ai-services": "AI services",
+}
+
 
 @dataclass
 class AdminContext:
@@ -17,4 +25,10 @@ class AdminContext:
     engine: Engine
     sessions: sessionmaker
     jobs: JobRunner
-    grafana_url: str | None = None  # for links back to the dashboards
+    grafana_url: str = DEFAULT_GRAFANA_URL  # for links back to the dashboards
+
+    def __post_init__(self) -> None:
+        self.grafana_url = (self.grafana_url or DEFAULT_GRAFANA_URL).rstrip("/")
+
+    def dashboard_url(self, uid: str) -> str:
+        return f"{self.grafana_url}/d/{uid}"

@@ -1,17 +1,35 @@
-"""Long work (clone, model download) runs here as a background job, never in a request."""
+"""Long work (clone, model download) runs here as a background job, never in a request.
+
+    job_id = ctx.jobs.submit("clone", url, work)    # returns at once
+
+    def work(progress: Progress) -> str | None:
+        progress.update(bytes_done=n, bytes_total=total, message="receiving objects")
+        if bad:
+            raise JobFailed("remote refused: ...")   # shown to the user as is
+        return "cloned into ..."                      # final message of a done job
+
+Progress writes are throttled (SQLite is shared with the exporter): the first update is
+written at once, later ones at most every `Progress.min_interval` seconds, and the latest
+values are always written when the job ends.
+"""
 from __future__ import annotations
 
 import logging
+import math
 import threading
-from concurrent.futures import ThreadPoolExecutor
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
 from typing import Callable
 
 from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
 
-from exporter.store.jobs import Job, utcnow
+from exporter.store.jobs import ACTIVE_STATUSES, Job, public_target, utcnow
 
 log = logging.getLogger(__name__)
+
+INTERRUPTED_MESSAGE = "interrupted: the admin stopped before the job finished"
 
 
 class JobFailed(Exception):
@@ -21,24 +39,42 @@ class JobFailed(Exception):
 class Progress:
     """Handed to job work to report how far it got; writes throttled to the jobs table."""
 
-    def __init__(self, sessions: sessionmaker, job_id: int):
+    min_interval = 0.5  # seconds between two writes: a few per second at most
+
+    def __init__(self, sessions: sessionmaker, job_id: int,
+                 clock: Callable[[], float] = time.monotonic):
         self._sessions = sessions
+        self._clock = clock
+        self._last_write: float | None = None
+        self._pending: dict = {}
         self.job_id = job_id
 
     def update(self, ratio: float | None = None, *, bytes_done: int | None = None,
                bytes_total: int | None = None, message: str | None = None) -> None:
         if ratio is None and bytes_done is not None and bytes_total:
             ratio = bytes_done / bytes_total
+        if ratio is not None and not math.isnan(ratio):
+            self._pending["progress"] = max(0.0, min(1.0, float(ratio)))
+        if bytes_done is not None:
+            self._pending["bytes_done"] = int(bytes_done)
+        if bytes_total is not None:
+            self._pending["bytes_total"] = int(bytes_total)
+        if message is not None:
+            self._pending["message"] = public_target(message)
+        now = self._clock()
+        if self._last_write is None or now - self._last_write >= self.min_interval:
+            self.flush()
+            self._last_write = now
+
+    def flush(self) -> None:
+        """Write what was reported since the last write."""
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, {}
         with self._sessions.begin() as session:
             job = session.get(Job, self.job_id)
-            if ratio is not None:
-                job.progress = max(0.0, min(1.0, float(ratio)))
-            if bytes_done is not None:
-                job.bytes_done = bytes_done
-            if bytes_total is not None:
-                job.bytes_total = bytes_total
-            if message is not None:
-                job.message = message
+            for name, value in pending.items():
+                setattr(job, name, value)
 
 
 JobWork = Callable[[Progress], str | None]
@@ -47,49 +83,75 @@ JobWork = Callable[[Progress], str | None]
 class JobRunner:
     def __init__(self, sessions: sessionmaker, workers: int = 2):
         self._sessions = sessions
+        self._workers = workers
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="job")
+        self._futures: set[Future] = set()
         self._lock = threading.Lock()
 
     def mark_interrupted(self) -> int:
         """Jobs left queued/running by a previous admin process failed: say so, keep them."""
         with self._sessions.begin() as session:
-            stale = session.scalars(select(Job).where(Job.status.in_(("queued", "running")))).all()
+            stale = session.scalars(select(Job).where(Job.status.in_(ACTIVE_STATUSES))).all()
             for job in stale:
                 job.status = "failed"
-                job.message = "interrupted: the admin stopped before the job finished"
+                job.message = INTERRUPTED_MESSAGE
                 job.finished_at = utcnow()
             return len(stale)
 
     def submit(self, kind: str, target: str, work: JobWork) -> int:
+        """Record a queued job and run `work(progress)` in a worker thread; returns the job id."""
         with self._sessions.begin() as session:
-            job = Job(kind=kind, target=target, status="queued", progress=0.0, message="queued")
+            job = Job(kind=kind, target=public_target(target), status="queued", progress=0.0,
+                      message="queued", created_at=utcnow())
             session.add(job)
             session.flush()
             job_id = job.id
-        self._pool.submit(self._run, job_id, work)
+        with self._lock:
+            future = self._pool.submit(self._run, job_id, work)
+            self._futures.add(future)
+        future.add_done_callback(self._forget)
         return job_id
+
+    def _forget(self, future: Future) -> None:
+        with self._lock:
+            self._futures.discard(future)
 
     def _run(self, job_id: int, work: JobWork) -> None:
         with self._sessions.begin() as session:
             job = session.get(Job, job_id)
             job.status, job.started_at, job.message = "running", utcnow(), "running"
+            log.info("job %s started: %s %s", job_id, job.kind, job.target)
+        progress = Progress(self._sessions, job_id)
         try:
-            message = work(Progress(self._sessions, job_id))
-        except Exception as exc:
-            if not isinstance(exc, JobFailed):
-                log.exception("job %s failed", job_id)
-            self._finish(job_id, "failed", str(exc) or type(exc).__name__)
+            message = work(progress)
+        except JobFailed as exc:
+            self._finish(job_id, progress, "failed", str(exc) or "failed")
+        except Exception as exc:  # a bug or an unexpected error: keep the admin alive, tell the user
+            log.exception("job %s failed", job_id)
+            self._finish(job_id, progress, "failed", f"unexpected error: {type(exc).__name__}: {exc}")
         else:
-            self._finish(job_id, "done", message or "done", progress=1.0)
+            self._finish(job_id, progress, "done", message or "done", ratio=1.0)
 
-    def _finish(self, job_id: int, status: str, message: str, progress: float | None = None) -> None:
+    def _finish(self, job_id: int, progress: Progress, status: str, message: str,
+                ratio: float | None = None) -> None:
+        progress.flush()
         with self._sessions.begin() as session:
             job = session.get(Job, job_id)
-            job.status, job.message, job.finished_at = status, message, utcnow()
-            if progress is not None:
-                job.progress = progress
+            job.status, job.message, job.finished_at = status, public_target(message), utcnow()
+            if ratio is not None:
+                job.progress = ratio
+        log.info("job %s %s: %s", job_id, status, public_target(message))
 
-    def wait_idle(self, timeout: float = 60.0) -> None:
-        """For tests and shutdown: wait for submitted work to end."""
-        self._pool.shutdown(wait=True)
-        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="job")
+    def active_count(self) -> int:
+        with self._lock:
+            return len(self._futures)
+
+    def wait_idle(self, timeout: float | None = 60.0) -> bool:
+        """For tests and shutdown: wait for submitted work to end. True when idle."""
+        with self._lock:
+            pending = list(self._futures)
+        _, not_done = wait_futures(pending, timeout=timeout)
+        return not not_done
+
+    def shutdown(self, wait: bool = True) -> None:
+        self._pool.shutdown(wait=wait, cancel_futures=not wait)

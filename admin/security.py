@@ -1,13 +1,34 @@
-"""Login, CSRF and the base view every admin page derives from."""
+"""Login, CSRF, secret masking and the base views every admin page derives from.
+
+- Model views: derive from `SecureModelView` (login + CSRF on create/edit/delete/bulk actions).
+- Custom pages (not DB rows): derive from `SecureBaseView` and use `@expose`.
+- Every POST/PUT/PATCH/DELETE to the app is refused with 400 without a valid CSRF token
+  (`csrf_protect(app)`), so a custom POST cannot forget it; `require_csrf()` stays
+  available for an explicit check. In templates, `{{ csrf_token() }}` gives the token, or use
+  the `post_button` macro of admin/templates/admin/wordslab_lib.html.
+- A destructive action asks first: `confirmed()` is True only when the form's "confirm"
+  checkbox was ticked; without it, refuse with a message that names what would be lost.
+- Secrets are never rendered back: show `mask_secret(key)` in lists and details.
+"""
 from __future__ import annotations
 
 import hashlib
 import hmac
 import secrets
+import warnings
+from datetime import datetime, timedelta
 
-from flask import abort, flash, redirect, request, session, url_for
+from flask import Flask, abort, flash, jsonify, redirect, request, session, url_for
+from flask_admin import BaseView
 from flask_admin.contrib.sqla import ModelView
 from flask_admin.form import SecureForm
+from flask_admin.model import typefmt
+from sqlalchemy.orm import Session, scoped_session, sessionmaker
+
+CSRF_FIELD = "csrf_token"
+CSRF_HEADER = "X-CSRF-Token"
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+CONFIRM_FIELD = "confirm"
 
 
 def hash_password(password: str, salt: bytes | None = None) -> str:
@@ -19,9 +40,10 @@ def hash_password(password: str, salt: bytes | None = None) -> str:
 def check_password(password: str, stored: str) -> bool:
     try:
         _, salt_hex, digest_hex = stored.split("$")
+        salt = bytes.fromhex(salt_hex)
     except ValueError:
         return False
-    expected = hash_password(password, bytes.fromhex(salt_hex)).split("$")[2]
+    expected = hash_password(password, salt).split("$")[2]
     return hmac.compare_digest(expected, digest_hex)
 
 
@@ -29,23 +51,118 @@ def logged_in() -> bool:
     return bool(session.get("user"))
 
 
+class CSRFForm(SecureForm):
+    """Flask-Admin's SecureForm (session-bound token), valid long enough for a page left open."""
+
+    class Meta:
+        csrf_time_limit = timedelta(hours=12)
+
+
+def csrf_token() -> str:
+    """The token to put in a form's hidden `csrf_token` field (also a Jinja global)."""
+    return CSRFForm().csrf_token.current_token
+
+
+def csrf_valid() -> bool:
+    if "csrf" not in session:  # no token was ever issued to this browser
+        return False
+    token = request.form.get(CSRF_FIELD) or request.headers.get(CSRF_HEADER, "")
+    form = CSRFForm(formdata=None)
+    form.csrf_token.data = token
+    return form.csrf_token.validate(form)
+
+
 def require_csrf() -> None:
-    """For custom POST actions: the same session-bound token Flask-Admin's SecureForm uses."""
-    form = SecureForm(request.form)
-    if not form.validate():
-        abort(400, description="missing or invalid CSRF token; reload the page and try again")
+    """Abort with 400 unless the request carries this session's CSRF token."""
+    if not csrf_valid():
+        abort(400, description="missing or invalid CSRF token: reload the page and try again")
 
 
-class SecureModelView(ModelView):
-    """ModelView with CSRF on every form and login required."""
+def csrf_protect(app: Flask) -> None:
+    """Refuse every state-changing request without the token, whatever view it targets."""
 
-    form_base_class = SecureForm
-    can_view_details = True
-    page_size = 50
+    @app.before_request
+    def _check_csrf():
+        if request.method not in SAFE_METHODS:
+            require_csrf()
+
+    app.jinja_env.globals["csrf_token"] = csrf_token
+
+
+def confirmed() -> bool:
+    """True when the form's "confirm" checkbox was ticked (destructive actions ask first)."""
+    return request.form.get(CONFIRM_FIELD, "").lower() in ("1", "on", "yes", "true")
+
+
+def mask_secret(value: str | None, visible: int = 4) -> str:
+    """'sk-abcdef123456wxyz' -> '••••wxyz': enough to recognise a key, never enough to use it."""
+    if not value:
+        return ""
+    if len(value) < 3 * visible:  # too short to show any of it safely
+        return "••••"
+    return "••••" + value[-visible:]
+
+
+def _datetime_cell(view, value: datetime, name: str) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S")  # stored in UTC; seconds are precise enough
+
+
+def _login_redirect():
+    if request.path.endswith(".json") or request.accept_mimetypes.best == "application/json":
+        return jsonify(error="login required"), 401
+    flash("Please log in.", "warning")
+    return redirect(url_for("auth.login", next=request.full_path))
+
+
+class SecureBaseView(BaseView):
+    """Base for custom admin pages (not DB rows): login required; templates get `csrf_token()`.
+
+    Optional `grafana_dashboard` (a dashboard uid) adds a "View in Grafana" link to the page.
+    """
+
+    grafana_dashboard: str | None = None
 
     def is_accessible(self) -> bool:
         return logged_in()
 
     def inaccessible_callback(self, name, **kwargs):
-        flash("Please log in.", "warning")
-        return redirect(url_for("auth.login", next=request.full_path))
+        return _login_redirect()
+
+
+class SecureModelView(ModelView):
+    """ModelView with CSRF on every form and action, and login required.
+
+    Pass `ctx.sessions` (the sessionmaker): each request gets its own session, removed at
+    the end of the request, so list pages never show stale rows. A plain Session is accepted
+    too and replaced the same way.
+    """
+
+    form_base_class = CSRFForm
+    column_type_formatters = {**typefmt.BASE_FORMATTERS, datetime: _datetime_cell}
+    can_view_details = True
+    page_size = 50
+    grafana_dashboard: str | None = None
+
+    def __init__(self, model, session, *args, **kwargs):
+        if isinstance(session, Session):
+            bind = session.get_bind()
+            session.close()
+            session = sessionmaker(bind, expire_on_commit=False)
+        if isinstance(session, sessionmaker):
+            session = scoped_session(session)
+        with warnings.catch_warnings():
+            # Flask-Admin 2.x asks for a Flask-SQLAlchemy `db`; we use plain SQLAlchemy 2 sessions.
+            warnings.filterwarnings("ignore", message="Passing a session object directly", category=DeprecationWarning)
+            super().__init__(model, session, *args, **kwargs)
+
+    def create_blueprint(self, admin):
+        blueprint = super().create_blueprint(admin)
+        if isinstance(self.session, scoped_session):
+            blueprint.teardown_request(lambda _exc: self.session.remove())
+        return blueprint
+
+    def is_accessible(self) -> bool:
+        return logged_in()
+
+    def inaccessible_callback(self, name, **kwargs):
+        return _login_redirect()

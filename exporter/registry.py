@@ -11,6 +11,19 @@ from .config import Settings
 
 # "module:Class" of every collector, in output order. Add new collectors here.
 COLLECTORS: Sequence[str] = (
+    "gpu:GpuCollector",
+    "system:SystemCollector",
+    "cpu:CpuCollector",
+    "memory:MemoryCollector",
+    "storage:StorageCollector",
+    "network:NetworkCollector",
+    "apps:AppsCollector",
+    "projects:ProjectsCollector",
+    "endpoints:EndpointsCollector",
+    "external_apis:ExternalApisCollector",
+    "models:ModelsCollector",
+    "vms:VmsCollector",
+    "jobs:JobsCollector",
 )
 
 

@@ -5,10 +5,15 @@ import importlib
 
 # Add a domain's view module here.
 VIEW_MODULES = (
+    "projects",
+    "models",
     "jobs",
+    "vms",
+    "endpoints",
+    "external_apis",
 )
 
 
-def register_views(admin, ctx) -> None:
-    for name in VIEW_MODULES:
+def register_views(admin, ctx, names=None) -> None:
+    for name in VIEW_MODULES if names is None else names:
         importlib.import_module(f"admin.views.{name}").register(admin, ctx)

@@ -3,22 +3,43 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy import Boolean, Engine, Float, Integer, Numeric, String, Text, create_engine, event, inspect, text
 from sqlalchemy.orm import DeclarativeBase, sessionmaker
+
+# The DB holds API keys and the admin password hash: owner only, and so are SQLite's side files.
+FILE_MODE = 0o600
+SIDE_SUFFIXES = ("-wal", "-shm", "-journal")
 
 
 class Base(DeclarativeBase):
     pass
 
 
+def _ensure_private_file(db_path: Path) -> None:
+    db_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # Created 0600 before SQLite opens it: SQLite gives -wal/-shm the mode of the main file.
+    fd = os.open(db_path, os.O_CREAT | os.O_RDWR, FILE_MODE)
+    os.close(fd)
+    for path in (db_path, *(Path(f"{db_path}{s}") for s in SIDE_SUFFIXES)):
+        try:
+            os.chmod(path, FILE_MODE)
+        except FileNotFoundError:
+            pass
+
+
 def connect(db_path: Path | str, *, readonly: bool = False) -> Engine:
-    """Engine over the SQLite file, in WAL mode so the exporter reads while the admin writes."""
+    """Engine over the SQLite file, in WAL mode so the exporter reads while the admin writes.
+
+    A read-only engine never creates the file; opening a missing one fails, so callers
+    check `Path(db_path).exists()` first ("nothing configured").
+    """
     db_path = Path(db_path)
     if readonly:
         url = f"sqlite:///file:{db_path}?mode=ro&uri=true"
     else:
-        db_path.parent.mkdir(parents=True, exist_ok=True)
+        _ensure_private_file(db_path)
         url = f"sqlite:///{db_path}"
     engine = create_engine(url, connect_args={"timeout": 10, "check_same_thread": False})
 
@@ -27,6 +48,8 @@ def connect(db_path: Path | str, *, readonly: bool = False) -> Engine:
         cursor = dbapi_conn.cursor()
         if not readonly:
             cursor.execute("PRAGMA journal_mode=WAL")
+            # Safe with WAL (only the last commits can be lost on power failure) and far fewer fsyncs.
+            cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=5000")
         cursor.close()
@@ -38,8 +61,30 @@ def session_factory(engine: Engine) -> sessionmaker:
     return sessionmaker(engine, expire_on_commit=False)
 
 
+def _fill_value(column) -> Any:
+    """Value for existing rows when a column is added: its default, else a neutral value."""
+    default = column.default
+    if default is not None and default.is_scalar:
+        return default.arg
+    if default is not None and default.is_callable:
+        return default.arg(None)
+    if column.nullable:
+        return None
+    if isinstance(column.type, (String, Text)):
+        return ""
+    if isinstance(column.type, Boolean):
+        return False
+    if isinstance(column.type, (Integer, Float, Numeric)):
+        return 0
+    return None
+
+
 def init_db(engine: Engine) -> None:
-    """Create missing tables and add missing columns, so an upgrade keeps all data."""
+    """Create missing tables, columns and indexes, so an upgrade keeps all data.
+
+    SQLite's ADD COLUMN cannot add NOT NULL without a constant default, so new columns
+    are added nullable and existing rows are filled with the model's default.
+    """
     Base.metadata.create_all(engine)
     inspector = inspect(engine)
     with engine.begin() as conn:
@@ -49,13 +94,15 @@ def init_db(engine: Engine) -> None:
                 if column.name in existing:
                     continue
                 col_type = column.type.compile(engine.dialect)
-                default = ""
+                server_default = ""
                 if column.server_default is not None:
-                    default = f" DEFAULT {column.server_default.arg}"
-                elif not column.nullable:
-                    # SQLite needs a default to add a NOT NULL column to existing rows.
-                    default = " DEFAULT ''" if "CHAR" in col_type or "TEXT" in col_type else " DEFAULT 0"
-                conn.execute(text(f'ALTER TABLE "{table.name}" ADD COLUMN "{column.name}" {col_type}{default}'))
+                    server_default = f" DEFAULT {column.server_default.arg}"
+                conn.execute(text(f'ALTER TABLE "{table.name}" ADD COLUMN "{column.name}" {col_type}{server_default}'))
+                value = None if server_default else _fill_value(column)
+                if value is not None:
+                    conn.execute(table.update().values({column.name: value}))
+            for index in table.indexes:
+                index.create(conn, checkfirst=True)
     url_path = engine.url.database
     if url_path and os.path.exists(url_path):
-        os.chmod(url_path, 0o600)  # it holds API keys: owner only
+        _ensure_private_file(Path(url_path))
