@@ -1,0 +1,253 @@
+"""The committed Grafana dashboards: generated, loadable by Grafana's model, and consistent."""
+from __future__ import annotations
+
+import importlib.util
+import re
+
+import pytest
+import yaml
+from grafana_foundation_sdk.cog import plugins as sdk_plugins
+from grafana_foundation_sdk.cog import runtime as sdk_runtime
+from grafana_foundation_sdk.models import prometheus as sdk_prometheus
+from grafana_foundation_sdk.models.dashboard import Dashboard
+
+from tests.support import dashboards
+
+GRAFANA_DIR = dashboards.REPO_ROOT / "grafana"
+FILES = dashboards.dashboard_files()
+ADMIN_PAGES = ("/admin/", "/admin/jobs/", "/admin/projects/", "/admin/projects/new/", "/admin/models/",
+               "/admin/models/new/", "/admin/endpoints/", "/admin/external_apis/", "/admin/platforms/",
+               "/admin/vm_templates/", "/admin/vms/")
+INSTANCE_FILTER = 'instance=~"$instance"'
+
+
+def load_builder():
+    spec = importlib.util.spec_from_file_location("build_dashboards", GRAFANA_DIR / "build_dashboards.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def provisioned_datasource_uid() -> str:
+    config = yaml.safe_load((GRAFANA_DIR / "provisioning" / "datasources" / "prometheus.yaml").read_text())
+    (datasource,) = config["datasources"]
+    assert datasource["type"] == "prometheus"
+    return datasource["uid"]
+
+
+def panels_of(path):
+    return list(dashboards.data_panels(dashboards.load(path)))
+
+
+def all_panels():
+    return [(path, panel) for path in FILES for panel in panels_of(path)]
+
+
+def panel_id(item):
+    path, panel = item
+    return f"{path.stem}::{panel['title']}"
+
+
+def test_the_three_sections_are_there():
+    assert [p.name for p in FILES] == ["ai-services.json", "development-environment.json", "machine-resources.json"]
+
+
+def test_committed_json_is_what_the_builder_produces():
+    builder = load_builder()
+    assert set(builder.DASHBOARDS) == {p.name for p in FILES}
+    for filename, build in builder.DASHBOARDS.items():
+        assert (GRAFANA_DIR / "dashboards" / filename).read_text() == builder.render(build), (
+            f"{filename} is stale: run python grafana/build_dashboards.py")
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.stem)
+def test_loads_through_grafana_foundation_sdk(path):
+    sdk_plugins.register_default_plugins()
+    data = dashboards.load(path)
+    model = Dashboard.from_json(data)
+    assert model.uid == data["uid"] and model.title == data["title"]
+    assert len(model.panels) == len(data["panels"])
+    for raw, parsed in zip(data["panels"], model.panels):
+        assert parsed.title == raw["title"]
+        assert (parsed.grid_pos.x, parsed.grid_pos.y, parsed.grid_pos.w, parsed.grid_pos.h) == (
+            raw["gridPos"]["x"], raw["gridPos"]["y"], raw["gridPos"]["w"], raw["gridPos"]["h"])
+        if raw["type"] == "row":
+            continue
+        assert sdk_runtime.panelcfg_config(raw["type"]) is not None, f"unknown panel type {raw['type']}"
+        assert all(isinstance(t, sdk_prometheus.Dataquery) for t in parsed.targets), raw["title"]
+        assert [t.expr for t in parsed.targets] == [t["expr"] for t in raw["targets"]]
+    assert {v.name for v in model.templating.list_val} == set(dashboards.variables(data))
+
+
+def test_dashboard_uids_are_the_ones_the_admin_links_to():
+    from admin.context import GRAFANA_DASHBOARDS
+    uids = {dashboards.load(p)["uid"]: dashboards.load(p)["title"] for p in FILES}
+    assert len(uids) == len(FILES)
+    assert uids == GRAFANA_DASHBOARDS
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.stem)
+def test_panel_ids_unique_and_grid_positions_do_not_overlap(path):
+    items = dashboards.load(path)["panels"]
+    ids = [item["id"] for item in items]
+    assert len(ids) == len(set(ids))
+    boxes = []
+    for item in items:
+        pos = item["gridPos"]
+        assert pos["x"] >= 0 and pos["w"] > 0 and pos["h"] > 0 and pos["x"] + pos["w"] <= 24, item["title"]
+        for other_title, (x, y, w, h) in boxes:
+            overlap = pos["x"] < x + w and x < pos["x"] + pos["w"] and pos["y"] < y + h and y < pos["y"] + pos["h"]
+            assert not overlap, f"{item['title']!r} overlaps {other_title!r}"
+        boxes.append((item["title"], (pos["x"], pos["y"], pos["w"], pos["h"])))
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.stem)
+def test_dashboard_settings_variables_and_links(path):
+    data = dashboards.load(path)
+    assert data["refresh"] == "5s"
+    assert "wordslab" in data["tags"]
+    variables = dashboards.variables(data)
+    assert variables["datasource"]["type"] == "datasource" and variables["datasource"]["query"] == "prometheus"
+    assert variables["datasource"]["current"]["value"] == provisioned_datasource_uid()
+    assert variables["instance"]["definition"] == "label_values(wordslab_system_info, instance)"
+    assert variables["instance"]["query"]["query"] == variables["instance"]["definition"]
+    assert variables["admin_url"]["type"] in ("textbox", "constant")
+    assert variables["admin_url"]["query"] == "http://127.0.0.1:9878"
+    for variable in variables.values():
+        if variable["type"] == "query":
+            assert variable["datasource"]["uid"] == "${datasource}"
+            if variable["name"] != "instance":
+                assert INSTANCE_FILTER in variable["definition"], variable["name"]
+    # The other wordslab dashboards are one click away, keeping the chosen machine.
+    (to_dashboards,) = [link for link in data["links"] if link["type"] == "dashboards"]
+    assert to_dashboards["tags"] == ["wordslab"] and to_dashboards["includeVars"]
+
+
+def test_gpu_block_repeats_per_gpu():
+    data = dashboards.load(dashboards.DASHBOARDS_DIR / "machine-resources.json")
+    (gpu_row,) = [p for p in data["panels"] if p["type"] == "row" and p.get("repeat")]
+    assert gpu_row["repeat"] == "gpu"
+    gpu = dashboards.variables(data)["gpu"]
+    assert gpu["includeAll"] and gpu["multi"]
+    # Every panel between the GPU row and the next row is about $gpu only.
+    panels = data["panels"]
+    start = panels.index(gpu_row) + 1
+    block = []
+    for item in panels[start:]:
+        if item["type"] == "row":
+            break
+        block.append(item)
+    assert {p["title"] for p in block} >= {"GPU", "Theoretical FLOPS", "GPU utilization", "VRAM used",
+                                           "Temperature", "Power", "GPU processes"}
+    for item in block:
+        assert all('gpu=~"$gpu"' in t["expr"] for t in item["targets"]), item["title"]
+
+
+@pytest.mark.parametrize("item", all_panels(), ids=panel_id)
+def test_panel_has_unit_description_and_queries(item):
+    _, panel = item
+    assert panel["fieldConfig"]["defaults"].get("unit"), "no unit"
+    assert panel.get("description", "").strip(), "no description"
+    assert panel.get("targets"), "no query"
+    assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
+    for target in panel["targets"]:
+        assert target["datasource"] == panel["datasource"]
+        assert target["expr"].strip() and target["refId"]
+
+
+def _selectors(expr: str):
+    """(metric, label matchers) of every selector of a wordslab series in expr."""
+    for name in dashboards.metric_names(expr):
+        for match in re.finditer(re.escape(name) + r"(\{[^}]*\})?", expr):
+            yield name, match.group(1) or ""
+
+
+@pytest.mark.parametrize("item", all_panels(), ids=panel_id)
+def test_every_selector_is_filtered_by_instance(item):
+    _, panel = item
+    for target in panel["targets"]:
+        selectors = list(_selectors(target["expr"]))
+        assert selectors, f"no wordslab metric in {target['expr']}"
+        for name, matchers in selectors:
+            assert INSTANCE_FILTER in matchers, f"{name} is not filtered by $instance in {target['expr']}"
+
+
+@pytest.mark.parametrize("item", all_panels(), ids=panel_id)
+def test_rates_use_the_rate_interval(item):
+    _, panel = item
+    for target in panel["targets"]:
+        for function, window in re.findall(r"\b(rate|irate|increase|delta|deriv)\([^\[]*\[([^\]]+)\]",
+                                           target["expr"]):
+            assert window == "$__rate_interval", f"{function}() over [{window}] in {target['expr']}"
+
+
+@pytest.mark.parametrize("item", all_panels(), ids=panel_id)
+def test_percentages_have_fixed_0_to_100_axes(item):
+    _, panel = item
+    defaults = panel["fieldConfig"]["defaults"]
+    if defaults["unit"] == "percentunit":
+        assert (defaults.get("min"), defaults.get("max")) == (0, 1)
+    for override in panel["fieldConfig"]["overrides"]:
+        props = {p["id"]: p["value"] for p in override["properties"]}
+        if props.get("unit") == "percentunit":
+            assert (props.get("min"), props.get("max")) == (0, 1), override["matcher"]
+
+
+@pytest.mark.parametrize("item", [i for i in all_panels() if i[1]["type"] == "table"], ids=panel_id)
+def test_tables_join_instant_table_queries(item):
+    _, panel = item
+    for target in panel["targets"]:
+        assert target["format"] == "table" and target["instant"] is True
+    kinds = [t["id"] for t in panel.get("transformations", [])]
+    assert kinds == ["merge", "organize"]
+    if len(panel["targets"]) > 1:
+        # Every joined value column gets a name; hidden ones are the _info queries' 1.
+        organize = panel["transformations"][1]["options"]
+        named = {o["matcher"]["options"] for o in panel["fieldConfig"]["overrides"]
+                 if any(p["id"] == "displayName" for p in o["properties"])}
+        for target in panel["targets"]:
+            column = f"Value #{target['refId']}"
+            assert column in named or organize["excludeByName"].get(column), f"{column} has no name"
+
+
+def _links(panel):
+    yield from panel.get("links", [])
+    for override in panel["fieldConfig"]["overrides"]:
+        for prop in override["properties"]:
+            if prop["id"] == "links":
+                yield from prop["value"]
+
+
+def test_url_columns_are_clickable():
+    linked = set()
+    for _, panel in all_panels():
+        for override in panel["fieldConfig"]["overrides"]:
+            field = override["matcher"]["options"]
+            # git remotes are often ssh (git@host:repo), which a browser cannot open.
+            if (field == "url" or field.endswith("_url")) and field != "git_url":
+                assert any(p["id"] == "links" for p in override["properties"]), f"{panel['title']}: {field}"
+                linked.add(field)
+    assert linked >= {"docs_url", "url", "base_url", "terminal_url", "dashboard_url"}
+
+
+def test_admin_links_use_the_admin_url_variable_and_known_pages():
+    pages = set()
+    for _, panel in all_panels():
+        for link in _links(panel):
+            if "/admin/" in link["url"]:
+                assert link["url"].startswith("${admin_url}/admin/"), link["url"]
+                page = link["url"].removeprefix("${admin_url}").split("?")[0]
+                assert page in ADMIN_PAGES, link["url"]
+                pages.add(page)
+    assert pages >= {"/admin/projects/new/", "/admin/models/new/", "/admin/jobs/", "/admin/endpoints/",
+                     "/admin/external_apis/", "/admin/vms/"}
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.stem)
+def test_queries_only_use_defined_variables(path):
+    data = dashboards.load(path)
+    defined = set(dashboards.variables(data)) | {"__rate_interval", "__interval", "__range"}
+    for panel in dashboards.data_panels(data):
+        for target in panel["targets"]:
+            unknown = dashboards.referenced_variables(target["expr"]) - defined
+            assert not unknown, f"{panel['title']}: undefined {unknown} in {target['expr']}"
