@@ -145,3 +145,20 @@ def test_recording_rule_has_output(stack, rule):
         time.sleep(0.5)
     assert stack.prometheus.series_count(expr), stack.explain_no_data(
         f"recording rule {rule['record']}", rule["expr"].strip())
+
+
+def test_metrics_reference_matches_the_exporter(stack):
+    """docs/metrics.md documents exactly the families the exporter exposes, with their HELP."""
+    import urllib.request
+    from pathlib import Path
+
+    from tests.support.metrics_doc import render
+
+    root = Path(__file__).resolve().parents[2]
+    expected = render(urllib.request.urlopen(f"http://{stack.instance}/metrics", timeout=10).read().decode())
+    actual = (root / "docs" / "metrics.md").read_text() if (root / "docs" / "metrics.md").exists() else ""
+    if actual != expected:
+        artifact = root / "test-artifacts" / "metrics.md"
+        artifact.parent.mkdir(exist_ok=True)
+        artifact.write_text(expected)
+        assert actual == expected, f"docs/metrics.md is out of date: the expected file is in {artifact}"
