@@ -8,16 +8,14 @@ from flask import Blueprint, Flask, flash, redirect, render_template, request, s
 from flask_admin import Admin, AdminIndexView, expose
 from flask_admin.menu import MenuLink
 from flask_admin.theme import Bootstrap4Theme
-from sqlalchemy import select
 
 from exporter.config import Settings
 from exporter.store import connect, init_db, session_factory
-from exporter.store.jobs import ACTIVE_STATUSES, Job
 from exporter.store.settings import get_setting, set_setting
 
 from .context import GRAFANA_DASHBOARDS, AdminContext
 from .formatting import human_bytes, progress_text
-from .jobs import JobRunner
+from .jobs import JobRunner, active_jobs
 from .security import check_password, csrf_protect, hash_password, logged_in, mask_secret
 from .views import register_views
 
@@ -42,7 +40,7 @@ class DashboardIndexView(AdminIndexView):
     @expose("/")
     def index(self):
         with self.ctx.sessions() as s:
-            active = s.scalars(select(Job).where(Job.status.in_(ACTIVE_STATUSES)).order_by(Job.id)).all()
+            active = active_jobs(s)
         return self.render("admin/wordslab_index.html", dashboards=GRAFANA_DASHBOARDS, active_jobs=active)
 
 

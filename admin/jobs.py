@@ -20,16 +20,24 @@ import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
-from typing import Callable
+from typing import Callable, Iterable
 
 from sqlalchemy import select
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from exporter.store.jobs import ACTIVE_STATUSES, Job, public_target, utcnow
 
 log = logging.getLogger(__name__)
 
 INTERRUPTED_MESSAGE = "interrupted: the admin stopped before the job finished"
+
+
+def active_jobs(session: Session, kinds: Iterable[str] | None = None) -> list[Job]:
+    """Queued and running jobs, oldest first; only those of `kinds` when given."""
+    query = select(Job).where(Job.status.in_(ACTIVE_STATUSES)).order_by(Job.id)
+    if kinds is not None:
+        query = query.where(Job.kind.in_(kinds))
+    return list(session.scalars(query))
 
 
 class JobFailed(Exception):

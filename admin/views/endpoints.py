@@ -1,9 +1,7 @@
 """Local model endpoints: configure, then load/unload (Ollama) or start/stop (vLLM, FastAPI)."""
 from __future__ import annotations
 
-import re
 import shlex
-from urllib.parse import urlsplit
 
 from flask import flash, redirect, url_for
 from flask_admin import expose
@@ -16,37 +14,12 @@ from exporter.store.services import API_TYPES, SERVERS, SERVICE_TYPES, Endpoint
 
 from ..ops.endpoint_ops import ACTIONS, EndpointOps, OpError, default_base_url, port_in_use
 from ..security import SecureModelView, require_csrf
+from ..validation import check_http_url, check_name, check_unique_name
 
 DASHBOARD = "wordslab-ai-services"
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 ROW_ACTIONS = {"ollama": (("load", "Load", "btn-success"), ("unload", "Unload", "btn-secondary")),
                "vllm": (("start", "Start", "btn-success"), ("stop", "Stop", "btn-secondary")),
                "fastapi": (("start", "Start", "btn-success"), ("stop", "Stop", "btn-secondary"))}
-
-
-def check_name(value: str | None, what: str) -> None:
-    if not value or not NAME_RE.match(value) or ".." in value:
-        raise ValidationError(f"{what} name {value!r}: use letters, digits, '.', '_' or '-' "
-                              "(at most 63, starting with a letter or digit)")
-
-
-def check_unique_name(view, model) -> None:
-    with view.session.no_autoflush:  # the new row is already in the session: don't find itself
-        clash = view.session.scalar(select(view.model).where(view.model.name == model.name,
-                                                             view.model.id != (model.id or -1)))
-    if clash is not None:
-        raise ValidationError(f"the name {model.name!r} is already used")
-
-
-def check_http_url(value: str | None, what: str) -> None:
-    """http(s) with a host, and no credentials or query: keys go in headers, never in URLs."""
-    if not value:
-        return
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValidationError(f"{what} must be an http:// or https:// URL, got {value!r}")
-    if parts.username or parts.password or parts.query or parts.fragment:
-        raise ValidationError(f"{what} must not carry credentials, a query or a fragment")
 
 
 def handle_db_error(exc: Exception) -> bool:
@@ -97,7 +70,7 @@ class EndpointView(SecureModelView):
 
     def on_model_change(self, form, model, is_created):
         check_name(model.name, "endpoint")
-        check_unique_name(self, model)
+        check_unique_name(self, model, "endpoint")
         model.model = (model.model or "").strip()
         model.command = (model.command or "").strip()
         model.image = (model.image or "").strip()

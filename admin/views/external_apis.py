@@ -10,7 +10,8 @@ from exporter.sources.external_api_probe import read_user_env
 from exporter.store.services import API_TYPES, PROVIDERS, ExternalApi
 
 from ..security import SecureModelView, mask_secret
-from .endpoints import DASHBOARD, check_http_url, check_name, check_unique_name, handle_db_error
+from ..validation import check_http_url, check_name, check_unique_name
+from .endpoints import DASHBOARD, handle_db_error
 
 KEY_LIKE_VAR = re.compile(r"(_API_KEY|_TOKEN|_KEY)$")
 
@@ -88,7 +89,7 @@ class ExternalApiView(SecureModelView):
 
     def on_model_change(self, form, model, is_created):
         check_name(model.name, "API")
-        check_unique_name(self, model)
+        check_unique_name(self, model, "API")
         if not model.base_url:
             raise ValidationError("the base URL is required")
         check_http_url(model.base_url, "base URL")

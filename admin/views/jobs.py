@@ -10,6 +10,7 @@ from wtforms.validators import ValidationError
 from exporter.store.jobs import ACTIVE_STATUSES, Job
 
 from ..formatting import progress_text, utc_iso
+from ..jobs import active_jobs
 from ..security import SecureModelView
 
 STATUS_BADGES = {"queued": "secondary", "running": "primary", "done": "success", "failed": "danger"}
@@ -67,7 +68,7 @@ class JobView(SecureModelView):
 
     @expose("/status.json")
     def summary_json(self):
-        active = self.session.scalars(select(Job).where(Job.status.in_(ACTIVE_STATUSES)).order_by(Job.id))
+        active = active_jobs(self.session)
         return jsonify(latest_id=self.session.scalar(select(func.max(Job.id))) or 0,
                        active=[job_status(job) for job in active])
 

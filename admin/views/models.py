@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from flask import flash, redirect, request, url_for
 from flask_admin import expose
-from sqlalchemy import select
 from wtforms import SelectField, StringField
 from wtforms.fields.choices import SelectChoice
 
@@ -17,12 +16,13 @@ from exporter.sources.model_dirs import hf_hub_cache, ollama_models
 from exporter.sources.model_record import MODEL_TYPES, ModelRecord
 from exporter.sources.ollama_client import OllamaClient, OllamaError
 from exporter.sources.ollama_models import OllamaScanner
-from exporter.store.jobs import ACTIVE_STATUSES, Job
+from exporter.store.jobs import Job
 from exporter.store.models import (forget_model, record_speed, set_type_override, speeds,
                                    type_overrides)
 
 from ..context import AdminContext
 from ..formatting import human_bytes
+from ..jobs import active_jobs
 from ..ops import model_ops
 from ..ops.model_ops import ModelOpError
 from ..security import CSRFForm, SecureBaseView, confirmed
@@ -75,8 +75,7 @@ class ModelsView(SecureBaseView):
 
     def _active_jobs(self) -> list[Job]:
         with self.ctx.sessions() as s:
-            return list(s.scalars(select(Job).where(Job.kind.in_(MODEL_JOB_KINDS),
-                                                    Job.status.in_(ACTIVE_STATUSES)).order_by(Job.id)))
+            return active_jobs(s, MODEL_JOB_KINDS)
 
     @expose("/")
     def index(self):

@@ -10,16 +10,15 @@ from datetime import datetime, timezone
 
 from flask import flash, redirect, request, url_for
 from flask_admin import expose
-from sqlalchemy import select
 from wtforms import StringField
 from wtforms.validators import ValidationError
 
 from exporter.background import BackgroundSource
 from exporter.sources import git_status
-from exporter.store.jobs import ACTIVE_STATUSES, Job
+from exporter.store.jobs import Job
 
 from ..context import AdminContext
-from ..jobs import JobFailed
+from ..jobs import JobFailed, active_jobs
 from ..ops import git_ops
 from ..security import CSRFForm, SecureBaseView, confirmed
 
@@ -95,8 +94,7 @@ class ProjectsView(SecureBaseView):
 
     def _active_jobs(self) -> list[Job]:
         with self.ctx.sessions() as s:
-            return list(s.scalars(select(Job).where(Job.kind.in_(PROJECT_JOB_KINDS),
-                                                    Job.status.in_(ACTIVE_STATUSES)).order_by(Job.id)))
+            return active_jobs(s, PROJECT_JOB_KINDS)
 
     @expose("/")
     def index(self):

@@ -9,7 +9,6 @@ from flask import flash, redirect, request, url_for
 from flask_admin import expose
 from markupsafe import Markup, escape
 from sqlalchemy import inspect as sa_inspect
-from sqlalchemy import select
 from wtforms import FloatField, PasswordField, SelectField
 from wtforms.validators import NumberRange, Optional, ValidationError
 
@@ -22,23 +21,9 @@ from exporter.store.vms import (BUDGET_SETTING, PROVIDERS, STATUS_INTERVAL_SETTI
 
 from ..ops.vm_ops import VmActionError, allowed_actions, confirmation_text, run_action
 from ..security import SecureBaseView, SecureModelView, confirmed, csrf_token, mask_secret
+from ..validation import check_env_var_name, check_name, check_unique_name
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
-ENV_VAR_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
 DASHBOARD = "wordslab-ai-services"
-
-
-def _check_name(value: str, what: str) -> None:
-    if not value or not NAME_RE.match(value) or ".." in value:
-        raise ValidationError(f"{what} name {value!r}: use letters, digits, '.', '_' or '-' "
-                              "(at most 63, no spaces, no '..')")
-
-
-def _check_unique(view, model, value: str, what: str) -> None:
-    with view.session.no_autoflush:  # the new row itself is pending in this session
-        clashes = view.session.scalars(select(view.model).where(view.model.name == value)).all()
-    if any(row is not model for row in clashes):
-        raise ValidationError(f"a {what} named {value!r} already exists")
 
 
 def _range(lo: float, hi: float, what: str) -> NumberRange:
@@ -66,14 +51,13 @@ class PlatformView(SecureModelView):
     }
 
     def on_model_change(self, form, model, is_created):
-        _check_name(model.name, "platform")
-        _check_unique(self, model, model.name, "platform")
+        check_name(model.name, "platform")
+        check_unique_name(self, model, "platform")
         try:
             check_provider(model.provider)
         except UnknownProvider as exc:
             raise ValidationError(str(exc)) from None
-        if model.api_key_var and not ENV_VAR_RE.match(model.api_key_var):
-            raise ValidationError(f"API key env var {model.api_key_var!r} is not a variable name")
+        check_env_var_name(model.api_key_var, "API key env var")
         if model.base_url and not re.match(r"^https?://[^\s/]+", model.base_url):
             raise ValidationError("API base URL must start with http:// or https://")
         model.api_key_var = model.api_key_var or None
@@ -117,8 +101,8 @@ class TemplateView(SecureModelView):
     }
 
     def on_model_change(self, form, model, is_created):
-        _check_name(model.name, "template")
-        _check_unique(self, model, model.name, "template")
+        check_name(model.name, "template")
+        check_unique_name(self, model, "template")
         if model.platform is None:
             raise ValidationError("choose a hosting platform")
         if not model.gpu or not model.gpu.strip() or any(c in model.gpu for c in "\"'\\;`$<>"):
@@ -219,8 +203,8 @@ class VmView(SecureModelView):
         self.ctx = ctx
 
     def on_model_change(self, form, model, is_created):
-        _check_name(model.name, "VM")
-        _check_unique(self, model, model.name, "VM")
+        check_name(model.name, "VM")
+        check_unique_name(self, model, "VM")
         if model.template is None:
             raise ValidationError("choose a VM template")
         if not is_created and model.instance_id:
@@ -249,7 +233,7 @@ class VmView(SecureModelView):
 
 
 class VmSettingsView(SecureBaseView):
-    """Budget and polling interval: the alert rules compare the month's VM costs to the budget."""
+    """Budget and polling interval: the alert rules compare the month's VM and external API costs to the budget."""
 
     grafana_dashboard = DASHBOARD
 

@@ -100,6 +100,13 @@ class UmbrellaCollector(Collector):
         yield from source_health(s for c in self.collectors for s in c.sources)
 
 
+def add_state_set(family: GaugeMetricFamily, labels: Sequence[str], states: Iterable[str], current: str) -> None:
+    """One sample per possible state (the last label), 1 for `current` and 0 for the others, so a
+    query can select `{status="error"} == 1` and a change of state is a change of value."""
+    for state in states:
+        family.add_metric([*labels, state], 1.0 if state == current else 0.0)
+
+
 def source_health(sources: Iterable[BackgroundSource]) -> Iterable[Metric]:
     ok = GaugeMetricFamily(PREFIX + "source_refresh_success",
                            "1 if the background source's last refresh succeeded.", labels=["source"])

@@ -11,7 +11,7 @@ from ..config import Settings
 from ..nvml import Nvml
 from ..sources.endpoint_probe import EndpointProber
 from ..store.services import ENDPOINT_STATUSES
-from .base import PREFIX, WordslabCollector
+from .base import PREFIX, WordslabCollector, add_state_set
 
 REFRESH_SECONDS = 10.0
 
@@ -44,8 +44,7 @@ class EndpointsCollector(WordslabCollector):
         for state in self.source.snapshot().value or []:
             t = state.target
             info.add_metric([t.name, t.model, t.service_type, t.server, t.api_type, t.base_url], 1.0)
-            for name in ENDPOINT_STATUSES:
-                status.add_metric([t.name, name], 1.0 if state.status == name else 0.0)
+            add_state_set(status, [t.name], ENDPOINT_STATUSES, state.status)
             if state.vram_bytes is not None:
                 vram.add_metric([t.name], state.vram_bytes)
             if state.error:

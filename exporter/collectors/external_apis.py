@@ -8,7 +8,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from ..background import BackgroundSource
 from ..config import Settings
 from ..sources.external_api_probe import API_STATES, ExternalApiMonitor
-from .base import PREFIX, WordslabCollector
+from .base import PREFIX, WordslabCollector, add_state_set
 
 TICK_SECONDS = 5.0  # how often due probes are looked for; each API has its own interval
 
@@ -55,8 +55,7 @@ class ExternalApisCollector(WordslabCollector):
                 duration.add_metric([t.name], p.duration_seconds)
                 http_status.add_metric([t.name], float(p.http_status))
                 probed_at.add_metric([t.name], p.at)
-                for name in API_STATES:
-                    state.add_metric([t.name, name], 1.0 if p.state == name else 0.0)
+                add_state_set(state, [t.name], API_STATES, p.state)
             if c is not None and c.usd is not None:
                 cost.add_metric([t.name, c.source], c.usd)
             if c is not None and c.credit_remaining_usd is not None:

@@ -15,7 +15,7 @@ from sqlalchemy.exc import OperationalError
 
 from ..store import connect
 from ..store.jobs import ACTIVE_STATUSES, JOB_STATUSES, Job, public_target, utcnow
-from .base import PREFIX, WordslabCollector
+from .base import PREFIX, WordslabCollector, add_state_set
 
 RECENT = timedelta(hours=1)
 MAX_JOBS = 100
@@ -64,8 +64,7 @@ class JobsCollector(WordslabCollector):
         for job in self.recent_jobs():
             labels = [str(job.id), job.kind, public_target(job.target)]
             progress.add_metric(labels, job.progress or 0.0)
-            for name in JOB_STATUSES:
-                status.add_metric(labels + [name], 1.0 if job.status == name else 0.0)
+            add_state_set(status, labels, JOB_STATUSES, job.status)
         yield progress
         yield status
 

@@ -20,7 +20,7 @@ from ..storage import (PATH_STATES, SYS_DEV_BLOCK, StorageLayout, current_mounts
                        map_storage, role_paths)
 from ..wsl import (DEFAULT_MOUNT_ROOT, VIRTUAL_DISK_STATES, PathTranslator, VirtualDisk, WindowsDrive,
                    read_windows_side)
-from .base import PREFIX, WordslabCollector
+from .base import PREFIX, WordslabCollector, add_state_set
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +76,7 @@ class StorageCollector(WordslabCollector):
         if view is not None:
             for path in view.layout.paths:
                 path_info.add_metric([path.role, path.path, path.disk], 1)
-                for state in PATH_STATES:
-                    path_state.add_metric([path.role, state], 1 if state == path.state else 0)
+                add_state_set(path_state, [path.role], PATH_STATES, path.state)
             io = io_counters() if view.layout.disks else {}
             for disk in view.layout.disks:
                 try:

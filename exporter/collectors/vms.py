@@ -18,7 +18,7 @@ from ..sources.vm_costs import month_key
 from ..store import connect
 from ..store.settings import get_setting
 from ..store.vms import BUDGET_SETTING, VM_STATUSES, Vm, VmMonthlyCost, VmTemplate
-from .base import PREFIX, WordslabCollector
+from .base import PREFIX, WordslabCollector, add_state_set
 
 GIB = 1024 ** 3   # VRAM and RAM "GB" are binary, as GPU and instance specs mean them
 GB = 1000 ** 3    # disk sizes are decimal GB, as providers bill them
@@ -106,8 +106,7 @@ class VmsCollector(WordslabCollector):
                          "Unix time the VM's status was last read from its provider.", "vm")
         for vm in vms:
             info.add_metric([vm.name, vm.provider, vm.region, vm.gpu, vm.terminal_url, vm.dashboard_url], 1.0)
-            for name in VM_STATUSES:
-                status.add_metric([vm.name, name], 1.0 if vm.status == name else 0.0)
+            add_state_set(status, [vm.name], VM_STATUSES, vm.status)
             vram.add_metric([vm.name], vm.vram_gb * GIB)
             cpus.add_metric([vm.name], vm.vcpus)
             memory.add_metric([vm.name], vm.ram_gb * GIB)
@@ -132,4 +131,4 @@ class VmsCollector(WordslabCollector):
                     from_provider, max_running, provider_ok, checked)
         if budget is not None:
             yield GaugeMetricFamily(PREFIX + "cost_budget_month_usd",
-                                    "Monthly cloud cost budget set in the admin, USD.", value=budget)
+                                    "Monthly budget for cloud VMs plus external AI APIs, set in the admin, USD.", value=budget)

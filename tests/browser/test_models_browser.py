@@ -1,23 +1,11 @@
 """Models admin in headless Chromium: download from the fake Ollama, watch the job, see the model in
 the list and in the real exporter's /metrics, delete it (refused until confirmed)."""
-import time
-
-import requests
 from playwright.sync_api import expect
 
 from tests.fakes.ollama_server import fake_ollama, sample_state
 from tests.support.admin_server import login
 from tests.support.env import wordslab_env
-from tests.support.prometheus import start_exporter
-
-
-def _metrics_with(address: str, text: str, timeout: float = 30.0) -> str:
-    deadline = time.monotonic() + timeout
-    while True:
-        body = requests.get(f"http://{address}/metrics", timeout=5).text
-        if text in body or time.monotonic() > deadline:
-            return body
-        time.sleep(0.2)
+from tests.support.metrics import exporter_metrics_containing
 
 
 def test_download_list_metrics_and_delete(admin_server_factory, page, screenshot, tmp_path):
@@ -42,11 +30,7 @@ def test_download_list_metrics_and_delete(admin_server_factory, page, screenshot
         expect(row).to_contain_text("Q4_K_M")
         screenshot("downloaded")
 
-        exporter, address = start_exporter(server.env, [], tmp_path)
-        try:
-            body = _metrics_with(address, 'model="tinyllama:latest"')
-        finally:
-            exporter.stop()
+        body = exporter_metrics_containing(server.env, tmp_path, 'model="tinyllama:latest"')
         assert 'wordslab_model_info{model="tinyllama:latest",model_type="LLM"' in body
         assert 'wordslab_source_refresh_success{source="models_ollama"} 1.0' in body
 

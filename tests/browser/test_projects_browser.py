@@ -12,8 +12,7 @@ from exporter.config import Settings
 from tests.fakes.git_http import git_remote  # noqa: F401  (fixture)
 from tests.support.admin_server import login
 from tests.support.git_repos import make_remote
-from tests.support.metrics import metrics_containing, scrape
-from tests.support.prometheus import start_exporter
+from tests.support.metrics import exporter_metrics_containing, scrape
 
 
 def test_clone_list_metrics_and_delete(admin_server, page, screenshot, git_remote, tmp_path):
@@ -46,11 +45,7 @@ def test_clone_list_metrics_and_delete(admin_server, page, screenshot, git_remot
     expect(project.locator(".ahead-behind")).to_have_text("↑0 / ↓0")
     screenshot("listed")
 
-    exporter, address = start_exporter(admin_server.env, [], tmp_path)
-    try:
-        text = metrics_containing(address, 'wordslab_project_info{')
-    finally:
-        exporter.stop()
+    text = exporter_metrics_containing(admin_server.env, tmp_path, 'wordslab_project_info{')
     assert (f'wordslab_project_info{{git_url="{git_remote.url("demo")}",path="{workspace / "demo"}",'
             f'project="demo"}} 1.0') in text
     assert 'wordslab_project_commits_behind{project="demo"} 0.0' in text

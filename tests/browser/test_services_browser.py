@@ -2,26 +2,14 @@
 (list, details, edit form, the real exporter's /metrics, the admin's log)."""
 from __future__ import annotations
 
-import time
-
-import requests
 from playwright.sync_api import expect
 
 from tests.fakes.loopback import serving
 from tests.fakes.openai_like import make_handler
 from tests.support.admin_server import login
-from tests.support.prometheus import start_exporter
+from tests.support.metrics import exporter_metrics_containing
 
 KEY = "sk-or-v1-browser0123456789abcdefQRST"
-
-
-def _metrics_with(address: str, text: str, timeout: float = 30.0) -> str:
-    deadline = time.monotonic() + timeout
-    while True:
-        body = requests.get(f"http://{address}/metrics", timeout=5).text
-        if text in body or time.monotonic() > deadline:
-            return body
-        time.sleep(0.2)
 
 
 def test_external_api_key_masked_everywhere(admin_server_factory, page, screenshot, tmp_path):
@@ -61,11 +49,8 @@ def test_external_api_key_masked_everywhere(admin_server_factory, page, screensh
         assert KEY not in page.content()
         screenshot("edit-masked")
 
-        exporter, address = start_exporter(server.env, [], tmp_path)
-        try:
-            body = _metrics_with(address, 'wordslab_external_api_up{api="openrouter"} 1.0')
-        finally:
-            exporter.stop()
+        body = exporter_metrics_containing(server.env, tmp_path,
+                                           'wordslab_external_api_up{api="openrouter"} 1.0')
     assert 'wordslab_external_api_up{api="openrouter"} 1.0' in body
     assert 'wordslab_external_api_cost_month_usd{api="openrouter",source="provider"} 3.25' in body
     assert KEY not in body

@@ -22,7 +22,7 @@ import time
 from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlsplit
 
-from .loopback import serving
+from .loopback import send_json, serving
 
 FAILURES = ("timeout", "401", "500", "malformed")
 API_KEY = "fake-provider-key-0123456789"
@@ -64,7 +64,7 @@ class FakeProvider:
                 if fake.fail == "500":
                     return self._send(500, {"error": "internal error"})
                 if fake.fail == "malformed":
-                    return self._send_raw(200, b'{"instances": [ {"id": 1,')
+                    return self._send(200, b'{"instances": [ {"id": 1,')
                 split = urlsplit(self.path)
                 try:
                     body = json.loads(raw) if raw else None
@@ -74,18 +74,7 @@ class FakeProvider:
                     status, payload = fake.route(self.command, split.path, parse_qs(split.query), body)
                 self._send(status, payload)
 
-            def _send(self, status, payload):
-                self._send_raw(status, json.dumps(payload).encode())
-
-            def _send_raw(self, status, data):
-                try:
-                    self.send_response(status)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
-                except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout)
-                    pass
+            _send = send_json
 
             do_GET = do_POST = do_PUT = do_DELETE = _handle
 

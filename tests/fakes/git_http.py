@@ -2,19 +2,24 @@
 
 Smart HTTP (clone with progress, fetch, push) through the real backend run as CGI,
 so clones in tests go through the same transport as a real https remote.
-`GitHttpServer(root)` for unit/browser tests; `world.serve(git_http_handler(root))`
-for the integration world. Repos are `<root>/<name>.git` (see tests.support.git_repos).
+`git_http_server(root)` (or the `git_remote` fixture) for unit/browser tests;
+`world.serve(git_http_handler(root))` for the integration world.
+Repos are `<root>/<name>.git` (see tests.support.git_repos).
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
+from typing import Iterator
 from urllib.parse import urlsplit
 
 import pytest
+
+from tests.fakes.loopback import serving
 
 
 class _GitHttpHandler(BaseHTTPRequestHandler):
@@ -84,28 +89,21 @@ def git_http_handler(root: Path) -> type[BaseHTTPRequestHandler]:
     return type("GitHttpHandler", (_GitHttpHandler,), {"project_root": str(Path(root).resolve())})
 
 
+@dataclass(frozen=True)
 class GitHttpServer:
-    """`with GitHttpServer(root) as remote: remote.url("demo")` -> http://127.0.0.1:PORT/demo.git"""
-
-    def __init__(self, root: Path):
-        self.root = Path(root)
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), git_http_handler(self.root))
-        self._server.daemon_threads = True
-        self.base_url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        # A short poll keeps shutdown (every test's teardown) fast.
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        daemon=True)
+    """A running remote: `remote.url("demo")` -> http://127.0.0.1:PORT/demo.git"""
+    root: Path
+    base_url: str
 
     def url(self, name: str) -> str:
         return f"{self.base_url}/{name}.git"
 
-    def __enter__(self) -> "GitHttpServer":
-        self._thread.start()
-        return self
 
-    def __exit__(self, *exc) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+@contextlib.contextmanager
+def git_http_server(root: Path) -> Iterator[GitHttpServer]:
+    """`with git_http_server(root) as remote:` serves the bare repos under `root` on loopback."""
+    with serving(git_http_handler(root)) as base_url:
+        yield GitHttpServer(Path(root), base_url)
 
 
 @pytest.fixture
@@ -113,5 +111,5 @@ def git_remote(tmp_path):
     """A GitHttpServer over tmp_path/remotes; add repos with tests.support.git_repos.make_remote."""
     root = tmp_path / "remotes"
     root.mkdir()
-    with GitHttpServer(root) as server:
+    with git_http_server(root) as server:
         yield server

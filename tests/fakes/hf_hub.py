@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
@@ -19,7 +18,7 @@ from types import SimpleNamespace
 from typing import Iterator
 from urllib.parse import unquote, urlsplit
 
-from .loopback import serving
+from .loopback import send_json, serving
 
 LFS_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pth")
 
@@ -139,15 +138,7 @@ class _HubHandler(BaseHTTPRequestHandler):
             self.wfile.write(data[start:start + 65536])
 
     def _json(self, status: int, obj, headers: dict | None = None) -> None:
-        data = json.dumps(obj).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(data)
+        send_json(self, status, obj, headers=headers)
 
 
 def hub_handler(state: HubState) -> type[BaseHTTPRequestHandler]:

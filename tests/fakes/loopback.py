@@ -1,7 +1,9 @@
-"""Run an HTTP handler class on a free loopback port for the length of a `with` block."""
+"""Run an HTTP handler class on a free loopback port for the length of a `with` block, and
+answer its requests with JSON (send_json), as the fake API servers do."""
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Iterator
@@ -19,3 +21,26 @@ def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def send_json(handler: BaseHTTPRequestHandler, status: int, body, *, content_type: str = "application/json",
+              headers: dict[str, str] | None = None) -> None:
+    """Answer with `body`: bytes and str as they are, None as nothing, anything else as JSON.
+    A HEAD gets the headers only; a client that gave up (timeout) is no error."""
+    if isinstance(body, bytes):
+        data = body
+    elif isinstance(body, str):
+        data = body.encode()
+    else:
+        data = b"" if body is None else json.dumps(body).encode()
+    try:
+        handler.send_response(status)
+        handler.send_header("Content-Type", content_type)
+        handler.send_header("Content-Length", str(len(data)))
+        for name, value in (headers or {}).items():
+            handler.send_header(name, value)
+        handler.end_headers()
+        if handler.command != "HEAD":
+            handler.wfile.write(data)
+    except (BrokenPipeError, ConnectionResetError):
+        pass

@@ -23,7 +23,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Iterator
 
-from .loopback import serving
+from .loopback import send_json, serving
 
 MODEL_MEDIA = "application/vnd.ollama.image.model"
 PARAMS_MEDIA = "application/vnd.ollama.image.params"
@@ -298,12 +298,7 @@ class _OllamaHandler(BaseHTTPRequestHandler):
         self.wfile.flush()
 
     def _send(self, status: int, obj) -> None:
-        data = b"" if obj is None else (obj.encode() if isinstance(obj, str) else json.dumps(obj).encode())
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        send_json(self, status, obj, content_type="application/json; charset=utf-8")
 
 
 def ollama_handler(state: OllamaState) -> type[BaseHTTPRequestHandler]:

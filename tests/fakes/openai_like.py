@@ -8,10 +8,11 @@ Every request is recorded (path with query, headers) so tests can check where ke
 """
 from __future__ import annotations
 
-import json
 import time
 from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlsplit
+
+from .loopback import send_json
 
 QUOTA_BODY = {"error": {
     "message": "You exceeded your current quota, please check your plan and billing details.",
@@ -32,13 +33,7 @@ class OpenAILikeHandler(BaseHTTPRequestHandler):
     def log_message(self, format, *args):
         pass
 
-    def _json(self, status: int, body) -> None:
-        data = body if isinstance(body, bytes) else json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+    _json = send_json
 
     def do_GET(self):
         type(self).requests.append({"path": self.path, "headers": dict(self.headers)})

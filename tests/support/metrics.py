@@ -54,3 +54,14 @@ def metrics_containing(address: str, needle: str, timeout: float = 30.0) -> str:
         if needle in body or time.monotonic() > deadline:
             return body
         time.sleep(0.2)
+
+
+def exporter_metrics_containing(env, workdir, needle: str, timeout: float = 30.0) -> str:
+    """Start the real exporter process with `env`, return its /metrics once it contains `needle`
+    (see metrics_containing), and stop it."""
+    from tests.support.prometheus import start_exporter
+    exporter, address = start_exporter(env, [], workdir)
+    try:
+        return metrics_containing(address, needle, timeout)
+    finally:
+        exporter.stop()

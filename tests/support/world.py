@@ -6,13 +6,15 @@ loopback) and set env vars before the real exporter process starts with `world.e
 """
 from __future__ import annotations
 
-import threading
+import contextlib
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Callable
 
 from sqlalchemy.orm import sessionmaker
+
+from tests.fakes.loopback import serving
 
 from .env import wordslab_env
 
@@ -57,12 +59,10 @@ class World:
 
     def serve(self, handler: type[BaseHTTPRequestHandler]) -> str:
         """Run an HTTP handler on a loopback port for the world's lifetime; returns its base URL."""
-        server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        server.daemon_threads = True
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        self.add_cleanup(server.shutdown)
-        self.add_cleanup(server.server_close)
-        return f"http://127.0.0.1:{server.server_address[1]}"
+        stack = contextlib.ExitStack()
+        base_url = stack.enter_context(serving(handler))
+        self.add_cleanup(stack.close)
+        return base_url
 
     def add_cleanup(self, fn: Callable[[], None]) -> None:
         self._cleanups.append(fn)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
 
 import requests
 
@@ -56,12 +55,6 @@ class BilledCost:
     total_usd: float
     compute_usd: float | None = None
     storage_usd: float | None = None
-
-
-def strip_query(url: str) -> str:
-    """Drop query and fragment: provider URLs may carry access tokens (Jupyter ?token=)."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}{parts.path}" if parts.scheme else ""
 
 
 class ProviderClient:

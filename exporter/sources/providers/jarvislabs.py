@@ -5,7 +5,8 @@ Jarvislabs reports no per-instance billing, so costs stay our own arithmetic.
 """
 from __future__ import annotations
 
-from .base import CreateRequest, InstanceState, ProviderClient, ProviderError, expect, strip_query
+from ...urls import public_url
+from .base import CreateRequest, InstanceState, ProviderClient, ProviderError, expect
 
 STATES = {"running": "running", "paused": "stopped", "failed": "error", "creating": "starting",
           "resuming": "starting", "pausing": "stopping", "destroying": "stopping",
@@ -29,12 +30,12 @@ class JarvislabsClient(ProviderClient):
         urls: dict[int, str] = {}
         for endpoint in inst.get("endpoints") or []:
             # Exposed ports come back as https://<id>-<port>.<host>; keep the port's URL.
-            url = strip_query(str(endpoint))
+            url = public_url(str(endpoint))
             port = url.split("//", 1)[-1].split(".", 1)[0].rsplit("-", 1)[-1]
             if port.isdigit():
                 urls[int(port)] = url
         # The instance URL is JupyterLab (with its terminal); its ?token= never leaves here.
-        terminal = strip_query(str(inst.get("url") or "")) if status == "running" else ""
+        terminal = public_url(str(inst.get("url") or "")) if status == "running" else ""
         return InstanceState(machine_id, status, state, terminal_url=terminal,
                              public_urls=urls if status == "running" else {})
 
