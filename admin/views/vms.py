@@ -2,7 +2,6 @@
 create/start/stop/terminate actions, and the monthly budget the alerts compare against."""
 from __future__ import annotations
 
-import re
 import time
 
 from flask import flash, redirect, request, url_for
@@ -21,7 +20,7 @@ from exporter.store.vms import (BUDGET_SETTING, PROVIDERS, STATUS_INTERVAL_SETTI
 
 from ..ops.vm_ops import VmActionError, allowed_actions, confirmation_text, run_action
 from ..security import SecureBaseView, SecureModelView, confirmed, csrf_token, mask_secret
-from ..validation import check_env_var_name, check_name, check_unique_name
+from ..validation import check_env_var_name, check_http_url, check_name, check_unique_name
 
 DASHBOARD = "wordslab-ai-services"
 
@@ -58,8 +57,7 @@ class PlatformView(SecureModelView):
         except UnknownProvider as exc:
             raise ValidationError(str(exc)) from None
         check_env_var_name(model.api_key_var, "API key env var")
-        if model.base_url and not re.match(r"^https?://[^\s/]+", model.base_url):
-            raise ValidationError("API base URL must start with http:// or https://")
+        check_http_url(model.base_url, "API base URL")
         model.api_key_var = model.api_key_var or None
         model.base_url = (model.base_url or "").rstrip("/") or None
         if form.new_api_key.data:

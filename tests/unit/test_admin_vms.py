@@ -141,7 +141,8 @@ def test_provider_failure_is_shown_and_changes_nothing(client, env):
 
 @pytest.mark.parametrize("field, value, message", [
     ("provider", "aws", "unknown provider &#39;aws&#39;"),
-    ("base_url", "ftp://example.org", "must start with http:// or https://"),
+    ("base_url", "ftp://example.org", "must be an http:// or https:// URL"),
+    ("base_url", "https://user:secret@example.org", "must not carry credentials"),
     ("name", "../evil", "use letters, digits"),
     ("api_key_var", "BAD VAR;rm", "is not a variable name"),
 ])
