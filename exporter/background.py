@@ -36,6 +36,7 @@ class BackgroundSource(Generic[T]):
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
+        self._listeners: list[Callable[[], None]] = []
 
     def refresh_now(self) -> Snapshot[T]:
         started = time.perf_counter()
@@ -51,7 +52,16 @@ class BackgroundSource(Generic[T]):
             with self._lock:
                 self._snapshot = Snapshot(value, True, None, time.time(),
                                           time.perf_counter() - started)
+        for listener in self._listeners:
+            try:
+                listener()
+            except Exception:  # a listener's failure must not stop the refresh loop
+                log.exception("listener of source %s failed", self.name)
         return self.snapshot()
+
+    def add_listener(self, listener: Callable[[], None]) -> None:
+        """Called in the refreshing thread after every refresh, successful or not."""
+        self._listeners.append(listener)
 
     def snapshot(self) -> Snapshot[T]:
         with self._lock:

@@ -8,7 +8,8 @@ import sys
 import threading
 
 from .config import DEFAULT_LISTEN_ADDRESS, Settings
-from .registry import build_collectors, build_registry
+from .exposition import Exposition
+from .registry import build_collectors
 from .server import make_app, parse_listen_address, serve
 
 
@@ -55,11 +56,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     settings = settings_from_args(args)
     collectors = build_collectors(settings)
-    registry = build_registry(collectors)
+    exposition = Exposition(collectors)  # before start(): it listens to the sources' refreshes
     for collector in collectors:
         collector.start()
     try:
-        server, _ = serve(make_app(registry, [c.name for c in collectors]), args.listen_address)
+        server, _ = serve(make_app(exposition), args.listen_address)
     except OSError as exc:
         print(f"wordslab-exporter: cannot listen on {args.listen_address}: {exc}", file=sys.stderr)
         return 1

@@ -6,9 +6,10 @@ import threading
 from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, make_wsgi_app
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from . import __version__
+from .exposition import Exposition
 
 
 class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
@@ -30,14 +31,20 @@ def landing_page(collector_names: list[str]) -> bytes:
     ).encode()
 
 
-def make_app(registry: CollectorRegistry, collector_names: list[str]):
-    metrics_app = make_wsgi_app(registry)
-    page = landing_page(collector_names)
+def make_app(exposition: Exposition):
+    page = landing_page([c.name for c in exposition.collectors])
 
     def app(environ, start_response):
         path = environ.get("PATH_INFO", "/")
         if path == "/metrics":
-            return metrics_app(environ, start_response)
+            # Prometheus asks for gzip; the big cached parts are compressed in the background.
+            gzipped = "gzip" in environ.get("HTTP_ACCEPT_ENCODING", "")
+            body = exposition.render(gzipped=gzipped)
+            headers = [("Content-Type", CONTENT_TYPE_LATEST), ("Content-Length", str(len(body)))]
+            if gzipped:
+                headers.append(("Content-Encoding", "gzip"))
+            start_response("200 OK", headers)
+            return [body]
         if path in ("/", ""):
             start_response("200 OK", [("Content-Type", "text/html; charset=utf-8")])
             return [page]

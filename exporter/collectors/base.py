@@ -39,6 +39,9 @@ class WordslabCollector:
     """A named source of metric families. Subclasses implement `collect_metrics`."""
 
     name: str = ""
+    # True when collect_metrics() depends only on self.sources' snapshots: its text is then
+    # rendered when a source refreshes, off the scrape path (see exporter/exposition.py).
+    output_from_sources_only: bool = False
 
     def __init__(self, settings: Settings):
         self.settings = settings
@@ -69,35 +72,48 @@ class UmbrellaCollector(Collector):
         return []
 
     def collect(self) -> Iterable[Metric]:
-        success = GaugeMetricFamily(
-            PREFIX + "collector_success",
-            "1 if the collector's last collection succeeded, 0 if it failed.",
-            labels=["collector"],
-        )
-        duration = GaugeMetricFamily(
-            PREFIX + "collector_duration_seconds",
-            "Time the collector took during this scrape.",
-            labels=["collector"],
-        )
+        outcomes = []
         for collector in self.collectors:
-            started = time.perf_counter()
-            try:
-                families = list(collector.collect_metrics())
-                ok = 1.0
-            except PartialCollection as partial:
-                log.warning("collector %s partly failed: %s", collector.name, partial)
-                families = partial.families
-                ok = 0.0
-            except Exception:  # one broken source must not break the scrape
-                log.exception("collector %s failed", collector.name)
-                families = []
-                ok = 0.0
-            duration.add_metric([collector.name], time.perf_counter() - started)
-            success.add_metric([collector.name], ok)
+            families, ok, seconds = run_collector(collector)
+            outcomes.append((collector.name, ok, seconds))
             yield from families
-        yield success
-        yield duration
-        yield from source_health(s for c in self.collectors for s in c.sources)
+        yield from self_metrics(outcomes, self.collectors)
+
+
+def run_collector(collector: WordslabCollector) -> tuple[list[Metric], bool, float]:
+    """The collector's families, whether it succeeded, and how long it took; never raises."""
+    started = time.perf_counter()
+    try:
+        families, ok = list(collector.collect_metrics()), True
+    except PartialCollection as partial:
+        log.warning("collector %s partly failed: %s", collector.name, partial)
+        families, ok = partial.families, False
+    except Exception:  # one broken source must not break the scrape
+        log.exception("collector %s failed", collector.name)
+        families, ok = [], False
+    return families, ok, time.perf_counter() - started
+
+
+def self_metrics(outcomes: Iterable[tuple[str, bool, float]],
+                 collectors: Sequence[WordslabCollector]) -> Iterable[Metric]:
+    """Each collector's success and duration, then its background sources' health."""
+    success = GaugeMetricFamily(
+        PREFIX + "collector_success",
+        "1 if the collector's last collection succeeded, 0 if it failed.",
+        labels=["collector"],
+    )
+    duration = GaugeMetricFamily(
+        PREFIX + "collector_duration_seconds",
+        "Time the collector's last collection took: during this scrape, or for collectors "
+        "rendered when their background sources refresh, during that render.",
+        labels=["collector"],
+    )
+    for name, ok, seconds in outcomes:
+        success.add_metric([name], 1.0 if ok else 0.0)
+        duration.add_metric([name], seconds)
+    yield success
+    yield duration
+    yield from source_health(s for c in collectors for s in c.sources)
 
 
 def add_state_set(family: GaugeMetricFamily, labels: Sequence[str], states: Iterable[str], current: str) -> None:

@@ -32,6 +32,7 @@ def _gauge(name: str, doc: str, labels: tuple[str, ...] = LABELS) -> GaugeMetric
 
 class ModelsCollector(WordslabCollector):
     name = "models"
+    output_from_sources_only = True
 
     def __init__(self, settings: Settings):
         super().__init__(settings)

@@ -25,6 +25,7 @@ def _gauge(name: str, doc: str, labels: tuple[str, ...] = ("project",)) -> Gauge
 
 class ProjectsCollector(WordslabCollector):
     name = "projects"
+    output_from_sources_only = True
 
     def __init__(self, settings: Settings):
         super().__init__(settings)

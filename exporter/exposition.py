@@ -1,0 +1,96 @@
+"""The /metrics body, with the text of large snapshot-only collectors rendered in the background.
+
+Formatting is most of a scrape's cost once hundreds of projects and models are listed
+(~25 ms for 200 projects + 500 models on 2 cores). A collector whose output depends only on
+its background sources' snapshots (`output_from_sources_only`) is rendered to text and gzip
+when one of its sources refreshes, and a scrape splices those bytes in. Other collectors run
+on every scrape as before. gzip members may be concatenated (RFC 1952), so the cached
+compressed parts are spliced too.
+"""
+from __future__ import annotations
+
+import gzip
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+from prometheus_client import generate_latest
+from prometheus_client.core import Metric
+
+from .background import Snapshot
+from .collectors.base import WordslabCollector, run_collector, self_metrics
+
+log = logging.getLogger(__name__)
+
+
+class _Families:
+    """The `collect()` that generate_latest expects, over a ready list of families."""
+
+    def __init__(self, families: Iterable[Metric]):
+        self._families = list(families)
+
+    def collect(self) -> list[Metric]:
+        return self._families
+
+
+@dataclass(frozen=True)
+class Rendered:
+    key: tuple[Snapshot, ...]
+    text: bytes
+    gzipped: bytes
+    ok: bool
+    seconds: float
+
+
+def _render(families: Iterable[Metric]) -> bytes:
+    return generate_latest(_Families(families))
+
+
+class Exposition:
+    def __init__(self, collectors: Sequence[WordslabCollector]):
+        self.collectors = list(collectors)
+        self._cache: dict[str, Rendered] = {}
+        self._locks = {c.name: threading.Lock() for c in self.collectors}
+        for collector in self.collectors:
+            if collector.output_from_sources_only:
+                for source in collector.sources:
+                    source.add_listener(lambda c=collector: self.prerender(c))
+
+    @staticmethod
+    def _key(collector: WordslabCollector) -> tuple[Snapshot, ...]:
+        return tuple(source.snapshot() for source in collector.sources)
+
+    def prerender(self, collector: WordslabCollector) -> Rendered:
+        """Text of a snapshot-only collector, rendered again only when a snapshot changed."""
+        key = self._key(collector)
+        with self._locks[collector.name]:
+            cached = self._cache.get(collector.name)
+            if cached is not None and len(cached.key) == len(key) and all(
+                    a is b for a, b in zip(cached.key, key)):
+                return cached
+            families, ok, seconds = run_collector(collector)
+            text = _render(families)
+            rendered = Rendered(key, text, gzip.compress(text, compresslevel=6), ok, seconds)
+            self._cache[collector.name] = rendered
+            return rendered
+
+    def render(self, gzipped: bool = False) -> bytes:
+        """The whole exposition in Prometheus text format 0.0.4, optionally gzip-compressed."""
+        spliced: list[bytes] = []
+        fresh: list[Metric] = []
+        outcomes: list[tuple[str, bool, float]] = []
+        for collector in self.collectors:
+            if collector.output_from_sources_only:
+                rendered = self.prerender(collector)
+                spliced.append(rendered.gzipped if gzipped else rendered.text)
+                outcomes.append((collector.name, rendered.ok, rendered.seconds))
+            else:
+                families, ok, seconds = run_collector(collector)
+                fresh.extend(families)
+                outcomes.append((collector.name, ok, seconds))
+        fresh.extend(self_metrics(outcomes, self.collectors))
+        text = _render(fresh)
+        if gzipped:
+            return gzip.compress(text, compresslevel=6) + b"".join(spliced)
+        return text + b"".join(spliced)
