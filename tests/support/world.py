@@ -19,7 +19,7 @@ from tests.fakes.loopback import serving
 from .env import wordslab_env
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-SHARED_FIXTURES = REPO_ROOT.parent / "shared" / "fixtures"
+FIXTURES = REPO_ROOT / "tests" / "fixtures"
 
 
 @dataclass

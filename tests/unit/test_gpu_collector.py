@@ -21,7 +21,7 @@ from tests.support.env import free_port
 from tests.support.metrics import Scrape, promtool_problems, scrape
 
 REPO = Path(__file__).resolve().parents[2]
-FIXTURE = REPO.parent / "shared" / "fixtures" / "nvml" / "h100-under-load.json"
+FIXTURE = REPO / "tests" / "fixtures" / "nvml" / "h100-under-load.json"
 # Above Linux's largest pid_max (2**22), so no process can have it.
 ABSENT_PID = 2**22 + 17
 H100_UUID = "GPU-eeb5d346-0bfa-5481-4430-5b7341f35afa"

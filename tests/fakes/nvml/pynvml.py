@@ -8,7 +8,7 @@ real module's types.
 
 Scenario, read from the environment at import (the exporter subprocess) or set with
 `fake_configure(...)` (unit tests):
-  FAKE_NVML_FIXTURE     recorded JSON (default ../shared/fixtures/nvml/h100-under-load.json)
+  FAKE_NVML_FIXTURE     recorded JSON (default tests/fixtures/nvml/h100-under-load.json)
   FAKE_NVML_GPUS        number of GPUs, clones of the recorded device (other index/uuid/bus id)
   FAKE_NVML_NO_LIBRARY  "1": nvmlInit raises NVMLError_LibraryNotFound, as without a driver
   FAKE_NVML_FAIL        "call[:after[:ErrorClass]]": `call` succeeds `after` times, then
@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 _HERE = Path(__file__).resolve().parent
-DEFAULT_FIXTURE = _HERE.parents[3] / "shared" / "fixtures" / "nvml" / "h100-under-load.json"
+DEFAULT_FIXTURE = _HERE.parents[1] / "fixtures" / "nvml" / "h100-under-load.json"
 
 
 def _load_real_pynvml():

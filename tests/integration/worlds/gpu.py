@@ -7,10 +7,10 @@ dashboard's per-GPU repeat more than one block.
 from __future__ import annotations
 
 from tests.fakes.fake_nvml import FAKE_NVML_DIR
-from tests.support.world import SHARED_FIXTURES, World
+from tests.support.world import FIXTURES, World
 
 
 def build(world: World) -> None:
     world.pythonpath.insert(0, str(FAKE_NVML_DIR))
-    world.env["FAKE_NVML_FIXTURE"] = str(SHARED_FIXTURES / "nvml" / "h100-under-load.json")
+    world.env["FAKE_NVML_FIXTURE"] = str(FIXTURES / "nvml" / "h100-under-load.json")
     world.env["FAKE_NVML_GPUS"] = "2"
