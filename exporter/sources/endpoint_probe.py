@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Mapping
 
 import psutil
-import requests
 
+from .. import http_client
 from ..config import Settings
 from ..nvml import Nvml
 from ..store.services import Endpoint
@@ -109,9 +109,9 @@ def gpu_memory_of(nvml: Nvml, pids: set[int]) -> float | None:
 
 
 def _http_error(exc: Exception) -> str:
-    if isinstance(exc, requests.Timeout):
+    if isinstance(exc, http_client.Timeout):
         return "timed out"
-    if isinstance(exc, requests.ConnectionError):
+    if isinstance(exc, http_client.ConnectionError):
         return "connection refused"
     return type(exc).__name__
 
@@ -145,18 +145,18 @@ def probe_ollama(target: EndpointTarget) -> ProbeResult:
 def probe_vllm(target: EndpointTarget, nvml: Nvml) -> ProbeResult:
     root = _root(target.base_url)
     try:
-        health = requests.get(f"{root}/health", timeout=PROBE_TIMEOUT)
-    except requests.RequestException as exc:
+        health = http_client.get(f"{root}/health", timeout=PROBE_TIMEOUT)
+    except http_client.RequestException as exc:
         return _unreachable(target, f"/health: {_http_error(exc)}")
     if health.status_code == 503:
         return ProbeResult("error", _vram(target, nvml), "engine dead: /health answered 503")
     if health.status_code != 200:
         return ProbeResult("error", _vram(target, nvml), f"/health answered HTTP {health.status_code}")
     try:
-        models = requests.get(f"{root}/v1/models", timeout=PROBE_TIMEOUT)
+        models = http_client.get(f"{root}/v1/models", timeout=PROBE_TIMEOUT)
         models.raise_for_status()
         served = [m.get("id") for m in models.json().get("data", [])]
-    except (requests.RequestException, ValueError, AttributeError) as exc:
+    except (http_client.RequestException, ValueError, AttributeError) as exc:
         return ProbeResult("error", _vram(target, nvml), f"/v1/models: {_http_error(exc)}")
     if not served:
         return ProbeResult("error", _vram(target, nvml), "/v1/models lists no model")
@@ -166,8 +166,8 @@ def probe_vllm(target: EndpointTarget, nvml: Nvml) -> ProbeResult:
 def probe_http_health(target: EndpointTarget, nvml: Nvml) -> ProbeResult:
     url = target.health_url or f"{_root(target.base_url)}/health"
     try:
-        response = requests.get(url, timeout=PROBE_TIMEOUT)
-    except requests.RequestException as exc:
+        response = http_client.get(url, timeout=PROBE_TIMEOUT)
+    except http_client.RequestException as exc:
         return _unreachable(target, f"health: {_http_error(exc)}")
     if 200 <= response.status_code < 300:
         return ProbeResult("running", _vram(target, nvml))

@@ -17,8 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Mapping
 
-import requests
-
+from .. import http_client
 from ..config import Settings
 from ..store.services import ExternalApi
 from .config_rows import read_rows
@@ -158,7 +157,7 @@ def probe_url(target: ApiTarget) -> str:
     return f"{target.base_url}/models"
 
 
-def _error_of(response: requests.Response) -> dict:
+def _error_of(response: http_client.Response) -> dict:
     try:
         body = response.json()
     except ValueError:
@@ -167,7 +166,7 @@ def _error_of(response: requests.Response) -> dict:
     return error if isinstance(error, dict) else {}
 
 
-def classify(response: requests.Response) -> tuple[str, str]:
+def classify(response: http_client.Response) -> tuple[str, str]:
     """(state, error text) of one HTTP answer."""
     status = response.status_code
     if 200 <= status < 300:
@@ -193,12 +192,12 @@ def probe_api(target: ApiTarget, key: str, timeout=PROBE_TIMEOUT) -> ProbeOutcom
     if not target.base_url.startswith(("http://", "https://")):
         return ProbeOutcome("error", 0, 0.0, at, "base URL is not http(s)")
     try:
-        response = requests.get(probe_url(target), headers=auth_headers(target, key),
-                                timeout=timeout, allow_redirects=False)
-    except requests.Timeout:
+        response = http_client.get(probe_url(target), headers=auth_headers(target, key),
+                                   timeout=timeout, allow_redirects=False)
+    except http_client.Timeout:
         return ProbeOutcome("unreachable", 0, time.perf_counter() - started, at, "timed out")
-    except requests.RequestException as exc:
-        kind = "connection failed" if isinstance(exc, requests.ConnectionError) else type(exc).__name__
+    except http_client.RequestException as exc:
+        kind = "connection failed" if isinstance(exc, http_client.ConnectionError) else type(exc).__name__
         return ProbeOutcome("unreachable", 0, time.perf_counter() - started, at, kind)
     duration = time.perf_counter() - started
     state, error = classify(response)
@@ -208,8 +207,8 @@ def probe_api(target: ApiTarget, key: str, timeout=PROBE_TIMEOUT) -> ProbeOutcom
 
 
 def _get_json(url: str, key: str, params: dict | None, timeout) -> dict:
-    response = requests.get(url, headers={"Authorization": f"Bearer {key}"}, params=params,
-                            timeout=timeout, allow_redirects=False)
+    response = http_client.get(url, headers={"Authorization": f"Bearer {key}"}, params=params,
+                               timeout=timeout, allow_redirects=False)
     if response.status_code != 200:
         raise ValueError(f"{url.rsplit('/', 1)[-1]} answered HTTP {response.status_code}")
     try:
@@ -293,7 +292,7 @@ class ExternalApiMonitor:
                                       self.timeout)
             else:
                 outcome = CostOutcome(None, "manual")
-        except (requests.RequestException, ValueError, TypeError, AttributeError) as exc:
+        except (http_client.RequestException, ValueError, TypeError, AttributeError) as exc:
             error = scrub(f"cost: {exc}", key, admin_key)
             previous = cached[1] if cached and cached[1].source == "provider" else None
             outcome = (CostOutcome(previous.usd, "provider", previous.credit_remaining_usd, error)

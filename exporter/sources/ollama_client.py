@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Iterator, Mapping
 from urllib.parse import urlsplit
 
-import requests
+from .. import http_client
 
 DEFAULT_PORT = 11434
 # Short on the scrape side: Ollama answers list/show/ps from memory.
@@ -143,14 +143,14 @@ class OllamaClient:
             raise OllamaError(f"Ollama at {self.base_url} answered {path} with non-JSON") from None
 
     def _send(self, method: str, path: str, body: dict | None, *, read_timeout: float | None = None,
-              stream: bool = False) -> requests.Response:
+              stream: bool = False) -> http_client.Response:
         timeout = (self.timeout[0], read_timeout or self.timeout[1])
         try:
-            response = requests.request(method, self.base_url + path, json=body, timeout=timeout,
-                                        stream=stream)
-        except requests.ConnectionError:
+            response = http_client.request(method, self.base_url + path, json=body, timeout=timeout,
+                                           stream=stream)
+        except http_client.ConnectionError:
             raise OllamaError(f"Ollama is not reachable at {self.base_url} (is it running?)") from None
-        except requests.Timeout:
+        except http_client.Timeout:
             raise OllamaError(f"Ollama at {self.base_url} did not answer {path} in time") from None
         if response.status_code >= 400:
             try:

@@ -1,6 +1,6 @@
 """One interface over the cloud GPU providers' APIs.
 
-Each client speaks its provider's documented HTTP API with `requests` (the official
+Each client speaks its provider's documented HTTP API with exporter.http_client (the official
 SDKs hard-code their endpoints or read keys from their own config files, so a
 base-URL override is what lets tests point a client at a loopback fake).
 Every failure (timeout, 401, 5xx, malformed JSON, API-level error) becomes a
@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-import requests
+from ... import http_client
 
 DEFAULT_TIMEOUT_SECONDS = 15.0
 
@@ -62,8 +62,7 @@ class ProviderClient:
     default_base_url: str = ""
 
     def __init__(self, api_key: str, base_url: str | None = None,
-                 timeout: float = DEFAULT_TIMEOUT_SECONDS, session: requests.Session | None = None,
-                 ports: tuple[int, ...] = ()):
+                 timeout: float = DEFAULT_TIMEOUT_SECONDS, ports: tuple[int, ...] = ()):
         if not api_key:
             raise ProviderError(f"no API key for {self.provider}: set the platform's key or its env var")
         self._api_key = api_key
@@ -71,7 +70,6 @@ class ProviderClient:
         self.timeout = timeout
         # Private ports whose public URLs status answers should carry (dashboard, exporter).
         self.ports = tuple(ports)
-        self._session = session or requests.Session()
 
     def __repr__(self) -> str:  # never the key
         return f"<{type(self).__name__} {self.base_url}>"
@@ -105,11 +103,11 @@ class ProviderClient:
         url = self.base_url + path
         what = f"{self.provider} {method} {path.split('?')[0]}"
         try:
-            response = self._session.request(method, url, headers=self._headers(),
-                                             timeout=self.timeout, **kwargs)
-        except requests.Timeout:
+            response = http_client.request(method, url, headers=self._headers(),
+                                           timeout=self.timeout, **kwargs)
+        except http_client.Timeout:
             raise ProviderError(f"{what}: no answer within {self.timeout:g} s") from None
-        except requests.RequestException as exc:
+        except http_client.RequestException as exc:
             raise ProviderError(f"{what}: cannot connect ({type(exc).__name__})") from None
         if response.status_code in (401, 403):
             raise ProviderAuthError(f"{what}: API key refused (HTTP {response.status_code})")

@@ -1,0 +1,262 @@
+"""The exporter's HTTP client, on the standard library.
+
+`requests` (with urllib3, idna, charset_normalizer) costs the exporter ~6 MB of resident
+memory for a few JSON calls; this gives what those calls need: JSON bodies, headers,
+(connect, read) timeouts, redirects, proxies from the environment, streamed lines, and the
+status and body of every answer, 4xx/5xx included. Exceptions carry requests' names, so
+messages that quote the type read as before. Request headers (where API keys travel) never
+appear in an exception message, and are not forwarded by a redirect to another origin.
+"""
+from __future__ import annotations
+
+import base64
+import http.client
+import json as jsonlib
+import ssl
+from typing import Iterator, Mapping
+from urllib.parse import unquote, urlencode, urljoin, urlsplit
+from urllib.request import getproxies, proxy_bypass
+
+MAX_REDIRECTS = 30
+REDIRECT_CODES = (301, 302, 303, 307, 308)
+USER_AGENT = "wordslab-dashboard"
+# Headers that may hold a credential: dropped when a redirect leaves the origin.
+CREDENTIAL_HEADERS = ("authorization", "proxy-authorization", "x-api-key", "cookie")
+
+# Seconds for both phases, or (connect, read); None waits forever.
+TimeoutSpec = float | tuple[float, float] | None
+
+
+class RequestException(Exception):
+    """Any failed HTTP exchange (no answer, or an answer that could not be read)."""
+
+
+class ConnectionError(RequestException):  # noqa: A001 - requests' name, kept for messages
+    """No connection: refused, unknown host, TLS failure, or the peer hung up."""
+
+
+class Timeout(RequestException):
+    """No answer in time."""
+
+
+class ConnectTimeout(ConnectionError, Timeout):
+    """The connection was not made in time (both kinds, as in requests)."""
+
+
+class ReadTimeout(Timeout):
+    """Connected, but the server went silent longer than the read timeout."""
+
+
+class InvalidURL(RequestException, ValueError):
+    """Not an http(s) URL with a host."""
+
+
+class TooManyRedirects(RequestException):
+    pass
+
+
+class HTTPError(RequestException):
+    """raise_for_status() on a 4xx/5xx answer."""
+
+    def __init__(self, message: str, response: "Response"):
+        super().__init__(message)
+        self.response = response
+
+
+class Response:
+    """An answer: status_code, headers, content/text/json() for the body, iter_lines() to stream."""
+
+    def __init__(self, raw: http.client.HTTPResponse, connection: http.client.HTTPConnection, url: str):
+        self.raw = raw
+        self.status_code = raw.status
+        self.reason = raw.reason
+        self.headers = raw.headers
+        self.url = url
+        self._connection = connection
+        self._content: bytes | None = None
+
+    def __repr__(self) -> str:
+        return f"<Response [{self.status_code}]>"
+
+    @property
+    def content(self) -> bytes:
+        if self._content is None:
+            try:
+                self._content = _io(self.raw.read)
+            finally:
+                self.close()
+        return self._content
+
+    @property
+    def text(self) -> str:
+        charset = self.headers.get_content_charset() or "utf-8"
+        try:
+            return self.content.decode(charset, errors="replace")
+        except LookupError:  # a charset Python does not know
+            return self.content.decode("utf-8", errors="replace")
+
+    def json(self):
+        """The body as JSON; ValueError when it is not (an empty body included)."""
+        return jsonlib.loads(self.content)
+
+    def iter_lines(self) -> Iterator[bytes]:
+        """The body line by line as it arrives, line ends stripped; closes when done."""
+        try:
+            while True:
+                line = _io(self.raw.readline)
+                if not line:
+                    return
+                yield line.rstrip(b"\r\n")
+        finally:
+            self.close()
+
+    def raise_for_status(self) -> None:
+        if self.status_code >= 400:
+            raise HTTPError(f"HTTP {self.status_code} {self.reason}", self)
+
+    def close(self) -> None:
+        self.raw.close()
+        self._connection.close()
+
+    def __enter__(self) -> "Response":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def get(url: str, **kwargs) -> Response:
+    return request("GET", url, **kwargs)
+
+
+def post(url: str, **kwargs) -> Response:
+    return request("POST", url, **kwargs)
+
+
+def request(method: str, url: str, *, json=None, params: Mapping | None = None,
+            headers: Mapping[str, str] | None = None, timeout: TimeoutSpec = None,
+            allow_redirects: bool = True, stream: bool = False) -> Response:
+    """One HTTP exchange. `timeout` is seconds for both phases or (connect, read); the read
+    timeout bounds each wait for data, not the whole answer. Without `stream` the body is
+    read before returning and the connection closed; with it, close the response (or use
+    it in a `with`, or exhaust iter_lines())."""
+    if params:
+        url += ("&" if urlsplit(url).query else "?") + urlencode(params, doseq=True)
+    body = None if json is None else jsonlib.dumps(json).encode()
+    sent = {"User-Agent": USER_AGENT, "Accept": "*/*", "Connection": "close", **(headers or {})}
+    if body is not None:
+        sent["Content-Type"] = "application/json"
+    for _ in range(MAX_REDIRECTS + 1):
+        response = _exchange(method, url, body, sent, timeout)
+        location = response.headers.get("Location")
+        if not (allow_redirects and response.status_code in REDIRECT_CODES and location):
+            if not stream:
+                response.content  # read now, under the read timeout, and release the connection
+            return response
+        response.close()
+        target = urljoin(url, location)
+        if (response.status_code == 303 and method != "HEAD") or (
+                response.status_code in (301, 302) and method == "POST"):  # as browsers and requests do
+            method, body = "GET", None
+            sent.pop("Content-Type", None)
+        if _origin(target) != _origin(url):
+            sent = {k: v for k, v in sent.items() if k.lower() not in CREDENTIAL_HEADERS}
+        url = target
+    raise TooManyRedirects(f"more than {MAX_REDIRECTS} redirects from {_shown(url)}")
+
+
+def _exchange(method: str, url: str, body: bytes | None, headers: dict[str, str],
+              timeout: TimeoutSpec) -> Response:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidURL(f"not an http(s) URL: {_shown(url)}")
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        raise InvalidURL(f"bad port in {_shown(url)}") from None
+    connect_timeout, read_timeout = timeout if isinstance(timeout, tuple) else (timeout, timeout)
+    target = parts.path or "/"
+    if parts.query:
+        target += "?" + parts.query
+    headers = dict(headers)
+    connection, via_plain_proxy = _connection(parts.scheme, parts.hostname, port, connect_timeout, headers)
+    if via_plain_proxy:  # a plain HTTP proxy is asked for the absolute URL
+        target = f"http://{parts.netloc.rpartition('@')[2]}{target}"
+    what = f"{method} {_shown(url)}"
+    try:
+        connection.connect()
+    except TimeoutError:
+        connection.close()
+        raise ConnectTimeout(f"{what}: no connection within {connect_timeout:g} s") from None
+    except OSError as exc:
+        connection.close()
+        raise ConnectionError(f"{what}: cannot connect ({_reason(exc)})") from None
+    connection.sock.settimeout(read_timeout)
+    try:
+        connection.request(method, target, body=body, headers=headers)
+        raw = connection.getresponse()
+    except TimeoutError:
+        connection.close()
+        raise ReadTimeout(f"{what}: no answer within {read_timeout:g} s") from None
+    except (OSError, http.client.HTTPException) as exc:
+        connection.close()
+        raise ConnectionError(f"{what}: connection failed ({_reason(exc)})") from None
+    return Response(raw, connection, url)
+
+
+def _connection(scheme: str, host: str, port: int, timeout: float | None,
+                headers: dict[str, str]) -> tuple[http.client.HTTPConnection, bool]:
+    """A connection to the server, or to the proxy the environment names for it (then True
+    for plain HTTP, whose proxy gets the request itself; HTTPS goes through a tunnel)."""
+    proxy = None if proxy_bypass(host) else getproxies().get(scheme)
+    if not proxy:
+        if scheme == "https":
+            return http.client.HTTPSConnection(host, port, timeout=timeout, context=_tls()), False
+        return http.client.HTTPConnection(host, port, timeout=timeout), False
+    proxy_parts = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+    proxy_auth = {}
+    if proxy_parts.username:
+        pair = f"{unquote(proxy_parts.username)}:{unquote(proxy_parts.password or '')}"
+        proxy_auth["Proxy-Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
+    proxy_host, proxy_port = proxy_parts.hostname, proxy_parts.port or 8080
+    if scheme == "https":  # a CONNECT tunnel: the proxy sees neither path nor headers
+        connection = http.client.HTTPSConnection(proxy_host, proxy_port, timeout=timeout, context=_tls())
+        connection.set_tunnel(host, port, headers=proxy_auth)
+        return connection, False
+    headers.update(proxy_auth)
+    return http.client.HTTPConnection(proxy_host, proxy_port, timeout=timeout), True
+
+
+_TLS_CONTEXT: ssl.SSLContext | None = None
+
+
+def _tls() -> ssl.SSLContext:
+    global _TLS_CONTEXT
+    if _TLS_CONTEXT is None:  # built once: loading the CA store is the costly part
+        _TLS_CONTEXT = ssl.create_default_context()
+    return _TLS_CONTEXT
+
+
+def _io(read):
+    """Run a body read, with its failures as this module's exceptions."""
+    try:
+        return read()
+    except TimeoutError:
+        raise ReadTimeout("the server went silent in the middle of its answer") from None
+    except (OSError, http.client.HTTPException) as exc:
+        raise ConnectionError(f"the answer broke off ({_reason(exc)})") from None
+
+
+def _origin(url: str) -> tuple[str, str | None, int | None]:
+    parts = urlsplit(url)
+    return parts.scheme, parts.hostname, parts.port
+
+
+def _shown(url: str) -> str:
+    """The URL for a message: no query string and no user:password."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
+
+
+def _reason(exc: BaseException) -> str:
+    return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
