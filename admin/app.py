@@ -16,6 +16,7 @@ from exporter.store.settings import get_setting, set_setting
 from .context import GRAFANA_DASHBOARDS, AdminContext
 from .formatting import human_bytes, progress_text
 from .jobs import JobRunner, active_jobs
+from .login_throttle import LoginThrottle
 from .security import check_password, csrf_protect, hash_password, logged_in, mask_secret
 from .views import register_views
 
@@ -79,16 +80,24 @@ def _local_target(target: str | None) -> str:
 
 def _auth_blueprint(ctx: AdminContext) -> Blueprint:
     bp = Blueprint("auth", __name__)
+    throttle = LoginThrottle()
 
     @bp.route("/login", methods=["GET", "POST"])
     def login():
         if request.method == "POST":
+            address = request.remote_addr or "?"
+            wait = throttle.retry_after(address)
+            if wait:
+                flash(f"Too many wrong passwords: try again in {wait} s.", "danger")
+                return render_template("login.html"), 429, {"Retry-After": str(wait)}
             with ctx.sessions() as s:
                 stored = get_setting(s, PASSWORD_KEY) or ""
             if check_password(request.form.get("password", ""), stored):
+                throttle.succeeded(address)
                 session.clear()  # a fresh session (and CSRF secret) after login
                 session["user"] = "admin"
                 return redirect(_local_target(request.args.get("next")))
+            throttle.failed(address)
             flash("Wrong password.", "danger")
             return render_template("login.html"), 401
         return render_template("login.html")

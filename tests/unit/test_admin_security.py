@@ -50,6 +50,34 @@ def test_wrong_password_is_refused(app):
     assert client.get("/admin/jobs/").status_code == 302
 
 
+def test_repeated_wrong_passwords_lock_the_address_out(app):
+    client = app.test_client()
+    token = csrf_from(client.get("/login").text)
+    for _ in range(5):
+        assert client.post("/login", data={"password": "guess", "csrf_token": token}).status_code == 401
+    # Even the right password is refused while locked out: guessing gains nothing.
+    response = client.post("/login", data={"password": PASSWORD, "csrf_token": token})
+    assert response.status_code == 429 and "Too many wrong passwords" in response.text
+    assert int(response.headers["Retry-After"]) > 0
+    assert client.get("/admin/jobs/").status_code == 302
+
+
+def test_login_throttle_forgets_old_failures_and_resets_on_success():
+    from admin.login_throttle import LoginThrottle
+    now = [1000.0]
+    throttle = LoginThrottle(max_failures=2, window_seconds=60, clock=lambda: now[0])
+    throttle.failed("10.0.0.1")
+    throttle.failed("10.0.0.1")
+    assert throttle.retry_after("10.0.0.1") == 61
+    assert throttle.retry_after("10.0.0.2") == 0  # per address
+    now[0] += 61
+    assert throttle.retry_after("10.0.0.1") == 0
+    throttle.failed("10.0.0.1")
+    throttle.succeeded("10.0.0.1")
+    throttle.failed("10.0.0.1")
+    assert throttle.retry_after("10.0.0.1") == 0
+
+
 def test_login_then_logout(app):
     client = logged_in_client(app)
     page = client.get("/admin/jobs/")
