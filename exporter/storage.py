@@ -42,7 +42,9 @@ class StorageLayout:
 
 
 def role_paths(settings: Settings) -> dict[str, Path | None]:
-    return {"root": Path("/"), "home": settings.home, "workspace": settings.workspace,
+    # In a container the host's / is bind-mounted elsewhere (compose.yaml: /host/root).
+    root = Path(settings.get("WORDSLAB_DASHBOARD_ROOT_PATH", "/"))
+    return {"root": root, "home": settings.home, "workspace": settings.workspace,
             "models": settings.models}
 
 

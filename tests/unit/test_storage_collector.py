@@ -57,6 +57,16 @@ def test_roles_map_to_disks_with_real_sizes_and_io(vm_env):
     assert promtool_problems(result.text) == ""
 
 
+def test_root_role_follows_the_host_root_mount_in_a_container(vm_env, tmp_path):
+    host_root = tmp_path / "host-root"
+    host_root.mkdir()
+    result = collect({**vm_env, "WORDSLAB_DASHBOARD_ROOT_PATH": str(host_root)})
+    info = {lbl["role"]: lbl for lbl in result.labels("wordslab_storage_path_info")}
+    assert info["root"]["path"] == str(host_root)
+    assert info["root"]["disk"] == info["home"]["disk"] != ""  # same temp filesystem
+    assert states(result)["root"] == "ok"
+
+
 def test_unset_missing_and_unreadable_paths_are_reported_not_fatal(vm_env, tmp_path):
     loop = tmp_path / "loop"
     loop.symlink_to(loop)  # ELOOP: cannot be resolved, even by root
