@@ -2,7 +2,7 @@
 
 Knobs (class attributes, changeable while serving): `mode` = ok | timeout | unauthorized |
 server_error | malformed | insufficient_quota | rate_limited | payment_required;
-`expected_key` (anything else gets OpenAI's 401 body); `usage_monthly`, `limit_remaining`
+`expected_key` (anything else gets OpenAI's 401 body, `echo_key` quoting it whole); `usage_monthly`, `limit_remaining`
 (OpenRouter key); `cost_pages` (OpenAI costs, one list of daily amounts per page).
 Every request is recorded (path with query, headers) so tests can check where keys went.
 """
@@ -24,6 +24,7 @@ RATE_BODY = {"error": {"message": "Rate limit reached for requests", "type": "re
 class OpenAILikeHandler(BaseHTTPRequestHandler):
     mode = "ok"
     expected_key: str | None = None
+    echo_key = False  # the 401 message quotes the whole refused key, as some providers do
     timeout_delay = 2.0
     usage_monthly = 12.5
     limit_remaining: float | None = 87.5
@@ -43,7 +44,7 @@ class OpenAILikeHandler(BaseHTTPRequestHandler):
         if self.expected_key is not None:
             sent = (self.headers.get("Authorization") or "").removeprefix("Bearer ")
             if sent != self.expected_key:
-                shown = f"{sent[:3]}***{sent[-4:]}" if sent else ""
+                shown = sent if self.echo_key else f"{sent[:3]}***{sent[-4:]}" if sent else ""
                 return self._json(401, {"error": {
                     "message": f"Incorrect API key provided: {shown}.", "type": "invalid_request_error",
                     "param": None, "code": "invalid_api_key"}})

@@ -184,16 +184,22 @@ def test_actions_need_csrf_and_login(env):
 
 
 def test_budget_and_interval_settings(client, env):
+    from exporter.store.settings import Setting
+    vm_keys = ("vm_cost_budget_month_usd", "vm_status_interval_seconds")
+
+    def saved() -> dict[str, str]:
+        return {s.key: s.value for s in _rows(env, Setting) if s.key in vm_keys}
+
     page = _post(client, "/admin/vm_settings/", {"budget": "-3", "interval": "60"}).text
     assert "monthly budget must be between 0 and 1,000,000 USD" in page
     page = _post(client, "/admin/vm_settings/", {"budget": "120.5", "interval": "5"}).text
     assert "status interval must be between 10 and 86400 seconds" in page
+    assert saved() == {}  # refused input saves nothing, not even its valid half
     _post(client, "/admin/vm_settings/", {"budget": "120.5", "interval": "90"})
-    from exporter.store.settings import Setting
-    values = {s.key: s.value for s in _rows(env, Setting)}
-    assert values["vm_cost_budget_month_usd"] == "120.5"
-    assert values["vm_status_interval_seconds"] == "90"
-    assert json.dumps(values)  # plain strings
+    assert saved() == {"vm_cost_budget_month_usd": "120.5", "vm_status_interval_seconds": "90"}
+    form = client.get("/admin/vm_settings/").text  # read back from the store
+    assert 'name="budget" type="number" min="0" step="any" value="120.5"' in form
+    assert 'step="any" value="90"' in form
 
 
 def test_running_dashboard_vm_becomes_a_prometheus_target(client, env):

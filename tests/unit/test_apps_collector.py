@@ -1,12 +1,11 @@
 """AppsCollector: real loopback HTTP(S) servers as the VM's apps; probes run in the background source."""
 from __future__ import annotations
 
-import shutil
 import socket
 import ssl
-import subprocess
 import threading
 from http.server import ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +15,8 @@ from tests.fakes.http_apps import answering
 from tests.fakes.loopback import serving
 from tests.support.env import free_port
 from tests.support.metrics import promtool_problems, scrape
+
+TLS_FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "tls"
 
 
 def port_of(url: str) -> str:
@@ -89,13 +90,9 @@ def test_url_variable_alone_configures_the_app_on_its_default_port(services_down
 
 
 @pytest.fixture
-def tls_server(tmp_path):
-    if not shutil.which("openssl"):
-        pytest.skip("openssl is needed to make a self-signed certificate")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(cert)],
-                   check=True, capture_output=True)
+def tls_server():
+    # A committed self-signed pair (test-only key, valid until 2126): no openssl needed to run the test.
+    cert, key = TLS_FIXTURES / "localhost-cert.pem", TLS_FIXTURES / "localhost-key.pem"
     server = ThreadingHTTPServer(("127.0.0.1", 0), answering(200))
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)

@@ -141,12 +141,16 @@ def test_key_from_user_env_file_and_probe_interval(settings):
         assert len(handler.requests) == 2
 
 
-def test_key_never_in_metrics_or_logs_even_when_echoed(settings, caplog):
+# A token-shaped key, and a plain hex one that only the exact-secret scrub can catch.
+@pytest.mark.parametrize("key", [KEY, "3f9c2a7d41b84e0d9a6c5b1e8f7d2c40"], ids=["sk-shaped", "plain-hex"])
+def test_key_never_in_metrics_or_logs_even_when_echoed(settings, caplog, key):
     caplog.set_level(logging.DEBUG)
-    with serving(make_handler(expected_key="sk-the-right-one-000000")) as url:
-        add_api(settings, base_url=url, api_key=KEY, provider="other")
+    with serving(make_handler(expected_key="sk-the-right-one-000000", echo_key=True)) as url:
+        add_api(settings, base_url=url, api_key=key, provider="other")
         text, _ = scrape(settings)
     assert metric(text, "wordslab_external_api_state")[(("api", "api"), ("state", "unauthorized"))] == 1
-    assert KEY not in text and KEY[-8:] not in text
-    assert KEY not in caplog.text
-    assert KEY not in repr(ExternalApi(name="x", api_key=KEY))
+    (error,) = [dict(labels)["error"] for labels in metric(text, "wordslab_external_api_last_error_info")]
+    assert error.startswith("key refused (HTTP 401) Incorrect API key provided: ")  # the echo is there, masked
+    assert key not in text and key[-8:] not in text
+    assert key not in caplog.text
+    assert key not in repr(ExternalApi(name="x", api_key=key))

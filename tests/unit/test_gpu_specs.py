@@ -61,12 +61,15 @@ def test_pro_ampere_rates_reproduce_the_a40_datasheet():
         assert value == pytest.approx(a40[precision], rel=0.002), precision
 
 
-@pytest.mark.parametrize("nvml_name", [
-    "NVIDIA GeForce RTX 2080 Ti", "GeForce RTX 2080 Ti", "nvidia geforce rtx 2080 ti",
-    "NVIDIA  GeForce RTX 2080 Ti ", "Tesla T4", "NVIDIA T4",
+@pytest.mark.parametrize("nvml_name, model", [
+    ("NVIDIA GeForce RTX 2080 Ti", "GeForce RTX 2080 Ti"), ("GeForce RTX 2080 Ti", "GeForce RTX 2080 Ti"),
+    ("nvidia geforce rtx 2080 ti", "GeForce RTX 2080 Ti"), ("NVIDIA  GeForce RTX 2080 Ti ", "GeForce RTX 2080 Ti"),
+    ("Tesla T4", "Tesla T4"), ("NVIDIA T4", "Tesla T4"),
 ])
-def test_name_matching_ignores_case_spacing_and_vendor_prefix(nvml_name):
-    assert theoretical_flops(nvml_name)
+def test_name_matching_ignores_case_spacing_and_vendor_prefix(nvml_name, model):
+    spec = gpu_specs.spec_for(nvml_name)
+    assert spec is not None and spec.model == model
+    assert theoretical_flops(nvml_name) == spec.flops
 
 
 @pytest.mark.parametrize("nvml_name", [

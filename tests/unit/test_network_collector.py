@@ -34,9 +34,23 @@ def test_default_route_with_the_lowest_metric_wins(tmp_path):
     assert default_route_interface(tmp_path / "absent") is None
 
 
-def test_this_machines_default_route_matches_psutil_interfaces():
-    iface = default_route_interface()
-    assert iface is None or iface in psutil.net_if_addrs()
+def kernel_routed_interface() -> str | None:
+    """The interface the kernel's own route lookup picks for an off-link address (TEST-NET-3, so
+    only a default route covers it); None without a route. Connecting UDP sends no packet."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("203.0.113.1", 9))
+        except OSError:  # ENETUNREACH: no default route
+            return None
+        source = probe.getsockname()[0]
+    owners = [name for name, addrs in psutil.net_if_addrs().items()
+              if any(a.family == socket.AF_INET and a.address == source for a in addrs)]
+    assert len(owners) == 1, f"{source} belongs to {owners}"
+    return owners[0]
+
+
+def test_this_machines_default_route_is_the_one_the_kernel_uses():
+    assert default_route_interface() == kernel_routed_interface()
 
 
 def send_over_loopback(size: int) -> None:

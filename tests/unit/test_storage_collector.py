@@ -1,7 +1,11 @@
 """StorageCollector over temp dirs as the roles, a faked sysfs for partitions, and a faked Windows side."""
 from __future__ import annotations
 
+import json
 import os
+import pwd
+import tempfile
+import traceback
 from pathlib import Path
 
 import psutil
@@ -11,6 +15,7 @@ from exporter.collectors.storage import StorageCollector
 from exporter.config import Settings
 from exporter.storage import map_storage
 from tests.fakes.wsl import FakeWindows
+from tests.support.env import wordslab_env
 from tests.support.metrics import promtool_problems, scrape
 
 GiB = 2**30
@@ -83,16 +88,49 @@ def test_unset_missing_and_unreadable_paths_are_reported_not_fatal(vm_env, tmp_p
     assert result.value("wordslab_collector_success", collector="storage") == 1
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any directory")
-def test_directory_without_permission_is_unreadable(vm_env, tmp_path):
-    locked = tmp_path / "locked"
-    (locked / "models").mkdir(parents=True)
-    locked.chmod(0)
-    try:
-        result = collect({**vm_env, "WORDSLAB_MODELS": str(locked / "models")})
-    finally:
-        locked.chmod(0o755)
-    assert states(result)["models"] == "unreadable"
+def states_as_unprivileged_user(env) -> dict[str, str]:
+    """states(collect(env)) as the exporter sees them without root, which reads any directory (and
+    CI runs as root): a forked child drops to `nobody` and sends its states back through a pipe."""
+    if os.geteuid() != 0:
+        return states(collect(env))
+    nobody = pwd.getpwnam("nobody")
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        code = 1
+        try:
+            os.close(read_end)
+            os.setgroups([])
+            os.setgid(nobody.pw_gid)
+            os.setuid(nobody.pw_uid)
+            with os.fdopen(write_end, "w") as out:
+                json.dump(states(collect(env)), out)
+            code = 0
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end) as answer:
+        sent = answer.read()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0 and sent, "the unprivileged collection failed"
+    return json.loads(sent)
+
+
+def test_directory_without_permission_is_unreadable():
+    # Under /tmp itself, not pytest's root-only tmp_path, so `nobody` reaches the other roles.
+    with tempfile.TemporaryDirectory(dir="/tmp") as root:
+        Path(root).chmod(0o755)
+        env = wordslab_env(Path(root))
+        locked = Path(root) / "locked"
+        (locked / "models").mkdir(parents=True)
+        locked.chmod(0)
+        try:
+            seen = states_as_unprivileged_user({**env, "WORDSLAB_MODELS": str(locked / "models")})
+        finally:
+            locked.chmod(0o755)
+    assert seen == {"root": "ok", "home": "ok", "workspace": "ok", "models": "unreadable"}
 
 
 def test_path_removed_after_the_layout_refresh_does_not_break_the_scrape(vm_env, tmp_path):
