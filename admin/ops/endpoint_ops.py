@@ -26,7 +26,7 @@ from exporter import nvml
 from exporter.config import Settings
 from exporter.file_sd import remove_targets, write_targets
 from exporter.sources.endpoint_probe import (EndpointTarget, endpoint_log_path, log_tail, probe,
-                                             process_alive, short_error)
+                                             process_alive, server_root, short_error)
 from exporter.sources.ollama_client import ollama_base_url
 from exporter.store.jobs import utcnow
 from exporter.store.services import Endpoint
@@ -55,6 +55,15 @@ _children: dict[int, subprocess.Popen] = {}
 _children_lock = threading.Lock()
 
 
+def reap_exited_children() -> None:
+    """Collect servers of ours that exited on their own, so none stays a zombie.
+
+    Their rows keep the PID: the probe then reports the death (error, with the log tail)."""
+    with _children_lock:
+        for pid in [pid for pid, process in _children.items() if process.poll() is not None]:
+            del _children[pid]
+
+
 class OpError(JobFailed):
     """A refused or failed endpoint operation, with a message for the user."""
 
@@ -68,11 +77,14 @@ def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
     return False
 
 
-def default_base_url(server: str, api_type: str, port: int | None) -> str:
-    if not port:
-        return ""
+def default_base_url(server: str, api_type: str, port: int | None, ollama_base: str = "") -> str:
+    """Where a server we run listens; an ollama endpoint without a port uses the platform's Ollama."""
     suffix = "/v1" if api_type == "openai" else ""
-    return f"http://127.0.0.1:{port}{suffix}"
+    if port:
+        return f"http://127.0.0.1:{port}{suffix}"
+    if server == "ollama" and ollama_base:
+        return f"{ollama_base.rstrip('/')}{suffix}"
+    return ""
 
 
 def command_args(endpoint: Endpoint) -> list[str]:
@@ -302,7 +314,8 @@ class EndpointOps:
 
     # -- ollama load / unload -----------------------------------------------------------
     def _ollama_base(self, endpoint: Endpoint) -> str:
-        return (endpoint.base_url or ollama_base_url(self.settings.env)).rstrip("/")
+        # The openai API type's base URL ends in /v1; Ollama's own API lives at the root.
+        return server_root(endpoint.base_url) if endpoint.base_url else ollama_base_url(self.settings.env)
 
     def _keep_alive(self, endpoint: Endpoint, keep_alive: int) -> dict:
         if endpoint.server != "ollama":

@@ -1,18 +1,28 @@
-"""Local model endpoints: configure, then load/unload (Ollama) or start/stop (vLLM, FastAPI)."""
+"""Local model endpoints: configure, then load/unload (Ollama) or start/stop (vLLM, FastAPI).
+
+The model is picked from the downloaded ones (admin/ops/endpoint_models.py) and refused on save
+when it is not downloaded. The list shows the live status and last error, written to the rows
+by a background prober (admin/ops/endpoint_status.py): a list request never probes.
+"""
 from __future__ import annotations
 
 import shlex
 
-from flask import flash, redirect, url_for
+from flask import flash, g, redirect, request, url_for
 from flask_admin import expose
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from wtforms import FloatField, SelectField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import NumberRange, Optional, ValidationError
 
+from exporter.sources.ollama_client import ollama_base_url
 from exporter.store.services import API_TYPES, SERVERS, SERVICE_TYPES, Endpoint
 
+from ..ops.endpoint_models import NONE_CHOICE, DownloadedModels, list_downloaded, ollama_base_for, refusal
 from ..ops.endpoint_ops import ACTIONS, EndpointOps, OpError, default_base_url, port_in_use
+from ..ops.endpoint_status import EndpointStatusRefresher
 from ..security import SecureModelView, require_csrf
 from ..validation import check_http_url, check_name, check_unique_name
 
@@ -42,15 +52,17 @@ class EndpointView(SecureModelView):
                     "health_url", "command", "image", "gpu_memory_share")
     # SQLAlchemy 2.1's Float is no Numeric any more: Flask-Admin has no converter for it.
     form_overrides = {"service_type": SelectField, "server": SelectField, "api_type": SelectField,
-                      "gpu_memory_share": FloatField}
+                      "model": SelectField, "gpu_memory_share": FloatField}
     form_args = {
-        "service_type": {"choices": [(v, v) for v in SERVICE_TYPES]},
-        "server": {"choices": [(v, v) for v in SERVERS]},
-        "api_type": {"choices": [(v, v) for v in API_TYPES]},
-        "model": {"description": "a downloaded model: an Ollama tag (llama3.2:3b) or a Hugging Face id "
-                                 "(Qwen/Qwen3-8B)"},
+        "service_type": {"choices": [SelectChoice(v) for v in SERVICE_TYPES]},
+        "server": {"choices": [SelectChoice(v) for v in SERVERS]},
+        "api_type": {"choices": [SelectChoice(v) for v in API_TYPES]},
+        # Choices are filled per request; on_model_change says why a model is refused.
+        "model": {"choices": [SelectChoice(*NONE_CHOICE)], "validate_choice": False,
+                  "description": "a downloaded model: an Ollama model for ollama, a Hugging Face repo for vllm"},
         "internal_port": {"validators": [Optional(), NumberRange(1024, 65535, "port must be 1024-65535")]},
-        "base_url": {"description": "empty: http://127.0.0.1:<port> (with /v1 for the openai API type)"},
+        "base_url": {"description": "empty: http://127.0.0.1:<port> (with /v1 for the openai API type); "
+                                    "ollama without a port: the platform's Ollama"},
         "health_url": {"description": "fastapi: URL answering 2xx when healthy (default <base>/health)"},
         "command": {"description": "vllm/fastapi: run as a subprocess; placeholders {model} {port} "
                                    "{gpu_memory_share}. vllm default: vllm serve {model} --port {port} "
@@ -60,10 +72,51 @@ class EndpointView(SecureModelView):
                                                                     "between 0.05 and 1")]},
     }
 
-    def __init__(self, ctx, **kwargs):
+    def __init__(self, ctx, refresher: EndpointStatusRefresher, **kwargs):
         self.ctx = ctx
+        self.refresher = refresher
         self.ops = EndpointOps(ctx.settings, ctx.sessions)
         super().__init__(Endpoint, ctx.sessions, **kwargs)
+
+    @expose("/")
+    def index_view(self):
+        self.refresher.request_refresh()  # fresher status soon; this request does not wait for it
+        return super().index_view()
+
+    # -- model choices ----------------------------------------------------------------
+    def _downloaded(self, ollama_base: str) -> DownloadedModels:
+        """Listed once per request and Ollama server (a POST builds the form, then validates)."""
+        cache = g.setdefault("downloaded_models", {})
+        if ollama_base not in cache:
+            cache[ollama_base] = list_downloaded(self.ctx.settings.env, ollama_base)
+        return cache[ollama_base]
+
+    def _with_model_choices(self, form, current: str = ""):
+        found = self._downloaded(ollama_base_url(self.ctx.settings.env))
+        choices = found.choices()
+        if current and current not in {value for value, _ in choices}:
+            choices.append((current, f"{current} (not downloaded)"))
+        form.model.choices = [SelectChoice(value, label) for value, label in choices]
+        if found.unavailable and request.method == "GET":
+            flash(f"{found.warning()}: the list shows the other models.", "warning")
+        return form
+
+    def create_form(self, obj=None):
+        return self._with_model_choices(super().create_form(obj))
+
+    def edit_form(self, obj=None):
+        return self._with_model_choices(super().edit_form(obj), obj.model if obj is not None else "")
+
+    def _check_model_downloaded(self, model: Endpoint, is_created: bool) -> None:
+        # A row whose model was deleted later stays editable as long as the model is left alone.
+        history = sa_inspect(model).attrs
+        if not is_created and not any(history[f].history.has_changes() for f in ("model", "server", "base_url")):
+            return
+        env = self.ctx.settings.env
+        found = self._downloaded(ollama_base_for(env, model.server, model.base_url or ""))
+        message = refusal(found, model.server, model.model)
+        if message:
+            raise ValidationError(message)
 
     def row_actions(self, row: Endpoint):
         return ROW_ACTIONS.get(row.server, ())
@@ -89,8 +142,9 @@ class EndpointView(SecureModelView):
                 raise ValidationError(f"command: {exc}") from None
         check_http_url(model.base_url, "base URL")
         check_http_url(model.health_url, "health URL")
+        self._check_model_downloaded(model, is_created)
         model.base_url = (model.base_url or "").rstrip("/") or default_base_url(
-            model.server, model.api_type, model.internal_port)
+            model.server, model.api_type, model.internal_port, ollama_base_url(self.ctx.settings.env))
         if model.internal_port:
             with self.session.no_autoflush:
                 clash = self.session.scalar(select(Endpoint).where(
@@ -139,4 +193,8 @@ class EndpointView(SecureModelView):
 
 
 def register(admin, ctx) -> None:
-    admin.add_view(EndpointView(ctx, name="Endpoints", endpoint="endpoints", category="AI services"))
+    refresher = EndpointStatusRefresher(ctx.settings, ctx.sessions)
+    admin.add_view(EndpointView(ctx, refresher, name="Endpoints", endpoint="endpoints", category="AI services"))
+    if admin.app is not None:
+        admin.app.extensions["wordslab_endpoint_refresher"] = refresher
+    refresher.start()

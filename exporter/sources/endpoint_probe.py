@@ -116,26 +116,27 @@ def _http_error(exc: Exception) -> str:
     return type(exc).__name__
 
 
-def _root(url: str) -> str:
-    """vLLM and Hermes publish /v1 URLs; their /health lives at the root."""
+def server_root(url: str) -> str:
+    """vLLM, Hermes and Ollama's openai API publish /v1 URLs; /health and Ollama's /api live at the root."""
     url = url.rstrip("/")
     return url[:-3] if url.endswith("/v1") else url
 
 
-def _normalize_tag(model: str) -> str:
+def normalize_ollama_tag(model: str) -> str:
+    """Ollama names a model without a tag `<name>:latest`."""
     return model if ":" in model else f"{model}:latest"
 
 
 def probe_ollama(target: EndpointTarget) -> ProbeResult:
     try:
-        running = OllamaClient(_root(target.base_url), timeout=PROBE_TIMEOUT).ps()
+        running = OllamaClient(server_root(target.base_url), timeout=PROBE_TIMEOUT).ps()
     except OllamaError as exc:
         return _unreachable(target, str(exc))
     if not target.model:  # the server itself: running, VRAM of every loaded model
         return ProbeResult("running", float(sum(m.get("size_vram") or 0 for m in running)))
-    wanted = _normalize_tag(target.model)
+    wanted = normalize_ollama_tag(target.model)
     for entry in running:
-        if _normalize_tag(entry.get("model") or entry.get("name") or "") == wanted:
+        if normalize_ollama_tag(entry.get("model") or entry.get("name") or "") == wanted:
             return ProbeResult("running", float(entry.get("size_vram") or 0))
     # Server up, model not in memory: stopped (loading shows as starting while the job runs).
     status = "starting" if target.desired == "starting" else "stopped"
@@ -143,7 +144,7 @@ def probe_ollama(target: EndpointTarget) -> ProbeResult:
 
 
 def probe_vllm(target: EndpointTarget, nvml: Nvml) -> ProbeResult:
-    root = _root(target.base_url)
+    root = server_root(target.base_url)
     try:
         health = http_client.get(f"{root}/health", timeout=PROBE_TIMEOUT)
     except http_client.RequestException as exc:
@@ -164,7 +165,7 @@ def probe_vllm(target: EndpointTarget, nvml: Nvml) -> ProbeResult:
 
 
 def probe_http_health(target: EndpointTarget, nvml: Nvml) -> ProbeResult:
-    url = target.health_url or f"{_root(target.base_url)}/health"
+    url = target.health_url or f"{server_root(target.base_url)}/health"
     try:
         response = http_client.get(url, timeout=PROBE_TIMEOUT)
     except http_client.RequestException as exc:
@@ -185,7 +186,8 @@ def _unreachable(target: EndpointTarget, error: str) -> ProbeResult:
         return ProbeResult("starting", None)  # started, not listening yet (vLLM loads for minutes)
     if target.desired == "starting" and target.container_id:
         return ProbeResult("starting", None)
-    if target.pid or target.container_id or target.desired in ("starting", "running"):
+    # The admin's status refresher records this result as the next `desired`: an error stays one.
+    if target.pid or target.container_id or target.desired in ("starting", "running", "error"):
         return ProbeResult("error", 0.0, error)  # we started it and it is gone
     return ProbeResult("stopped", 0.0)
 
@@ -204,7 +206,7 @@ def probe(target: EndpointTarget, nvml: Nvml, settings: Settings) -> ProbeResult
     return replace(result, error=short_error(result.error))
 
 
-def _target_from_row(row: Endpoint) -> EndpointTarget:
+def target_from_row(row: Endpoint) -> EndpointTarget:
     return EndpointTarget(
         name=row.name, model=row.model or "", service_type=row.service_type, server=row.server,
         api_type=row.api_type, base_url=row.base_url or "", health_url=row.health_url or "",
@@ -213,7 +215,7 @@ def _target_from_row(row: Endpoint) -> EndpointTarget:
 
 
 def configured_targets(settings: Settings) -> list[EndpointTarget]:
-    return read_rows(settings.db_path, Endpoint, _target_from_row)
+    return read_rows(settings.db_path, Endpoint, target_from_row)
 
 
 def discovered_targets(env: Mapping[str, str]) -> list[EndpointTarget]:
@@ -247,9 +249,9 @@ class EndpointProber:
     def targets(self) -> list[EndpointTarget]:
         configured = configured_targets(self.settings)
         names = {t.name for t in configured}
-        urls = {_root(t.base_url) for t in configured}
+        urls = {server_root(t.base_url) for t in configured}
         discovered = [t for t in discovered_targets(self.settings.env)
-                      if t.name not in names and _root(t.base_url) not in urls]
+                      if t.name not in names and server_root(t.base_url) not in urls]
         return configured + discovered
 
     def refresh(self) -> list[EndpointState]:

@@ -1,9 +1,12 @@
 """Admin endpoints and external APIs through Flask's test client, with real processes and servers."""
 from __future__ import annotations
 
+import html
 import json
 import logging
 import os
+import re
+import shutil
 import socket
 import stat
 import sys
@@ -23,7 +26,9 @@ from exporter.sources.endpoint_probe import process_alive
 from exporter.store.jobs import Job
 from exporter.store.services import Endpoint, ExternalApi
 from tests.fakes import vllm_server
+from admin.ops.endpoint_status import INTERVAL_VAR as STATUS_INTERVAL_VAR
 from tests.fakes.docker_client import FakeDockerClient
+from tests.fakes.model_files import hf_llm, provider_file
 from tests.fakes.ollama_server import FakeOllama, fake_model
 from tests.fakes.openai_like import make_handler
 from tests.fakes.loopback import serving
@@ -35,17 +40,35 @@ KEY = "sk-live-9f8e7d6c5b4a3210ZYXWVU"
 FAKE_VLLM = f"{sys.executable} {vllm_server.__file__} --port {{port}} --model {{model}} --gpu-memory-utilization {{gpu_memory_share}}"
 
 
+def services_env(vm_env, **extra) -> dict:
+    """The VM with Qwen/Qwen3-0.6B in its Hugging Face cache, its Ollama on a port where none
+    listens (unless `extra` says otherwise), and no background status prober (tests refresh)."""
+    env = {**vm_env, "OLLAMA_HOST": f"127.0.0.1:{free_port()}", STATUS_INTERVAL_VAR: "0", **extra}
+    hf_llm(env, "Qwen/Qwen3-0.6B")
+    return env
+
+
 @pytest.fixture
-def admin(vm_env):
-    app = make_admin_app(vm_env, view_modules=("jobs", "endpoints", "external_apis"))
-    client = logged_in_client(app)
-    ctx = app.extensions["wordslab"]
-    yield client, ctx
-    ctx.jobs.wait_idle()
-    with ctx.sessions() as s:  # leave no server running
-        for endpoint in s.query(Endpoint).all():
-            if endpoint.server != "ollama" and (endpoint.pid or endpoint.container_id):
-                endpoint_ops.EndpointOps(ctx.settings, ctx.sessions).stop(endpoint.id)
+def admin_factory(vm_env):
+    apps = []
+
+    def make(**extra):
+        app = make_admin_app(services_env(vm_env, **extra), view_modules=("jobs", "endpoints", "external_apis"))
+        apps.append(app)
+        return logged_in_client(app), app.extensions["wordslab"]
+    yield make
+    for app in apps:
+        ctx = app.extensions["wordslab"]
+        ctx.jobs.wait_idle()
+        with ctx.sessions() as s:  # leave no server running
+            for endpoint in s.query(Endpoint).all():
+                if endpoint.server != "ollama" and (endpoint.pid or endpoint.container_id):
+                    endpoint_ops.EndpointOps(ctx.settings, ctx.sessions).stop(endpoint.id)
+
+
+@pytest.fixture
+def admin(admin_factory):
+    return admin_factory()
 
 
 def token(client, url="/admin/endpoints/new/") -> str:
@@ -174,8 +197,10 @@ def test_ollama_load_and_unload(admin):
         act(client, ctx, row, "unload")
         assert "llama3.2:3b" not in ollama.state.loaded
         assert endpoint(ctx, "llama").status == "stopped" and live_status(ctx, "llama") == "stopped"
-        create_endpoint(client, name="ghost", model="nope:1b", server="ollama", api_type="ollama",
-                        internal_port="", base_url=ollama.base_url, command="")
+        ollama.state.install(fake_model("ghost:1b"))
+        assert create_endpoint(client, name="ghost", model="ghost:1b", server="ollama", api_type="ollama",
+                               internal_port="", base_url=ollama.base_url, command="").status_code == 302
+        ollama.state.remove("ghost:1b")  # deleted after the endpoint was configured
         act(client, ctx, endpoint(ctx, "ghost"), "load")
     assert last_job(ctx).status == "failed" and "not found" in last_job(ctx).message
 
@@ -191,6 +216,7 @@ def test_ollama_load_and_unload(admin):
     ({"name": "a;rm -rf"}, "use letters, digits"),
     ({"command": "vllm serve 'unclosed"}, "command: No closing quotation"),
     ({"model": ""}, "needs a model"),
+    ({"model": "Qwen/Qwen3-32B"}, "Qwen/Qwen3-32B is not a downloaded Hugging Face model"),
 ])
 def test_bad_endpoint_input_is_refused_and_changes_nothing(admin, fields, message):
     client, ctx = admin
@@ -228,6 +254,98 @@ def test_actions_need_csrf(admin):
     create_endpoint(client)
     response = client.post(f"/admin/endpoints/action/{endpoint(ctx).id}/start", data={})
     assert response.status_code == 400 and last_job(ctx) is None
+
+
+# -- the model: one of the downloaded models ---------------------------------------------
+
+def options(page: str) -> dict[str, str]:
+    """value -> label of the model field's options."""
+    select = re.search(r'<select[^>]*id="model".*?</select>', page, re.S).group(0)
+    return {html.unescape(v): html.unescape(label.strip())
+            for v, label in re.findall(r'<option[^>]*value="([^"]*)"[^>]*>([^<]*)</option>', select)}
+
+
+def test_model_field_offers_the_downloaded_models_of_every_source(admin_factory):
+    with FakeOllama() as ollama:
+        ollama.state.install(fake_model("llama3.2:3b"))
+        ollama.state.install(fake_model("nomic-embed-text:latest"))
+        client, ctx = admin_factory(OLLAMA_HOST=ollama.base_url)
+        provider_file(ctx.settings.env, "torch", "resnet18.pth")
+        page = client.get("/admin/endpoints/new/").text
+        assert options(page) == {
+            "": "(none)",
+            "llama3.2:3b": "llama3.2:3b (ollama)",
+            "nomic-embed-text:latest": "nomic-embed-text:latest (ollama)",
+            "Qwen/Qwen3-0.6B": "Qwen/Qwen3-0.6B (huggingface)",
+            "resnet18.pth": "resnet18.pth (torch)",
+        }
+        assert "unavailable" not in page
+        # Ollama's own list: /api/tags only, never a /api/show per model for a form.
+        assert not [path for _, path in ollama.state.requests if path == "/api/show"]
+        assert create_endpoint(client, name="llama", model="llama3.2:3b", server="ollama", api_type="ollama",
+                               internal_port="", command="").status_code == 302
+        assert create_endpoint(client, name="llama-short", model="nomic-embed-text", server="ollama",
+                               api_type="ollama", internal_port="", command="").status_code == 302
+        assert create_endpoint(client).status_code == 302  # vllm + Qwen/Qwen3-0.6B from the HF cache
+        assert create_endpoint(client, name="app", model="", server="fastapi", api_type="openAPI",
+                               command="python -m app --port {port}").status_code == 302  # (none) still allowed
+    with ctx.sessions() as s:
+        assert {e.name: e.model for e in s.query(Endpoint)} == {
+            "llama": "llama3.2:3b", "llama-short": "nomic-embed-text", "qwen": "Qwen/Qwen3-0.6B", "app": ""}
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"model": "meta-llama/Llama-3.1-8B"}, "meta-llama/Llama-3.1-8B is not a downloaded Hugging Face model"),
+    ({"model": "llama3.2:3b"}, "llama3.2:3b is not a downloaded Hugging Face model"),  # vllm serves HF repos
+    ({"server": "ollama", "api_type": "ollama", "internal_port": "", "command": ""},
+     "Qwen/Qwen3-0.6B is not a downloaded Ollama model"),
+    ({"server": "ollama", "api_type": "ollama", "internal_port": "", "command": "", "model": "mistral:7b"},
+     "mistral:7b is not a downloaded Ollama model"),
+    ({"server": "fastapi", "model": "nobody/nothing"}, "nobody/nothing is not a downloaded model"),
+])
+def test_a_model_that_is_not_downloaded_is_refused_and_changes_nothing(admin_factory, fields, message):
+    with FakeOllama() as ollama:
+        ollama.state.install(fake_model("llama3.2:3b"))
+        client, ctx = admin_factory(OLLAMA_HOST=ollama.base_url)
+        response = create_endpoint(client, **fields)
+    assert response.status_code == 200 and message in response.text
+    with ctx.sessions() as s:
+        assert s.query(Endpoint).count() == 0
+
+
+def test_ollama_down_the_form_still_offers_the_other_models_and_says_why(admin):
+    client, ctx = admin  # its Ollama: a port where nothing listens
+    page = client.get("/admin/endpoints/new/")
+    assert page.status_code == 200
+    assert "Ollama models are unavailable" in page.text and "the list shows the other models" in page.text
+    assert options(page.text) == {"": "(none)", "Qwen/Qwen3-0.6B": "Qwen/Qwen3-0.6B (huggingface)"}
+    assert create_endpoint(client).status_code == 302
+    refused = create_endpoint(client, name="llama", model="llama3.2:3b", server="ollama", api_type="ollama",
+                              internal_port="", command="")
+    assert refused.status_code == 200
+    assert "cannot check that llama3.2:3b is downloaded: Ollama models are unavailable" in refused.text
+    with ctx.sessions() as s:
+        assert [e.name for e in s.query(Endpoint)] == ["qwen"]
+
+
+def test_an_endpoint_whose_model_was_deleted_stays_editable_until_its_model_changes(admin):
+    client, ctx = admin
+    create_endpoint(client)
+    row = endpoint(ctx)
+    shutil.rmtree(Path(ctx.settings.env["HF_HOME"]) / "hub" / "models--Qwen--Qwen3-0.6B")
+    url = f"/admin/endpoints/edit/?id={row.id}"
+    page = client.get(url).text
+    assert options(page)["Qwen/Qwen3-0.6B"] == "Qwen/Qwen3-0.6B (not downloaded)"
+    assert re.search(r'<option selected value="Qwen/Qwen3-0.6B"|<option value="Qwen/Qwen3-0.6B" selected', page)
+    form = {"name": "qwen", "model": "Qwen/Qwen3-0.6B", "service_type": "LLM", "server": "vllm",
+            "api_type": "openai", "internal_port": str(row.internal_port), "base_url": row.base_url,
+            "health_url": "", "command": FAKE_VLLM, "image": "", "gpu_memory_share": "0.7",
+            "csrf_token": token(client, url)}
+    assert client.post(url, data=form).status_code == 302
+    assert endpoint(ctx).gpu_memory_share == 0.7
+    changed = client.post(url, data={**form, "model": "Qwen/Qwen3-8B"})
+    assert changed.status_code == 200 and "Qwen/Qwen3-8B is not a downloaded Hugging Face model" in changed.text
+    assert endpoint(ctx).model == "Qwen/Qwen3-0.6B"
 
 
 # -- external APIs ------------------------------------------------------------------------

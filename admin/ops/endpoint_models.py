@@ -1,0 +1,90 @@
+"""Which downloaded models an endpoint may serve: the choices of its model field, checked on save.
+
+The lists come from the scanners the exporter's models collector uses, kept cheap enough for
+a form: Ollama's model list alone (/api/tags with a short timeout, no /api/show per model),
+the Hugging Face cache scan and the model-file scan (local directory walks). A source that
+fails (Ollama down) is named in `unavailable`; the others still give their models.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping
+
+from exporter.sources.endpoint_probe import normalize_ollama_tag, server_root
+from exporter.sources.file_models import scan_model_files
+from exporter.sources.hf_models import scan_hf_cache
+from exporter.sources.model_dirs import FILE_PROVIDER_DIRS, hf_hub_cache
+from exporter.sources.ollama_client import OllamaClient, OllamaError, ollama_base_url
+
+# A form waits at most this long for Ollama's list (connect, read).
+LIST_TIMEOUT = (1.0, 2.0)
+NONE_CHOICE = ("", "(none)")
+# The providers whose models each inference server serves; other servers take any model.
+SERVER_PROVIDERS = {"ollama": ("ollama",), "vllm": ("huggingface",)}
+SERVER_MODEL_KIND = {"ollama": "Ollama ", "vllm": "Hugging Face "}
+SOURCE_PROVIDERS = {"Ollama": ("ollama",), "Hugging Face": ("huggingface",), "Model file": tuple(FILE_PROVIDER_DIRS)}
+
+
+@dataclass
+class DownloadedModels:
+    models: list[tuple[str, str]] = field(default_factory=list)  # (provider, model id)
+    unavailable: dict[str, str] = field(default_factory=dict)  # source -> why it listed nothing
+
+    def for_server(self, server: str) -> list[tuple[str, str]]:
+        providers = SERVER_PROVIDERS.get(server)
+        return [m for m in self.models if providers is None or m[0] in providers]
+
+    def unavailable_for(self, server: str) -> dict[str, str]:
+        """The failed sources a `server` endpoint could take a model from."""
+        providers = set(SERVER_PROVIDERS.get(server) or ())
+        return {source: why for source, why in self.unavailable.items()
+                if not providers or providers & set(SOURCE_PROVIDERS[source])}
+
+    def choices(self) -> list[tuple[str, str]]:
+        return [NONE_CHOICE, *((model, f"{model} ({provider})") for provider, model in self.models)]
+
+    def warning(self, server: str = "") -> str:
+        return "; ".join(f"{source} models are unavailable ({why})"
+                         for source, why in self.unavailable_for(server).items())
+
+
+def ollama_base_for(env: Mapping[str, str], server: str, base_url: str) -> str:
+    """The Ollama an endpoint uses: its own base URL for an ollama endpoint, else the platform's."""
+    if server == "ollama" and base_url:
+        return server_root(base_url)
+    return ollama_base_url(env)
+
+
+def list_downloaded(env: Mapping[str, str], ollama_base: str = "") -> DownloadedModels:
+    found = DownloadedModels()
+    base = ollama_base or ollama_base_url(env)
+    try:
+        tags = OllamaClient(base, timeout=LIST_TIMEOUT).tags()
+    except OllamaError as exc:
+        found.unavailable["Ollama"] = str(exc)
+    else:
+        found.models += sorted(("ollama", m["name"]) for m in tags if m.get("name"))
+    for source, scan in (("Hugging Face", lambda: scan_hf_cache(hf_hub_cache(env))),
+                         ("Model file", lambda: scan_model_files(env))):
+        try:
+            found.models += [(r.provider, r.model) for r in scan()]
+        except OSError as exc:  # an unreadable cache: say so, keep the other sources
+            found.unavailable[source] = f"{type(exc).__name__}: {exc.strerror or exc}"
+    return found
+
+
+def _same(provider: str, listed: str, wanted: str) -> bool:
+    if provider == "ollama":
+        return normalize_ollama_tag(listed) == normalize_ollama_tag(wanted)
+    return listed == wanted
+
+
+def refusal(found: DownloadedModels, server: str, model: str) -> str:
+    """Why `model` cannot be the model of a `server` endpoint; "" when it can (or is none)."""
+    if not model or any(_same(provider, listed, model) for provider, listed in found.for_server(server)):
+        return ""
+    if found.unavailable_for(server):
+        return f"cannot check that {model} is downloaded: {found.warning(server)}"
+    kind = SERVER_MODEL_KIND.get(server, "")
+    return (f"{model} is not a downloaded {kind}model: choose one of the list "
+            "(download it first on the Models page)")
