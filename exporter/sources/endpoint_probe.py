@@ -257,7 +257,10 @@ class EndpointProber:
     def refresh(self) -> list[EndpointState]:
         states = []
         for target in self.targets():
-            result = probe(target, self.nvml, self.settings)
+            try:
+                result = probe(target, self.nvml, self.settings)
+            except Exception as exc:  # one bad row (e.g. an empty base URL) must not hide the others
+                result = ProbeResult("error", None, f"probe failed: {type(exc).__name__}: {exc}")
             if result.error:
                 self._last_errors[target.name] = result.error
             error = self._last_errors.get(target.name) or short_error(target.recorded_error)

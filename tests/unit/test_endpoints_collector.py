@@ -102,3 +102,22 @@ def test_missing_db_is_nothing_configured_and_corrupt_db_does_not_break_the_scra
     text = scrape(collector)
     assert 'wordslab_source_refresh_success{source="endpoints"} 0.0' in text
     assert 'wordslab_collector_success{collector="endpoints"} 1.0' in text
+
+
+def test_a_row_that_cannot_be_probed_is_an_error_not_a_lost_source(vm_env):
+    """An ollama row saved with an empty base URL (older admin) makes probing raise; the others still come."""
+    with serving(vllm_server.make_handler()) as up:
+        settings = Settings.from_env(dict(vm_env, API_SERVER_PORT=str(free_port())))
+        add_rows(settings,
+                 Endpoint(name="broken", model="llama3", server="ollama", api_type="ollama",
+                          service_type="LLM", base_url="", status="running"),
+                 Endpoint(name="qwen", model="q", server="vllm", api_type="openai",
+                          service_type="LLM", base_url=f"{up}/v1", status="running"))
+        collector = EndpointsCollector(settings, nvml=NO_GPU)
+        text = scrape(collector)
+    assert collector.source.snapshot().ok
+    status = {dict(k)["endpoint"]: dict(k)["status"] for k, v in samples(text, "wordslab_endpoint_status").items()
+              if v == 1}
+    assert status["broken"] == "error" and status["qwen"] == "running"
+    errors = {dict(k)["endpoint"]: dict(k)["error"] for k in samples(text, "wordslab_endpoint_last_error_info")}
+    assert errors["broken"].startswith("probe failed:")
