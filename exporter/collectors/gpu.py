@@ -1,7 +1,7 @@
 """NVIDIA GPUs through NVML: identity, peak FLOPS, usage, memory, temperature, power, processes.
 
 Only NVML calls on the scrape path (a few ms per GPU on an H100, see
-../shared/fixtures/nvml/h100-under-load.json), no subprocess.
+tests/fixtures/nvml/h100-under-load.json), no subprocess.
 
 Failure policy, per scrape:
 - no NVML library or driver, or a `.cpu-only` marker: `wordslab_gpus 0`, success 1 (normal);
