@@ -46,7 +46,7 @@ class ExternalApiView(SecureModelView):
         "spec_url": {"description": "openAPI type: the spec URL probed (default <base>/openapi.json)"},
         "api_key_var": {"description": "variables of $WORDSLAB_WORKSPACE/.secrets/user-env.bashrc and the "
                                        "environment; a stored key below wins over it"},
-        "admin_key_var": {"description": "OpenAI: an organization admin key reads this month's costs"},
+        "admin_key_var": {"description": "OpenAI or Anthropic: an organization admin key reads this month's costs"},
         "manual_cost_month_usd": {"validators": [Optional(), NumberRange(0, 1_000_000, "cost must be between "
                                                                          "0 and 1,000,000 $")],
                                   "description": "used when the provider does not report its cost"},

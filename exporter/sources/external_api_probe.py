@@ -5,7 +5,7 @@ limits): `{base}/models` for openai-type, `/api/tags` for ollama-type, the spec 
 openAPI. A 429 whose error is `insufficient_quota` (or a 402) means out of credit, not
 rate limited. Cost this month comes hourly from the provider where a normal key can read
 it (OpenRouter `/key` usage_monthly) or an admin key is given (OpenAI organization
-costs); otherwise from the figure entered in the admin.
+costs, Anthropic cost report); otherwise from the figure entered in the admin.
 """
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ import re
 import shlex
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from decimal import Decimal, InvalidOperation
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Callable, Iterator, Mapping
 
 from .. import http_client
 from ..config import Settings
@@ -206,11 +207,15 @@ def probe_api(target: ApiTarget, key: str, timeout=PROBE_TIMEOUT) -> ProbeOutcom
     return ProbeOutcome(state, response.status_code, duration, at, scrub(error, key))
 
 
-def _get_json(url: str, key: str, params: dict | None, timeout) -> dict:
-    response = http_client.get(url, headers={"Authorization": f"Bearer {key}"}, params=params,
-                               timeout=timeout, allow_redirects=False)
+def _bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def _get_json(url: str, headers: dict[str, str], params: dict | None, timeout) -> dict:
+    response = http_client.get(url, headers=headers, params=params, timeout=timeout, allow_redirects=False)
     if response.status_code != 200:
-        raise ValueError(f"{url.rsplit('/', 1)[-1]} answered HTTP {response.status_code}")
+        refused = " (key refused)" if response.status_code in (401, 403) else ""
+        raise ValueError(f"{url.rsplit('/', 1)[-1]} answered HTTP {response.status_code}{refused}")
     try:
         body = response.json()
     except ValueError:
@@ -221,13 +226,24 @@ def _get_json(url: str, key: str, params: dict | None, timeout) -> dict:
 
 
 def openrouter_cost(target: ApiTarget, key: str, timeout=PROBE_TIMEOUT) -> CostOutcome:
-    data = _get_json(f"{target.base_url}/key", key, None, timeout).get("data") or {}
+    data = _get_json(f"{target.base_url}/key", _bearer(key), None, timeout).get("data") or {}
     usage = data.get("usage_monthly")
     if usage is None:
         raise ValueError("/key has no usage_monthly")
     remaining = data.get("limit_remaining")
     return CostOutcome(float(usage), "provider",
                        float(remaining) if remaining is not None else None)
+
+
+def _cost_results(url: str, headers: dict[str, str], params: dict, timeout) -> Iterator[dict]:
+    """Every data[].results[] item of a paged cost answer, following has_more/next_page."""
+    for _ in range(20):  # pages; a month is at most 31 daily buckets
+        body = _get_json(url, headers, params, timeout)
+        for bucket in body.get("data") or []:
+            yield from bucket.get("results") or []
+        if not body.get("has_more") or not body.get("next_page"):
+            return
+        params = {**params, "page": body["next_page"]}
 
 
 def month_start(now: datetime) -> datetime:
@@ -237,16 +253,33 @@ def month_start(now: datetime) -> datetime:
 def openai_cost(target: ApiTarget, admin_key: str, now: datetime, timeout=PROBE_TIMEOUT) -> CostOutcome:
     """Sum of OpenAI's organization costs buckets since the 1st of the month (UTC)."""
     params = {"start_time": int(month_start(now).timestamp()), "bucket_width": "1d", "limit": 31}
-    total = 0.0
-    for _ in range(20):  # pages; a month is at most 31 daily buckets
-        body = _get_json(f"{target.base_url}/organization/costs", admin_key, params, timeout)
-        for bucket in body.get("data") or []:
-            for result in bucket.get("results") or []:
-                total += float((result.get("amount") or {}).get("value") or 0.0)
-        if not body.get("has_more") or not body.get("next_page"):
-            break
-        params = {**params, "page": body["next_page"]}
-    return CostOutcome(total, "provider")
+    results = _cost_results(f"{target.base_url}/organization/costs", _bearer(admin_key), params, timeout)
+    return CostOutcome(sum(float((r.get("amount") or {}).get("value") or 0.0) for r in results), "provider")
+
+
+def _rfc3339(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def anthropic_cost(target: ApiTarget, admin_key: str, now: datetime, timeout=PROBE_TIMEOUT) -> CostOutcome:
+    """Sum of Anthropic's cost report daily buckets since the 1st of the month (UTC).
+
+    Amounts are decimal strings in cents ("123.45" is $1.23). `ending_at` keeps buckets
+    that end before it, so it is set a day past today's bucket: today's partial day is
+    counted, and a bucket still to come holds nothing."""
+    today = now.astimezone(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    params = {"starting_at": _rfc3339(month_start(now)), "ending_at": _rfc3339(today + timedelta(days=2)),
+              "bucket_width": "1d", "limit": 31}
+    url = f"{target.base_url.removesuffix('/v1')}/v1/organizations/cost_report"
+    cents = Decimal(0)  # decimal strings summed exactly, not as binary floats
+    for result in _cost_results(url, auth_headers(target, admin_key), params, timeout):
+        if str(result.get("currency") or "USD").upper() != "USD":
+            raise ValueError(f"cost report in {result.get('currency')}, not USD")
+        try:
+            cents += Decimal(str(result.get("amount") or 0))
+        except InvalidOperation:
+            raise ValueError("cost report amount is not a number") from None
+    return CostOutcome(float(cents / 100), "provider")
 
 
 def _is_openrouter(target: ApiTarget) -> bool:
@@ -290,6 +323,9 @@ class ExternalApiMonitor:
             elif target.provider == "openai" and admin_key:
                 outcome = openai_cost(target, admin_key, datetime.fromtimestamp(now, timezone.utc),
                                       self.timeout)
+            elif target.provider == "anthropic" and admin_key:
+                outcome = anthropic_cost(target, admin_key, datetime.fromtimestamp(now, timezone.utc),
+                                         self.timeout)
             else:
                 outcome = CostOutcome(None, "manual")
         except (http_client.RequestException, ValueError, TypeError, AttributeError) as exc:

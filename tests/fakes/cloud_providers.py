@@ -86,12 +86,12 @@ class FakeRunpod(FakeProvider):
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        # pod id -> billing record fields (gpuAmount, cpuAmount, diskAmount, amount)
+        # pod id -> billing record amounts (totalAmount, gpuAmount, diskAmount, cpuAmount)
         self.billing: dict[str, dict] = {}
 
     def route(self, method, path, query, body):
         if path == "/v2/billing/pods" and method == "GET":
-            return 200, {"records": [{"podId": pid, **rec} for pid, rec in self.billing.items()]}
+            return 200, self._billing(query)
         if path != "/graphql" or method != "POST":
             return 404, {"error": "not found"}
         q, variables = body.get("query", ""), body.get("variables") or {}
@@ -122,12 +122,23 @@ class FakeRunpod(FakeProvider):
         return 200, {"errors": [{"message": "unsupported operation"}]}
 
 
+    def _billing(self, query: dict) -> dict:
+        # GET /v2/billing/pods: records per pod per bucket, metadata with the resolved query and totals.
+        start, end = (query.get(k, [""])[0] for k in ("startTime", "endTime"))
+        records = [{"podId": pid, "startTime": start, "endTime": end, **amounts}
+                   for pid, amounts in self.billing.items()]
+        totals = {k: sum(r.get(k, 0) for r in records) for k in ("totalAmount", "gpuAmount", "diskAmount")}
+        return {"records": records, "metadata": {
+            "query": {"startTime": start, "endTime": end, "bucketSize": query.get("bucketSize", ["day"])[0]},
+            "recordCount": len(records), "uniquePodCount": len(self.billing), "totals": totals}}
+
+
 class FakeVast(FakeProvider):
     provider = "vast.ai"
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        self.offers = [{"id": 9001, "gpu_name": "RTX_4090", "num_gpus": 1, "dph_total": 0.4}]
+        self.offers = [{"id": 9001, "gpu_name": "RTX 4090", "num_gpus": 1, "dph_total": 0.4}]
         # invoice items: {"type": "charge", "instance_id": ..., "amount": ..., "timestamp": ...}
         self.charges: list[dict] = []
 
@@ -175,6 +186,10 @@ class FakeJarvislabs(FakeProvider):
                 if inst["status"] in ("Creating", "Resuming"):
                     inst["status"] = "Running"
             return 200, {"success": True, "instances": listed}
+        if path.startswith("/users/fetch/") and method == "GET":
+            inst = self.instances.get(path.rsplit("/", 1)[-1])
+            return (200, {"success": True, "instance": dict(inst)}) if inst else \
+                (404, {"detail": "Instance not found"})
         if method != "POST":
             return 404, {"success": False, "error": "not found"}
         if path.startswith("/templates/") and path.endswith("/create"):
@@ -182,14 +197,19 @@ class FakeJarvislabs(FakeProvider):
             ports = [p for p in (body.get("http_ports") or "").split(",") if p]
             self.instances[machine_id] = {
                 "machine_id": int(machine_id), "name": body.get("name"), "status": "Creating",
-                "gpu_type": body.get("gpu_type"),
+                "gpu_type": body.get("gpu_type"), "num_gpus": body.get("num_gpus"), "hdd": body.get("hdd"),
+                "template": path.split("/")[2], "is_reserved": body.get("is_reserved"),
                 "url": f"https://{machine_id}.notebooks.jarvislabs.net/lab?token=secret-jupyter-token",
                 "endpoints": [f"https://{machine_id}-{p}.notebooks.jarvislabs.net" for p in ports]}
             return 200, {"success": True, "machine_id": int(machine_id)}
-        inst = self.instances.get(str((body or {}).get("machine_id")))
+        # pause/destroy take machine_id as a query parameter, resume in its JSON body.
+        target = (query.get("machine_id") or [None])[0] if path.startswith("/misc/") else (body or {}).get("machine_id")
+        inst = self.instances.get(str(target))
         if inst is None:
-            return 200, {"success": False, "error": "instance not found"}
-        if path.endswith("/resume"):
+            return 200, {"success": False, "error": "Invalid Machine ID"}
+        if path == f"/templates/{inst['template']}/resume":
+            if (body or {}).get("gpu_type") != inst["gpu_type"] or not (body or {}).get("num_gpus"):
+                return 422, {"detail": [{"loc": ["body", "gpu_type"], "msg": "field required"}]}
             inst["status"] = "Resuming"
         elif path == "/misc/pause":
             inst["status"] = "Paused"
@@ -197,7 +217,7 @@ class FakeJarvislabs(FakeProvider):
             del self.instances[str(inst["machine_id"])]
         else:
             return 404, {"success": False, "error": "not found"}
-        return 200, {"success": True}
+        return 200, {"success": True, "machine_id": inst["machine_id"]}
 
 
 FAKES = {"runpod.io": FakeRunpod, "vast.ai": FakeVast, "jarvislabs.ai": FakeJarvislabs}

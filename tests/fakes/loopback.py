@@ -44,3 +44,18 @@ def send_json(handler: BaseHTTPRequestHandler, status: int, body, *, content_typ
             handler.wfile.write(data)
     except (BrokenPipeError, ConnectionResetError):
         pass
+
+
+class RecordingJsonHandler(BaseHTTPRequestHandler):
+    """A quiet handler answering JSON that records every request (path with query, headers) in
+    the class's `requests` list, so tests can check where keys went."""
+
+    requests: list[dict] = []
+
+    def log_message(self, format, *args):
+        pass
+
+    _json = send_json
+
+    def record(self) -> None:
+        type(self).requests.append({"path": self.path, "headers": dict(self.headers)})

@@ -9,10 +9,9 @@ Every request is recorded (path with query, headers) so tests can check where ke
 from __future__ import annotations
 
 import time
-from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlsplit
 
-from .loopback import send_json
+from .loopback import RecordingJsonHandler
 
 QUOTA_BODY = {"error": {
     "message": "You exceeded your current quota, please check your plan and billing details.",
@@ -21,7 +20,7 @@ RATE_BODY = {"error": {"message": "Rate limit reached for requests", "type": "re
                        "param": None, "code": "rate_limit_exceeded"}}
 
 
-class OpenAILikeHandler(BaseHTTPRequestHandler):
+class OpenAILikeHandler(RecordingJsonHandler):
     mode = "ok"
     expected_key: str | None = None
     echo_key = False  # the 401 message quotes the whole refused key, as some providers do
@@ -29,15 +28,9 @@ class OpenAILikeHandler(BaseHTTPRequestHandler):
     usage_monthly = 12.5
     limit_remaining: float | None = 87.5
     cost_pages: list[list[float]] = [[1.25, 2.5], [0.25]]
-    requests: list[dict] = []
-
-    def log_message(self, format, *args):
-        pass
-
-    _json = send_json
 
     def do_GET(self):
-        type(self).requests.append({"path": self.path, "headers": dict(self.headers)})
+        self.record()
         if self.mode == "timeout":
             time.sleep(self.timeout_delay)
             return self._json(200, {"object": "list", "data": []})

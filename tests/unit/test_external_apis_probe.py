@@ -16,6 +16,7 @@ from exporter.store import connect, init_db, session_factory
 from exporter.store.services import ExternalApi
 from tests.fakes.loopback import serving
 from tests.support.metrics import promtool_problems
+from tests.fakes.anthropic_admin import make_handler as make_anthropic
 from tests.fakes.openai_like import make_handler
 
 KEY = "sk-test-0123456789abcdefSECRET"
@@ -154,3 +155,52 @@ def test_key_never_in_metrics_or_logs_even_when_echoed(settings, caplog, key):
     assert key not in text and key[-8:] not in text
     assert key not in caplog.text
     assert key not in repr(ExternalApi(name="x", api_key=key))
+
+
+ANTHROPIC_KEY = "sk-ant-api03-probe-0123456789"
+ANTHROPIC_ADMIN_KEY = "sk-ant-admin01-cost-0123456789"
+
+
+def test_anthropic_month_cost_from_cost_report_in_cents_across_pages(settings):
+    handler = make_anthropic(api_key=ANTHROPIC_KEY, admin_key=ANTHROPIC_ADMIN_KEY,
+                             cost_pages=[["123.45", "250"], ["0.55"]])
+    now = datetime(2026, 3, 1, 0, 30, tzinfo=timezone.utc).timestamp()  # just after a month boundary
+    with serving(handler) as url:
+        add_api(settings, provider="anthropic", base_url=f"{url}/v1", api_key=ANTHROPIC_KEY,
+                admin_key_var="ANTHROPIC_ADMIN_KEY", manual_cost_month_usd=99.0)
+        monitor_settings = Settings.from_env(dict(settings.env, ANTHROPIC_ADMIN_KEY=ANTHROPIC_ADMIN_KEY))
+        text, _ = scrape(monitor_settings, ExternalApiMonitor(monitor_settings, clock=lambda: now))
+    # 123.45 + 250 + 0.55 cents
+    assert metric(text, "wordslab_external_api_cost_month_usd") == {(("api", "api"), ("source", "provider")): 3.74}
+    assert metric(text, "wordslab_external_api_up") == {(("api", "api"),): 1.0}
+    first, second = [r for r in handler.requests if "/v1/organizations/cost_report" in r["path"]]
+    assert "starting_at=2026-03-01T00%3A00%3A00Z" in first["path"] and "bucket_width=1d" in first["path"]
+    assert "ending_at=2026-03-03T00%3A00%3A00Z" in first["path"] and "page=" not in first["path"]
+    assert "page=page_1" in second["path"]
+    assert first["headers"]["x-api-key"] == ANTHROPIC_ADMIN_KEY and first["headers"]["anthropic-version"]
+    assert all("Authorization" not in r["headers"] for r in handler.requests)
+    assert all(k not in r["path"] for r in handler.requests for k in (ANTHROPIC_KEY, ANTHROPIC_ADMIN_KEY))
+    assert ANTHROPIC_ADMIN_KEY not in text and ANTHROPIC_KEY not in text
+    assert promtool_problems(text) == ""
+
+
+@pytest.mark.parametrize("knobs, error", [
+    ({"admin_key": "sk-ant-admin01-another-one"}, "cost: cost_report answered HTTP 401 (key refused)"),
+    ({"cost_mode": "malformed"}, "cost: malformed JSON in the cost answer"),
+    ({"cost_mode": "timeout"}, "no answer within 0.5 s"),
+], ids=["401", "malformed", "timeout"])
+def test_anthropic_cost_failure_falls_back_to_the_manual_figure(settings, caplog, knobs, error):
+    caplog.set_level(logging.DEBUG)
+    handler = make_anthropic(api_key=ANTHROPIC_KEY, **{"admin_key": ANTHROPIC_ADMIN_KEY, **knobs})
+    with serving(handler) as url:
+        add_api(settings, provider="anthropic", base_url=f"{url}/v1", api_key=ANTHROPIC_KEY,
+                admin_key=ANTHROPIC_ADMIN_KEY, manual_cost_month_usd=7.5)
+        text, _ = scrape(settings, ExternalApiMonitor(settings, timeout=(0.5, 0.5)))
+    assert metric(text, "wordslab_external_api_cost_month_usd") == {(("api", "api"), ("source", "manual")): 7.5}
+    assert metric(text, "wordslab_external_api_up") == {(("api", "api"),): 1.0}  # the probe is fine
+    (shown,) = [dict(labels)["error"] for labels in metric(text, "wordslab_external_api_last_error_info")]
+    assert error in shown
+    assert any("/v1/organizations/cost_report" in r["path"] for r in handler.requests)
+    for secret in (ANTHROPIC_ADMIN_KEY, ANTHROPIC_KEY):
+        assert secret not in text and secret not in caplog.text
+        assert all(secret not in r["path"] for r in handler.requests)

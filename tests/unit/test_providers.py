@@ -134,8 +134,8 @@ def test_unknown_provider_and_missing_key():
 
 def test_billing_runpod_history_and_vast_invoices_jarvislabs_none():
     fake = FakeRunpod()
-    fake.billing = {"pod1": {"gpuAmount": 3.0, "cpuAmount": 0.5, "diskAmount": 1.25, "amount": 4.75},
-                    "other": {"amount": 99.0}}
+    fake.billing = {"pod1": {"gpuAmount": 3.0, "cpuAmount": 0.5, "diskAmount": 1.25, "totalAmount": 4.75},
+                    "other": {"totalAmount": 99.0}}
     with serve(fake) as base_url:
         billed = _client("runpod.io", base_url).billing(["pod1"], 0, 10_000)
     assert billed["pod1"].compute_usd == 3.5 and billed["pod1"].storage_usd == 1.25

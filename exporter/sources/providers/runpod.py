@@ -1,6 +1,17 @@
 """Runpod pods through its GraphQL API (the calls the `runpod` SDK's create_pod / resume_pod /
 stop_pod / terminate_pod / get_pods make) and its REST pod billing history (GET /v2/billing/pods).
 Both live under https://api.runpod.io; the key goes in the Authorization header, never the URL.
+
+Verified against: runpod/runpod-python runpod/api/mutations/pods.py (podFindAndDeployOnDemand
+input fields, podResume {podId, gpuCount}, podStop -> id desiredStatus, podTerminate with no
+selection) and runpod/api/queries/pods.py (myself.pods, desiredStatus); `runtime { uptimeInSeconds }`
+in utensil/runpod-python runpod/api_wrapper/queries/pod.py; the PodStatus values of
+graphql-spec.runpod.io; docs.runpod.io/api-reference-v2/billing/get-pod-billing-history (host,
+path, Bearer key, startTime/endTime RFC 3339, bucketSize, podId; records per pod per bucket, so
+no `grouping`); record fields podId/startTime/endTime/totalAmount/gpuAmount/diskAmount as a
+third-party v2 client in the code index parses them.
+Not verified: `cpuAmount` on pod records (read when present), the input type names of the
+GraphQL variables beyond what other clients use, the console terminal URL.
 """
 from __future__ import annotations
 
@@ -81,8 +92,7 @@ class RunpodClient(ProviderClient):
         return {str(p.get("id")): self._state(p) for p in pods if isinstance(p, dict)}
 
     def billing(self, instance_ids, start, end):
-        params = {"startTime": _rfc3339(start), "endTime": _rfc3339(end),
-                  "bucketSize": "month", "grouping": "podId"}
+        params = {"startTime": _rfc3339(start), "endTime": _rfc3339(end), "bucketSize": "month"}
         payload = expect(self._call("GET", "/v2/billing/pods", params=params), dict, "runpod billing")
         result: dict[str, BilledCost] = {}
         for record in expect(payload.get("records") or [], list, "runpod billing records"):
@@ -91,7 +101,7 @@ class RunpodClient(ProviderClient):
                 continue
             compute = float(record.get("gpuAmount") or 0) + float(record.get("cpuAmount") or 0)
             disk = float(record.get("diskAmount") or 0)
-            total = float(record.get("amount") if record.get("amount") is not None else compute + disk)
+            total = float(record["totalAmount"] if record.get("totalAmount") is not None else compute + disk)
             previous = result.get(pod_id)
             if previous:  # several buckets: add them up
                 compute += previous.compute_usd or 0

@@ -2,6 +2,17 @@
 CLI calls): search offers (POST bundles/), rent one (PUT asks/{id}/), PUT instances/{id}/
 {"state": "running"|"stopped"}, DELETE instances/{id}/, GET instances/, and the account's
 charges (GET users/me/invoices, as `vastai show invoices`). Key: VAST_API_KEY, as a Bearer header.
+
+Verified against vast-ai/vast-python vast.py: search__offers (POST /bundles/ with the query
+dict, "order", "type", answer "offers"; string values have "_" turned into " " by parse_query,
+so gpu_name is "RTX 4090"), create__instance (PUT /asks/{id}/ with client_id "me", image, env
+"-p N:N", disk, label, runtype; answer success/new_contract), start/stop (PUT /instances/{id}/
+{"state": ...}), destroy (DELETE /instances/{id}/), show__invoices (GET /users/me/invoices with
+owner, sdate, edate, inc_charges; rows with type "charge"/"payment", instance_id, amount,
+timestamp), actual_status/intended_status and the actual_status words running/exited/created/
+offline used by its machine tester.
+Not verified: "loading"/"stopped"/"destroying" as actual_status words, the docker-style
+`ports` mapping with public_ipaddr, Bearer auth (the CLI's older versions put the key in the URL).
 """
 from __future__ import annotations
 
@@ -40,10 +51,11 @@ class VastClient(ProviderClient):
                              terminal_url="https://cloud.vast.ai/instances/", public_urls=urls)
 
     def create(self, request: CreateRequest) -> InstanceState:
-        query = {"gpu_name": {"eq": request.gpu}, "num_gpus": {"eq": request.gpu_count},
+        # As the CLI's parse_query: "RTX_4090" in a query means the gpu_name "RTX 4090".
+        query = {"gpu_name": {"eq": request.gpu.replace("_", " ")}, "num_gpus": {"eq": request.gpu_count},
                  "rentable": {"eq": True}, "type": "on-demand", "order": [["dph_total", "asc"]]}
         if request.region:
-            query["geolocation"] = {"eq": request.region}
+            query["geolocation"] = {"eq": request.region.replace("_", " ")}
         offers = expect(self._call("POST", "/bundles/", json=query), dict, "vast offers").get("offers")
         offers = expect(offers or [], list, "vast offers")
         if not offers:
