@@ -86,7 +86,10 @@ def _call_provider(vm: Vm, action: str, settings: Settings, clock) -> None:
         vm.created_at = clock()
         vm_status.apply_state(vm, state, vm.created_at)
     else:
-        getattr(client, action)(vm.instance_id)
+        if action == "start":
+            vm.instance_id = client.start(vm.instance_id)
+        else:
+            getattr(client, action)(vm.instance_id)
         vm_status.record_status(vm, _EXPECTED[action], clock())
         vm.last_error = ""
 

@@ -210,7 +210,11 @@ class FakeJarvislabs(FakeProvider):
         if path == f"/templates/{inst['template']}/resume":
             if (body or {}).get("gpu_type") != inst["gpu_type"] or not (body or {}).get("num_gpus"):
                 return 422, {"detail": [{"loc": ["body", "gpu_type"], "msg": "field required"}]}
-            inst["status"] = "Resuming"
+            # The real service may resume a paused instance on another machine, with a new id.
+            del self.instances[str(inst["machine_id"])]
+            new_id = self.next_id()
+            inst.update(machine_id=int(new_id), status="Resuming")
+            self.instances[new_id] = inst
         elif path == "/misc/pause":
             inst["status"] = "Paused"
         elif path == "/misc/destroy":

@@ -106,6 +106,8 @@ def test_create_start_stop_terminate_against_the_fake_provider(client, env, prov
         assert "tick the confirmation box" in _action(client, vm.id, "start").text
         _action(client, vm.id, "start", confirm=True)
         assert _vm_row(env).status in ("starting", "running")
+        # Tracks the instance the provider runs now (a Jarvislabs resume changes its id).
+        assert _vm_row(env).instance_id in {str(k) for k in fake.instances}
         assert len(_rows(env, VmInterval)) == 2
 
         page = client.post(f"/admin/vms/delete/", data={"id": str(vm.id), "csrf_token": csrf_from(

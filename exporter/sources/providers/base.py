@@ -78,7 +78,8 @@ class ProviderClient:
     def create(self, request: CreateRequest) -> InstanceState:
         raise NotImplementedError
 
-    def start(self, instance_id: str) -> None:
+    def start(self, instance_id: str) -> str:
+        """Start a stopped instance; returns its id afterwards (Jarvislabs may give a new one)."""
         raise NotImplementedError
 
     def stop(self, instance_id: str) -> None:

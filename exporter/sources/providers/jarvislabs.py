@@ -65,7 +65,7 @@ class JarvislabsClient(ProviderClient):
             raise ProviderError("jarvislabs.ai: create answered without a machine_id")
         return InstanceState(str(answer["machine_id"]), "starting", "Creating")
 
-    def start(self, instance_id: str) -> None:
+    def start(self, instance_id: str) -> str:
         # As the SDK: resume sends the paused instance's own settings to its template.
         answer = expect(self._call("GET", f"/users/fetch/{instance_id}"), dict, "jarvislabs instance")
         inst = answer.get("instance")
@@ -76,7 +76,9 @@ class JarvislabsClient(ProviderClient):
                 "num_gpus": inst.get("num_gpus"), "hdd": inst.get("storage_gb", inst.get("hdd")),
                 "name": inst.get("name", inst.get("instance_name")), "is_reserved": True,
                 "duration": "hour", "arguments": ""}
-        self._post(f"/templates/{template}/resume", body)
+        answer = self._post(f"/templates/{template}/resume", body)
+        # A resume may land on another machine with a new id: the caller must track that one.
+        return str(answer.get("machine_id") or instance_id)
 
     def stop(self, instance_id: str) -> None:
         self._post("/misc/pause", params={"machine_id": instance_id})

@@ -77,8 +77,9 @@ class RunpodClient(ProviderClient):
         pod = expect(data.get("podFindAndDeployOnDemand"), dict, "runpod create")
         return self._state({**pod, "runtime": None})
 
-    def start(self, instance_id: str) -> None:
+    def start(self, instance_id: str) -> str:
         self._graphql(_RESUME, {"input": {"podId": instance_id, "gpuCount": 1}})
+        return instance_id
 
     def stop(self, instance_id: str) -> None:
         self._graphql(_STOP, {"input": {"podId": instance_id}})

@@ -75,8 +75,9 @@ class VastClient(ProviderClient):
         if isinstance(answer, dict) and answer.get("success") is False:
             raise ProviderError(f"vast.ai: instance {instance_id}: {answer.get('msg') or 'refused'}")
 
-    def start(self, instance_id: str) -> None:
+    def start(self, instance_id: str) -> str:
         self._set_state(instance_id, "running")
+        return instance_id
 
     def stop(self, instance_id: str) -> None:
         self._set_state(instance_id, "stopped")
