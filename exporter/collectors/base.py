@@ -39,7 +39,7 @@ class WordslabCollector:
     """A named source of metric families. Subclasses implement `collect_metrics`."""
 
     name: str = ""
-    # True when collect_metrics() depends only on self.sources' snapshots: its text is then
+    # True when collect_metrics() depends only on self.sources' snapshot values: its text is then
     # rendered when a source refreshes, off the scrape path (see exporter/exposition.py).
     output_from_sources_only: bool = False
 

@@ -87,6 +87,9 @@ def test_snapshot_collector_is_rendered_on_refresh_not_on_scrape():
     assert listed.builds == builds_after_refresh
     assert fresh.calls == 5
 
+    listed.source.refresh_now()  # a new snapshot with an equal value: nothing to render again
+    assert listed.builds == builds_after_refresh
+
     listed.items.append("c")
     listed.source.refresh_now()
     assert listed.builds == builds_after_refresh + 1
