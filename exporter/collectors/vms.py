@@ -12,10 +12,10 @@ from typing import Iterable
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import selectinload
 
 from ..sources.vm_costs import month_key
-from ..store import connect
+from ..store.db import read_session
 from ..store.settings import get_setting
 from ..store.vms import BUDGET_SETTING, VM_STATUSES, Vm, VmMonthlyCost, VmTemplate
 from .base import PREFIX, WordslabCollector, add_state_set
@@ -58,21 +58,17 @@ def _facts(vm: Vm, cost: VmMonthlyCost | None) -> VmFacts:
 
 def load(db_path: Path | None, now: float) -> tuple[list[VmFacts], float | None]:
     """Every VM with its current-month cost row, and the monthly budget; none without a DB."""
-    if db_path is None or not Path(db_path).exists():
-        return [], None
-    engine = connect(db_path, readonly=True)
-    try:
-        with Session(engine) as session:
-            month = month_key(now)
-            costs = {c.vm_id: c for c in session.scalars(
-                select(VmMonthlyCost).where(VmMonthlyCost.month == month))}
-            vms = session.scalars(select(Vm).order_by(Vm.name).options(
-                selectinload(Vm.template).selectinload(VmTemplate.platform))).all()
-            facts = [_facts(vm, costs.get(vm.id)) for vm in vms]
-            budget = get_setting(session, BUDGET_SETTING)
-        return facts, float(budget) if budget else None
-    finally:
-        engine.dispose()
+    with read_session(db_path) as session:
+        if session is None:
+            return [], None
+        month = month_key(now)
+        costs = {c.vm_id: c for c in session.scalars(
+            select(VmMonthlyCost).where(VmMonthlyCost.month == month))}
+        vms = session.scalars(select(Vm).order_by(Vm.name).options(
+            selectinload(Vm.template).selectinload(VmTemplate.platform))).all()
+        facts = [_facts(vm, costs.get(vm.id)) for vm in vms]
+        budget = get_setting(session, BUDGET_SETTING)
+    return facts, float(budget) if budget else None
 
 
 def _gauge(name: str, doc: str, *labels: str) -> GaugeMetricFamily:

@@ -5,9 +5,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Session
 
-from ..store import connect
+from ..store.db import read_session
 from ..store.models import speeds, type_overrides
 
 
@@ -20,11 +19,10 @@ class ModelSettings:
 
 def read_model_settings(db_path: Path | None) -> ModelSettings:
     """A missing DB (or one from before these tables) means nothing set, not a failure."""
-    if db_path is None or not Path(db_path).exists():
-        return ModelSettings()
-    engine = connect(db_path, readonly=True)
     try:
-        with Session(engine) as session:
+        with read_session(db_path) as session:
+            if session is None:
+                return ModelSettings()
             return ModelSettings(
                 types=type_overrides(session),
                 speeds={(s.provider, s.model, s.unit): s.value for s in speeds(session)})
@@ -32,5 +30,3 @@ def read_model_settings(db_path: Path | None) -> ModelSettings:
         if "no such table" in str(exc):
             return ModelSettings()
         raise
-    finally:
-        engine.dispose()

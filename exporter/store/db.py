@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 from typing import Any
 
 from sqlalchemy import Boolean, Engine, Float, Integer, Numeric, String, Text, create_engine, event, inspect, text
-from sqlalchemy.orm import DeclarativeBase, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 # The DB holds API keys and the admin password hash: owner only, and so are SQLite's side files.
 FILE_MODE = 0o600
@@ -55,6 +57,20 @@ def connect(db_path: Path | str, *, readonly: bool = False) -> Engine:
         cursor.close()
 
     return engine
+
+
+@contextmanager
+def read_session(db_path: Path | str | None) -> Iterator[Session | None]:
+    """A read-only session for the exporter, or None while the file does not exist (nothing configured)."""
+    if db_path is None or not Path(db_path).exists():
+        yield None
+        return
+    engine = connect(db_path, readonly=True)
+    try:
+        with Session(engine) as session:
+            yield session
+    finally:
+        engine.dispose()
 
 
 def session_factory(engine: Engine) -> sessionmaker:
