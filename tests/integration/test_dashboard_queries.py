@@ -13,7 +13,6 @@ import time
 import pytest
 
 from exporter.config import Settings
-from exporter.file_sd import targets_dir
 from tests.integration import worlds
 from tests.support import dashboards
 from tests.support.prometheus import PrometheusServer, prepare_config, start_exporter
@@ -101,8 +100,7 @@ def stack(tmp_path_factory):
     exporter = prometheus = None
     try:
         exporter, address = start_exporter(world.env, world.pythonpath, workdir)
-        dynamic = targets_dir(Settings.from_env(world.env))
-        config_dir = prepare_config(workdir, address, dynamic)
+        config_dir = prepare_config(Settings.from_env(world.env).state_dir, address)
         prometheus = PrometheusServer.start(config_dir, workdir)
         prometheus.wait_for_samples(address, SCRAPES_BEFORE_QUERIES, SCRAPE_WAIT_SECONDS)
         yield Stack(prometheus, address, workdir)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -18,6 +17,8 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Mapping, Sequence
+
+from wordslab_dashboard.layout import Layout
 
 from .env import free_port
 
@@ -99,15 +100,12 @@ def start_exporter(env: Mapping[str, str], pythonpath: Sequence[str], workdir: P
     return process, address
 
 
-def prepare_config(workdir: Path, exporter_address: str, dynamic_targets: Path) -> Path:
-    """Copy prometheus/ to workdir, point targets/local.yml at the exporter, link targets/dynamic."""
-    config_dir = workdir / "prometheus"
-    shutil.copytree(REPO_ROOT / "prometheus", config_dir,
-                    ignore=shutil.ignore_patterns("tests", "dynamic"))
-    (config_dir / "targets" / "local.yml").write_text(f"- targets:\n    - {exporter_address}\n")
-    dynamic_targets.mkdir(parents=True, exist_ok=True)
-    (config_dir / "targets" / "dynamic").symlink_to(dynamic_targets, target_is_directory=True)
-    return config_dir
+def prepare_config(state_dir: Path, exporter_address: str) -> Path:
+    """The runtime copy of prometheus/ the native runner makes, scraping `exporter_address`;
+    its targets/dynamic is where the admin of that state dir writes file_sd groups."""
+    layout = Layout(repo=REPO_ROOT, state=state_dir)
+    layout.prepare_prometheus(exporter_address)
+    return layout.prometheus_runtime
 
 
 class PrometheusServer:
