@@ -9,16 +9,16 @@ from flask_admin import Admin, AdminIndexView, expose
 from flask_admin.menu import MenuLink
 from flask_admin.theme import Bootstrap4Theme
 
-from exporter.config import Settings
-from exporter.store import connect, init_db, session_factory
-from exporter.store.settings import get_setting, set_setting
+from common.config import Settings
+from common.store import connect, init_db, session_factory
+from common.store.settings import get_setting, set_setting
 
-from .context import GRAFANA_DASHBOARDS, AdminContext
-from .formatting import human_bytes, progress_text
-from .jobs import JobRunner, active_jobs
-from .login_throttle import LoginThrottle
-from .security import check_password, csrf_protect, hash_password, logged_in, mask_secret
-from .views import register_views
+from admin.context import GRAFANA_DASHBOARDS, AdminContext
+from admin.formatting import human_bytes, progress_text
+from admin.jobs import JobRunner, active_jobs
+from admin.login_throttle import LoginThrottle
+from admin.security import check_password, csrf_protect, hash_password, logged_in, mask_secret
+from admin.views import register_views
 
 PASSWORD_KEY = "admin_password_hash"
 SECRET_KEY = "flask_secret_key"

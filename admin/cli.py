@@ -8,8 +8,8 @@ import os
 import signal
 import sys
 
-from exporter.config import Settings
-from exporter.server import parse_listen_address
+from common.config import Settings
+from common.config import parse_listen_address
 
 DEFAULT_LISTEN = "127.0.0.1:9878"
 PASSWORD_ENV = "WORDSLAB_DASHBOARD_ADMIN_PASSWORD"
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
               "this port sees the login page", file=sys.stderr)
     overrides = {"db_path": args.db_path} if args.db_path else {}
     settings = Settings.from_env(**overrides)
-    from .app import create_app
+    from admin.app import create_app
     app = create_app(settings, password=os.environ.get(PASSWORD_ENV) or None,
                      grafana_url=args.grafana_url or os.environ.get("WORDSLAB_GRAFANA_URL"),
                      reset_password=args.reset_password)

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 from sqlalchemy.orm import sessionmaker
 
-from exporter.config import Settings
+from common.config import Settings
 
-from .jobs import JobRunner
+from admin.jobs import JobRunner
 
 DEFAULT_GRAFANA_URL = "http://127.0.0.1:3000"
 # Dashboard uids are fixed: Grafana panels and the admin link to them by uid.

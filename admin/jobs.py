@@ -25,7 +25,7 @@ from typing import Callable, Iterable
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from exporter.store.jobs import ACTIVE_STATUSES, Job, public_target, utcnow
+from common.store.jobs import ACTIVE_STATUSES, Job, public_target, utcnow
 
 log = logging.getLogger(__name__)
 

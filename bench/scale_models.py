@@ -18,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from exporter.sources.model_dirs import hf_hub_cache  # noqa: E402
+from common.sources.model_dirs import hf_hub_cache  # noqa: E402
 from tests.fakes.model_files import (hf_cache_repo, llm_config, provider_file, safetensors_bytes,  # noqa: E402
                                      tiny_llm_tensors)
 
@@ -48,11 +48,9 @@ def make_models(env: dict, count: int) -> int:
 
 def main() -> int:
     from exporter.collectors.models import ModelsCollector
-    from exporter.config import Settings
+    from common.config import Settings
     from tests.support.env import free_port, wordslab_env
-    from prometheus_client import generate_latest
-
-    from exporter.registry import build_registry
+    from exporter.exposition import Exposition
 
     with tempfile.TemporaryDirectory(prefix="wordslab-models-") as tmp:
         env = wordslab_env(Path(tmp), OLLAMA_API_BASE=f"http://127.0.0.1:{free_port()}")  # no Ollama
@@ -67,11 +65,11 @@ def main() -> int:
                 costs.append(f"{source.name} {snap.duration_seconds * 1000:.0f} ms")
             print(f"background scan, {cycle} cycle: " + ", ".join(costs))
         assert len(collector.records()) == made, len(collector.records())
-        registry = build_registry([collector])
+        exposition = Exposition([collector])
         timings = []
         for _ in range(20):
             t = time.perf_counter()
-            generate_latest(registry)
+            exposition.render()
             timings.append(time.perf_counter() - t)
         timings.sort()
         print(f"scrape of the snapshot ({made} models, registry + exposition): "

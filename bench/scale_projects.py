@@ -75,8 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from exporter.collectors.projects import ProjectsCollector
-    from exporter.config import Settings
-    from exporter.sources import git_status
+    from common.config import Settings
+    from common.sources import git_status
 
     with tempfile.TemporaryDirectory(prefix="scale-projects-") as tmp:
         workspace = Path(tmp) / "workspace"
@@ -94,14 +94,13 @@ def main(argv: list[str] | None = None) -> int:
         for source, seconds in costs.items():
             print(f"background refresh cost per cycle: {source:<16} {seconds * 1000:8.1f} ms "
                   f"({git_status.WORKERS} threads, {args.count} projects)")
-        from prometheus_client import generate_latest
-        from exporter.registry import build_registry
-        registry = build_registry([collector])
-        generate_latest(registry)  # warm up
+        from exporter.exposition import Exposition
+        exposition = Exposition([collector])
+        exposition.render()  # warm up
         scrape_times = []
         for _ in range(100):
             started = time.perf_counter()
-            text = generate_latest(registry)
+            text = exposition.render()
             scrape_times.append(time.perf_counter() - started)
         scrape_times.sort()
         series = sum(1 for line in text.splitlines() if line and not line.startswith(b"#"))

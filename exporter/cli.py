@@ -7,10 +7,11 @@ import signal
 import sys
 import threading
 
-from .config import DEFAULT_LISTEN_ADDRESS, Settings
-from .exposition import Exposition
-from .registry import build_collectors
-from .server import make_app, parse_listen_address, serve
+from common.config import DEFAULT_LISTEN_ADDRESS, Settings
+from exporter.exposition import Exposition
+from exporter.registry import build_collectors
+from common.config import parse_listen_address
+from exporter.server import make_app, serve
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -18,7 +18,7 @@ from typing import Any, Iterable, Sequence
 from prometheus_client import generate_latest
 from prometheus_client.core import Metric
 
-from .collectors.base import WordslabCollector, run_collector, self_metrics
+from exporter.collectors.base import WordslabCollector, run_collector, self_metrics
 
 log = logging.getLogger(__name__)
 

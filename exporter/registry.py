@@ -1,42 +1,41 @@
-"""The list of collectors and the prometheus_client registry built from them."""
+"""The exporter's collectors, in output order: add a new collector's class here."""
 from __future__ import annotations
 
-import importlib
 from typing import Sequence
 
-from prometheus_client import CollectorRegistry
+from common.config import Settings
+from exporter.collectors.apps import AppsCollector
+from exporter.collectors.base import WordslabCollector
+from exporter.collectors.cpu import CpuCollector
+from exporter.collectors.endpoints import EndpointsCollector
+from exporter.collectors.external_apis import ExternalApisCollector
+from exporter.collectors.gpu import GpuCollector
+from exporter.collectors.jobs import JobsCollector
+from exporter.collectors.memory import MemoryCollector
+from exporter.collectors.models import ModelsCollector
+from exporter.collectors.network import NetworkCollector
+from exporter.collectors.projects import ProjectsCollector
+from exporter.collectors.storage import StorageCollector
+from exporter.collectors.system import SystemCollector
+from exporter.collectors.vms import VmsCollector
 
-from .collectors.base import UmbrellaCollector, WordslabCollector
-from .config import Settings
-
-# "module:Class" of every collector, in output order. Add new collectors here.
-COLLECTORS: Sequence[str] = (
-    "gpu:GpuCollector",
-    "system:SystemCollector",
-    "cpu:CpuCollector",
-    "memory:MemoryCollector",
-    "storage:StorageCollector",
-    "network:NetworkCollector",
-    "apps:AppsCollector",
-    "projects:ProjectsCollector",
-    "endpoints:EndpointsCollector",
-    "external_apis:ExternalApisCollector",
-    "models:ModelsCollector",
-    "vms:VmsCollector",
-    "jobs:JobsCollector",
+COLLECTORS: Sequence[type[WordslabCollector]] = (
+    GpuCollector,
+    SystemCollector,
+    CpuCollector,
+    MemoryCollector,
+    StorageCollector,
+    NetworkCollector,
+    AppsCollector,
+    ProjectsCollector,
+    EndpointsCollector,
+    ExternalApisCollector,
+    ModelsCollector,
+    VmsCollector,
+    JobsCollector,
 )
 
 
-def build_collectors(settings: Settings, names: Sequence[str] = COLLECTORS) -> list[WordslabCollector]:
-    collectors = []
-    for ref in names:
-        module_name, class_name = ref.split(":")
-        module = importlib.import_module(f"exporter.collectors.{module_name}")
-        collectors.append(getattr(module, class_name)(settings))
-    return collectors
-
-
-def build_registry(collectors: Sequence[WordslabCollector]) -> CollectorRegistry:
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(UmbrellaCollector(collectors))
-    return registry
+def build_collectors(settings: Settings,
+                     classes: Sequence[type[WordslabCollector]] = COLLECTORS) -> list[WordslabCollector]:
+    return [cls(settings) for cls in classes]

@@ -8,8 +8,9 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from . import __version__
-from .exposition import Exposition
+from common import __version__
+from common.config import parse_listen_address
+from exporter.exposition import Exposition
 
 
 class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
@@ -52,14 +53,6 @@ def make_app(exposition: Exposition):
         return [b"not found\n"]
 
     return app
-
-
-def parse_listen_address(value: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"listen address must be HOST:PORT with a port 1-65535, got {value!r}")
-    host = host.strip("[]") or "0.0.0.0"
-    return host, int(port)
 
 
 def serve(app, listen_address: str) -> tuple[WSGIServer, threading.Thread]:

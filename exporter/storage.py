@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Collection, Mapping, Sequence
 
-from .config import Settings
+from common.config import Settings
 
 ROLES = ("root", "home", "workspace", "models")
 PATH_STATES = ("ok", "unset", "missing", "unreadable")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import psutil
 
-from .config import Settings
+from common.config import Settings
 
 log = logging.getLogger(__name__)
 

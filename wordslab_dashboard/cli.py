@@ -15,9 +15,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from exporter.config import Settings
+from common.config import Settings
 
-from .layout import REPO_ROOT, Layout
+from wordslab_dashboard.layout import REPO_ROOT, Layout
 
 
 @dataclass

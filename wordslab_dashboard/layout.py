@@ -23,7 +23,7 @@ class Layout:
 
     @property
     def dynamic_targets(self) -> Path:
-        # Same default as exporter.file_sd.targets_dir: the admin writes here.
+        # Same default as admin.file_sd.targets_dir: the admin writes here.
         return self.prometheus_runtime / "targets" / "dynamic"
 
     @property

@@ -10,11 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping
 
-from exporter.sources.endpoint_probe import normalize_ollama_tag, server_root
-from exporter.sources.file_models import scan_model_files
-from exporter.sources.hf_models import scan_hf_cache
-from exporter.sources.model_dirs import FILE_PROVIDER_DIRS, hf_hub_cache
-from exporter.sources.ollama_client import OllamaClient, OllamaError, ollama_base_url
+from common.sources.endpoint_probe import normalize_ollama_tag, server_root
+from common.sources.file_models import scan_model_files
+from common.sources.hf_models import scan_hf_cache
+from common.sources.model_dirs import FILE_PROVIDER_DIRS, hf_hub_cache
+from common.sources.ollama_client import OllamaClient, OllamaError, ollama_base_url
 
 # A form waits at most this long for Ollama's list (connect, read).
 LIST_TIMEOUT = (1.0, 2.0)

@@ -22,16 +22,16 @@ import psutil
 import requests
 from sqlalchemy.orm import sessionmaker
 
-from exporter import nvml
-from exporter.config import Settings
-from exporter.file_sd import remove_targets, write_targets
-from exporter.sources.endpoint_probe import (EndpointTarget, endpoint_log_path, log_tail, probe,
+from common import nvml
+from common.config import Settings
+from admin.file_sd import remove_targets, write_targets
+from common.sources.endpoint_probe import (EndpointTarget, endpoint_log_path, log_tail, probe,
                                              process_alive, server_root, short_error)
-from exporter.sources.ollama_client import ollama_base_url
-from exporter.store.jobs import utcnow
-from exporter.store.services import Endpoint
+from common.sources.ollama_client import ollama_base_url
+from common.store.jobs import utcnow
+from common.store.services import Endpoint
 
-from ..jobs import JobFailed
+from admin.jobs import JobFailed
 
 log = logging.getLogger(__name__)
 

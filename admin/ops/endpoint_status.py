@@ -3,7 +3,7 @@
 Actions record a status (starting, running, stopped, error) when they run, but a server can
 change on its own afterwards (a vLLM process that dies stays "running" in its row while
 /metrics says error). So a background thread of the admin probes every configured endpoint
-with the exporter's own probe (`exporter.sources.endpoint_probe.probe`, built from the row
+with the exporter's own probe (`common.sources.endpoint_probe.probe`, built from the row
 as the exporter builds it) and writes the status and the last error back to the row.
 
 Why a thread and not a probe at list time: a probe may wait its timeouts (1 s connect, 3 s
@@ -28,15 +28,14 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.orm import sessionmaker
 
-from exporter import nvml as nvml_module
-from exporter.background import BackgroundSource, Snapshot
-from exporter.collectors.endpoints import REFRESH_SECONDS
-from exporter.config import Settings
-from exporter.nvml import Nvml
-from exporter.sources.endpoint_probe import EndpointTarget, probe, target_from_row
-from exporter.store.services import Endpoint
+from common import nvml as nvml_module
+from common.background import BackgroundSource, Snapshot
+from common.config import Settings
+from common.nvml import Nvml
+from common.sources.endpoint_probe import REFRESH_SECONDS, EndpointTarget, probe, target_from_row
+from common.store.services import Endpoint
 
-from .endpoint_ops import reap_exited_children
+from admin.ops.endpoint_ops import reap_exited_children
 
 log = logging.getLogger(__name__)
 

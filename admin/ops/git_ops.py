@@ -17,11 +17,11 @@ from urllib.parse import urlsplit
 
 import git as gitpython
 
-from exporter.sources.git_status import (
+from common.sources.git_status import (
     GitError, discover_projects, first_line, git_env, read_branch_status, read_remote_urls, record_sync,
     run_git, upstream_remote,
 )
-from exporter.store.jobs import public_target
+from common.store.jobs import public_target
 
 ALLOWED_SCHEMES = ("https", "http", "ssh")
 NETWORK_TIMEOUT_SECONDS = 600.0

@@ -17,12 +17,12 @@ from huggingface_hub import HfApi, scan_cache_dir, snapshot_download
 from huggingface_hub.errors import (CacheNotFound, HfHubHTTPError, RepositoryNotFoundError,
                                     RevisionNotFoundError)
 
-from exporter.sources.file_models import MODEL_SUFFIXES
-from exporter.sources.model_dirs import FILE_PROVIDER_DIRS, hf_hub_cache, ollama_models
-from exporter.sources.model_record import PROVIDERS
-from exporter.sources.ollama_client import OllamaClient, OllamaError, OllamaNotFound
+from common.sources.file_models import MODEL_SUFFIXES
+from common.sources.model_dirs import FILE_PROVIDER_DIRS, hf_hub_cache, ollama_models
+from common.sources.model_record import PROVIDERS
+from common.sources.ollama_client import OllamaClient, OllamaError, OllamaNotFound
 
-from ..jobs import JobFailed
+from admin.jobs import JobFailed
 
 DOWNLOAD_PROVIDERS = ("ollama", "huggingface")
 HUB_TIMEOUT = 10.0

@@ -10,10 +10,10 @@ from typing import Callable
 
 from sqlalchemy.orm import sessionmaker
 
-from exporter.config import Settings
-from exporter.sources import vm_status
-from exporter.sources.providers import CreateRequest, ProviderError
-from exporter.store.vms import Vm
+from common.config import Settings
+from admin.cloud import vm_status
+from admin.cloud.providers import CreateRequest, ProviderError
+from common.store.vms import Vm
 
 ACTIONS = ("create", "start", "stop", "terminate")
 # Actions that spend money or lose data: refused unless the user ticked "confirm".

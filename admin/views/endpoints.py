@@ -17,14 +17,14 @@ from wtforms import FloatField, SelectField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import NumberRange, Optional, ValidationError
 
-from exporter.sources.ollama_client import ollama_base_url
-from exporter.store.services import API_TYPES, SERVERS, SERVICE_TYPES, Endpoint
+from common.sources.ollama_client import ollama_base_url
+from common.store.services import API_TYPES, SERVERS, SERVICE_TYPES, Endpoint
 
-from ..ops.endpoint_models import NONE_CHOICE, DownloadedModels, list_downloaded, ollama_base_for, refusal
-from ..ops.endpoint_ops import ACTIONS, EndpointOps, OpError, default_base_url, port_in_use
-from ..ops.endpoint_status import EndpointStatusRefresher
-from ..security import SecureModelView, require_csrf
-from ..validation import check_http_url, check_name, check_unique_name
+from admin.ops.endpoint_models import NONE_CHOICE, DownloadedModels, list_downloaded, ollama_base_for, refusal
+from admin.ops.endpoint_ops import ACTIONS, EndpointOps, OpError, default_base_url, port_in_use
+from admin.ops.endpoint_status import EndpointStatusRefresher
+from admin.security import SecureModelView, require_csrf
+from admin.validation import check_http_url, check_name, check_unique_name
 
 DASHBOARD = "wordslab-ai-services"
 ROW_ACTIONS = {"ollama": (("load", "Load", "btn-success"), ("unload", "Unload", "btn-secondary")),

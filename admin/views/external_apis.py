@@ -6,12 +6,12 @@ import re
 from wtforms import BooleanField, FloatField, PasswordField, SelectField
 from wtforms.validators import NumberRange, Optional, ValidationError
 
-from exporter.sources.external_api_probe import read_user_env
-from exporter.store.services import API_TYPES, PROVIDERS, ExternalApi
+from common.sources.external_api_probe import read_user_env
+from common.store.services import API_TYPES, PROVIDERS, ExternalApi
 
-from ..security import SecureModelView, mask_secret
-from ..validation import check_http_url, check_name, check_unique_name
-from .endpoints import DASHBOARD, handle_db_error
+from admin.security import SecureModelView, mask_secret
+from admin.validation import check_http_url, check_name, check_unique_name
+from admin.views.endpoints import DASHBOARD, handle_db_error
 
 KEY_LIKE_VAR = re.compile(r"(_API_KEY|_TOKEN|_KEY)$")
 

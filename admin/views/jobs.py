@@ -7,11 +7,11 @@ from markupsafe import Markup, escape
 from sqlalchemy import func, select
 from wtforms.validators import ValidationError
 
-from exporter.store.jobs import ACTIVE_STATUSES, Job
+from common.store.jobs import ACTIVE_STATUSES, Job
 
-from ..formatting import progress_text, utc_iso
-from ..jobs import active_jobs
-from ..security import SecureModelView
+from admin.formatting import progress_text, utc_iso
+from admin.jobs import active_jobs
+from admin.security import SecureModelView
 
 STATUS_BADGES = {"queued": "secondary", "running": "primary", "done": "success", "failed": "danger"}
 

@@ -10,23 +10,23 @@ from flask_admin import expose
 from wtforms import SelectField, StringField
 from wtforms.fields.choices import SelectChoice
 
-from exporter.sources.file_models import scan_model_files
-from exporter.sources.hf_models import scan_hf_cache
-from exporter.sources.model_dirs import hf_hub_cache, ollama_models
-from exporter.sources.model_record import MODEL_TYPES, ModelRecord
-from exporter.sources.ollama_client import OllamaClient, OllamaError
-from exporter.sources.ollama_models import OllamaScanner
-from exporter.store.jobs import Job
-from exporter.store.models import (forget_model, record_speed, set_type_override, speeds,
+from common.sources.file_models import scan_model_files
+from common.sources.hf_models import scan_hf_cache
+from common.sources.model_dirs import hf_hub_cache, ollama_models
+from common.sources.model_record import MODEL_TYPES, ModelRecord
+from common.sources.ollama_client import OllamaClient, OllamaError
+from common.sources.ollama_models import OllamaScanner
+from common.store.jobs import Job
+from common.store.models import (forget_model, record_speed, set_type_override, speeds,
                                    type_overrides)
 
-from ..context import AdminContext
-from ..formatting import human_bytes
-from ..jobs import active_jobs
-from ..ops import model_ops
-from ..ops.model_ops import ModelOpError
-from ..security import CSRFForm, SecureBaseView, confirmed
-from .projects import age_text
+from admin.context import AdminContext
+from admin.formatting import human_bytes
+from admin.jobs import active_jobs
+from admin.ops import model_ops
+from admin.ops.model_ops import ModelOpError
+from admin.security import CSRFForm, SecureBaseView, confirmed
+from admin.views.projects import age_text
 
 MODEL_JOB_KINDS = ("download", "benchmark")
 UNIT_LABELS = {model_ops.TOKENS_UNIT: "tokens/s"}

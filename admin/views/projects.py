@@ -13,14 +13,14 @@ from flask_admin import expose
 from wtforms import StringField
 from wtforms.validators import ValidationError
 
-from exporter.background import BackgroundSource
-from exporter.sources import git_status
-from exporter.store.jobs import Job
+from common.background import BackgroundSource
+from common.sources import git_status
+from common.store.jobs import Job
 
-from ..context import AdminContext
-from ..jobs import JobFailed, active_jobs
-from ..ops import git_ops
-from ..security import CSRFForm, SecureBaseView, confirmed
+from admin.context import AdminContext
+from admin.jobs import JobFailed, active_jobs
+from admin.ops import git_ops
+from admin.security import CSRFForm, SecureBaseView, confirmed
 
 PROJECT_JOB_KINDS = ("clone", "pull", "push")
 # Sizes need a walk of every file: refreshed in the background, not per page view.

@@ -11,16 +11,16 @@ from sqlalchemy import inspect as sa_inspect
 from wtforms import FloatField, PasswordField, SelectField
 from wtforms.validators import NumberRange, Optional, ValidationError
 
-from exporter.sources import vm_costs
-from exporter.sources.providers import DEFAULT_KEY_VARS, UnknownProvider, check_provider
-from exporter.sources.vm_status import VmRefresher, status_interval
-from exporter.store.settings import get_setting, set_setting
-from exporter.store.vms import (BUDGET_SETTING, PROVIDERS, STATUS_INTERVAL_SETTING, HostingPlatform, Vm,
+from common.sources import vm_costs
+from admin.cloud.providers import DEFAULT_KEY_VARS, UnknownProvider, check_provider
+from admin.cloud.vm_status import VmRefresher, status_interval
+from common.store.settings import get_setting, set_setting
+from common.store.vms import (BUDGET_SETTING, PROVIDERS, STATUS_INTERVAL_SETTING, HostingPlatform, Vm,
                                 VmTemplate)
 
-from ..ops.vm_ops import VmActionError, allowed_actions, confirmation_text, run_action
-from ..security import SecureBaseView, SecureModelView, confirmed, csrf_token, mask_secret
-from ..validation import check_env_var_name, check_http_url, check_name, check_unique_name
+from admin.ops.vm_ops import VmActionError, allowed_actions, confirmation_text, run_action
+from admin.security import SecureBaseView, SecureModelView, confirmed, csrf_token, mask_secret
+from admin.validation import check_env_var_name, check_http_url, check_name, check_unique_name
 
 DASHBOARD = "wordslab-ai-services"
 

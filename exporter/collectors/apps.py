@@ -17,10 +17,10 @@ from urllib.parse import urlsplit
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from ..background import BackgroundSource
-from ..config import Settings
-from ..urls import public_url, url_for_port
-from .base import PREFIX, WordslabCollector
+from common.background import BackgroundSource
+from common.config import Settings
+from common.urls import public_url, url_for_port
+from exporter.collectors.base import PREFIX, WordslabCollector
 
 log = logging.getLogger(__name__)
 

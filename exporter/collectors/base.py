@@ -1,9 +1,9 @@
-"""Base class for collectors and the umbrella collector that times them.
+"""Base class for collectors and the helpers that time them and isolate their failures.
 
 Every collector yields prometheus_client metric families built fresh per scrape,
-so a vanished disk or GPU process disappears from the output. The umbrella adds
-`wordslab_collector_success` and `wordslab_collector_duration_seconds` for each
-one and swallows its failure, so one broken source never breaks a scrape.
+so a vanished disk or GPU process disappears from the output. `run_collector` swallows a
+collector's failure and `self_metrics` adds `wordslab_collector_success` and
+`wordslab_collector_duration_seconds` for each one, so one broken source never breaks a scrape.
 """
 from __future__ import annotations
 
@@ -12,10 +12,9 @@ import time
 from typing import Iterable, Sequence
 
 from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
 
-from ..background import BackgroundSource
-from ..config import Settings
+from common.background import BackgroundSource
+from common.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +24,7 @@ PREFIX = "wordslab_"
 class PartialCollection(Exception):
     """Raised by a collector that still has metrics to publish after some reads failed.
 
-    The umbrella publishes `families` and reports the collector's success as 0, so a
+    The exposition publishes `families` and reports the collector's success as 0, so a
     failing GPU or disk shows as a metric without hiding the healthy ones.
     """
 
@@ -59,25 +58,6 @@ class WordslabCollector:
     def stop(self) -> None:
         for source in self.sources:
             source.stop()
-
-
-class UmbrellaCollector(Collector):
-    """Runs every WordslabCollector and reports its own success and duration."""
-
-    def __init__(self, collectors: Sequence[WordslabCollector]):
-        self.collectors = list(collectors)
-
-    def describe(self) -> list:
-        # Returning nothing keeps registration from running a full collect.
-        return []
-
-    def collect(self) -> Iterable[Metric]:
-        outcomes = []
-        for collector in self.collectors:
-            families, ok, seconds = run_collector(collector)
-            outcomes.append((collector.name, ok, seconds))
-            yield from families
-        yield from self_metrics(outcomes, self.collectors)
 
 
 def run_collector(collector: WordslabCollector) -> tuple[list[Metric], bool, float]:

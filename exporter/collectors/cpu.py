@@ -10,8 +10,8 @@ from typing import Iterable
 import psutil
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from ..config import Settings
-from .base import PREFIX, WordslabCollector
+from common.config import Settings
+from exporter.collectors.base import PREFIX, WordslabCollector
 
 CPUINFO = Path("/proc/cpuinfo")
 # guest time is already counted in user/nice (as node_exporter notes), so it is left out

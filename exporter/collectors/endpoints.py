@@ -5,15 +5,14 @@ from typing import Iterable
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from .. import nvml as nvml_module
-from ..background import BackgroundSource
-from ..config import Settings
-from ..nvml import Nvml
-from ..sources.endpoint_probe import EndpointProber
-from ..store.services import ENDPOINT_STATUSES
-from .base import PREFIX, WordslabCollector, add_state_set
+from common import nvml as nvml_module
+from common.background import BackgroundSource
+from common.config import Settings
+from common.nvml import Nvml
+from common.sources.endpoint_probe import REFRESH_SECONDS, EndpointProber
+from common.store.services import ENDPOINT_STATUSES
+from exporter.collectors.base import PREFIX, WordslabCollector, add_state_set
 
-REFRESH_SECONDS = 10.0
 
 
 class EndpointsCollector(WordslabCollector):

@@ -5,10 +5,10 @@ from typing import Iterable
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from ..background import BackgroundSource
-from ..config import Settings
-from ..sources.external_api_probe import API_STATES, ExternalApiMonitor
-from .base import PREFIX, WordslabCollector, add_state_set
+from common.background import BackgroundSource
+from common.config import Settings
+from common.sources.external_api_probe import API_STATES, ExternalApiMonitor
+from exporter.collectors.base import PREFIX, WordslabCollector, add_state_set
 
 TICK_SECONDS = 5.0  # how often due probes are looked for; each API has its own interval
 

@@ -20,10 +20,10 @@ from typing import Any, Callable, Iterable
 import psutil
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from ..config import Settings
-from ..gpu_specs import theoretical_flops
-from ..nvml import Nvml, cpu_only_marker, shared
-from .base import PREFIX, PartialCollection, WordslabCollector
+from common.config import Settings
+from exporter.gpu_specs import theoretical_flops
+from common.nvml import Nvml, cpu_only_marker, shared
+from exporter.collectors.base import PREFIX, PartialCollection, WordslabCollector
 
 GPU = ["gpu"]
 

@@ -13,9 +13,9 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from sqlalchemy import Engine, or_, select
 from sqlalchemy.exc import OperationalError
 
-from ..store import connect
-from ..store.jobs import ACTIVE_STATUSES, JOB_STATUSES, Job, public_target, utcnow
-from .base import PREFIX, WordslabCollector, add_state_set
+from common.store import connect
+from common.store.jobs import ACTIVE_STATUSES, JOB_STATUSES, Job, public_target, utcnow
+from exporter.collectors.base import PREFIX, WordslabCollector, add_state_set
 
 RECENT = timedelta(hours=1)
 MAX_JOBS = 100

@@ -6,7 +6,7 @@ from typing import Iterable
 import psutil
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from .base import PREFIX, WordslabCollector
+from exporter.collectors.base import PREFIX, WordslabCollector
 
 
 class MemoryCollector(WordslabCollector):

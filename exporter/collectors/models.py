@@ -10,16 +10,16 @@ from typing import Iterable
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from ..background import BackgroundSource
-from ..config import Settings
-from ..sources.file_models import scan_model_files
-from ..sources.hf_models import scan_hf_cache
-from ..sources.model_db import ModelSettings, read_model_settings
-from ..sources.model_dirs import hf_hub_cache, ollama_models
-from ..sources.model_record import ModelRecord
-from ..sources.ollama_client import OllamaClient
-from ..sources.ollama_models import OllamaScanner
-from .base import PREFIX, WordslabCollector
+from common.background import BackgroundSource
+from common.config import Settings
+from common.sources.file_models import scan_model_files
+from common.sources.hf_models import scan_hf_cache
+from common.sources.model_db import ModelSettings, read_model_settings
+from common.sources.model_dirs import hf_hub_cache, ollama_models
+from common.sources.model_record import ModelRecord
+from common.sources.ollama_client import OllamaClient
+from common.sources.ollama_models import OllamaScanner
+from exporter.collectors.base import PREFIX, WordslabCollector
 
 # Type overrides and benchmark figures change by hand in the admin: poll the DB often, cheaply.
 DB_INTERVAL_SECONDS = 5.0

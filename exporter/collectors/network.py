@@ -19,9 +19,9 @@ from typing import Iterable
 import psutil
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from ..background import BackgroundSource
-from ..config import Settings
-from .base import PREFIX, WordslabCollector
+from common.background import BackgroundSource
+from common.config import Settings
+from exporter.collectors.base import PREFIX, WordslabCollector
 
 log = logging.getLogger(__name__)
 

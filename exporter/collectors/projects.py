@@ -9,10 +9,10 @@ from typing import Iterable
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from ..background import BackgroundSource
-from ..config import Settings
-from ..sources import git_status
-from .base import PREFIX, WordslabCollector
+from common.background import BackgroundSource
+from common.config import Settings
+from common.sources import git_status
+from exporter.collectors.base import PREFIX, WordslabCollector
 
 # Walking every file is the costly part: a few status cycles per walk is fresh enough
 # for sizes and "last modified" ages.

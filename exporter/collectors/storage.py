@@ -13,14 +13,14 @@ from typing import Iterable
 import psutil
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from ..background import BackgroundSource
-from ..config import Settings
-from ..platform import WSL, detect_platform
-from ..storage import (PATH_STATES, SYS_DEV_BLOCK, StorageLayout, current_mounts, io_counters,
+from common.background import BackgroundSource
+from common.config import Settings
+from exporter.platform import WSL, detect_platform
+from exporter.storage import (PATH_STATES, SYS_DEV_BLOCK, StorageLayout, current_mounts, io_counters,
                        map_storage, role_paths)
-from ..wsl import (DEFAULT_MOUNT_ROOT, VIRTUAL_DISK_STATES, PathTranslator, VirtualDisk, WindowsDrive,
+from exporter.wsl import (DEFAULT_MOUNT_ROOT, VIRTUAL_DISK_STATES, PathTranslator, VirtualDisk, WindowsDrive,
                    read_windows_side)
-from .base import PREFIX, WordslabCollector, add_state_set
+from exporter.collectors.base import PREFIX, WordslabCollector, add_state_set
 
 log = logging.getLogger(__name__)
 

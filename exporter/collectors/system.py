@@ -13,11 +13,11 @@ from typing import Iterable
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from .. import nvml as nvml_access
-from ..config import Settings
-from ..platform import OS_RELEASE_PATHS, PROC_VERSION, detect_platform, os_version
-from ..urls import url_for_port
-from .base import PREFIX, WordslabCollector
+from common import nvml as nvml_access
+from common.config import Settings
+from exporter.platform import OS_RELEASE_PATHS, PROC_VERSION, detect_platform, os_version
+from common.urls import url_for_port
+from exporter.collectors.base import PREFIX, WordslabCollector
 
 # venv writes "version = 3.12.3", uv "version_info = 3.12.3", virtualenv "version_info = 3.12.3.final.0".
 _VERSION_LINE = re.compile(r"^version(?:_info)?\s*=\s*(\d+\.\d+(?:\.\d+)?)", re.MULTILINE)

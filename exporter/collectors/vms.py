@@ -14,11 +14,11 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from ..sources.vm_costs import month_key
-from ..store.db import read_session
-from ..store.settings import get_setting
-from ..store.vms import BUDGET_SETTING, VM_STATUSES, Vm, VmMonthlyCost, VmTemplate
-from .base import PREFIX, WordslabCollector, add_state_set
+from common.sources.vm_costs import month_key
+from common.store.db import read_session
+from common.store.settings import get_setting
+from common.store.vms import BUDGET_SETTING, VM_STATUSES, Vm, VmMonthlyCost, VmTemplate
+from exporter.collectors.base import PREFIX, WordslabCollector, add_state_set
 
 GIB = 1024 ** 3   # VRAM and RAM "GB" are binary, as GPU and instance specs mean them
 GB = 1000 ** 3    # disk sizes are decimal GB, as providers bill them

@@ -5,7 +5,7 @@ import requests
 from playwright.sync_api import expect
 from sqlalchemy import select
 
-from exporter.store.jobs import Job, utcnow
+from common.store.jobs import Job, utcnow
 
 
 def test_login_jobs_progress_and_logout(admin_server, page, screenshot):

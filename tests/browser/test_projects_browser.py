@@ -8,7 +8,7 @@ from pathlib import Path
 from playwright.sync_api import expect
 
 from exporter.collectors.projects import ProjectsCollector
-from exporter.config import Settings
+from common.config import Settings
 from tests.fakes.git_http import git_remote  # noqa: F401  (fixture)
 from tests.support.admin_server import login
 from tests.support.git_repos import make_remote

@@ -37,7 +37,7 @@ def test_external_api_key_masked_everywhere(admin_server_factory, page, screensh
         screenshot("list-masked")
 
         with server.sessions()() as s:
-            from exporter.store.services import ExternalApi
+            from common.store.services import ExternalApi
             api_id = s.query(ExternalApi).one().id
         page.goto(f"{server.url}/admin/external_apis/details/?id={api_id}")
         expect(page.locator("table")).to_contain_text("••••QRST")

@@ -16,7 +16,7 @@ import time
 from datetime import datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
-from .loopback import RecordingJsonHandler
+from tests.fakes.loopback import RecordingJsonHandler
 
 VERSION = "2023-06-01"
 

@@ -22,7 +22,7 @@ import time
 from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlsplit
 
-from .loopback import send_json, serving
+from tests.fakes.loopback import send_json, serving
 
 FAILURES = ("timeout", "401", "500", "malformed")
 API_KEY = "fake-provider-key-0123456789"

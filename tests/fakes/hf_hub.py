@@ -18,7 +18,7 @@ from types import SimpleNamespace
 from typing import Iterator
 from urllib.parse import unquote, urlsplit
 
-from .loopback import send_json, serving
+from tests.fakes.loopback import send_json, serving
 
 LFS_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pth")
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from safetensors.numpy import save
 
-from exporter.sources.model_dirs import FILE_PROVIDER_DIRS, hf_hub_cache
+from common.sources.model_dirs import FILE_PROVIDER_DIRS, hf_hub_cache
 
 
 def safetensors_bytes(tensors: dict[str, tuple[tuple[int, ...], str]]) -> bytes:

@@ -23,7 +23,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Iterator
 
-from .loopback import send_json, serving
+from tests.fakes.loopback import send_json, serving
 
 MODEL_MEDIA = "application/vnd.ollama.image.model"
 PARAMS_MEDIA = "application/vnd.ollama.image.params"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from urllib.parse import parse_qs, urlsplit
 
-from .loopback import RecordingJsonHandler
+from tests.fakes.loopback import RecordingJsonHandler
 
 QUOTA_BODY = {"error": {
     "message": "You exceeded your current quota, please check your plan and billing details.",

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from exporter.config import Settings
+from common.config import Settings
 from tests.integration import worlds
 from tests.support import dashboards
 from tests.support.prometheus import PrometheusServer, prepare_config, start_exporter

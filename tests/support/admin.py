@@ -12,7 +12,7 @@ import re
 from flask import Flask
 from flask.testing import FlaskClient
 
-from exporter.config import Settings
+from common.config import Settings
 
 PASSWORD = "test-password"
 _CSRF = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')

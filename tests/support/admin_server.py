@@ -8,8 +8,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .env import free_port, wordslab_env
-from .world import REPO_ROOT
+from tests.support.env import free_port, wordslab_env
+from tests.support.world import REPO_ROOT
 
 ADMIN_PASSWORD = "browser-test-password"
 START_DEADLINE_S = 60
@@ -28,7 +28,7 @@ class AdminServer:
 
     def sessions(self):
         """Sessions over the admin's DB (WAL: safe while the admin writes too)."""
-        from exporter.store import connect, session_factory
+        from common.store import connect, session_factory
         engine = connect(self.db_path)
         self._engines.append(engine)
         return session_factory(engine)

@@ -5,10 +5,9 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 
-from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.registry import build_registry
+from exporter.exposition import Exposition
 
 
 @dataclass
@@ -30,7 +29,7 @@ class Scrape:
 
 
 def scrape(*collectors) -> Scrape:
-    text = generate_latest(build_registry(list(collectors))).decode()
+    text = Exposition(list(collectors)).render().decode()
     samples = [s for family in text_string_to_metric_families(text) for s in family.samples]
     return Scrape(text, samples)
 

@@ -20,7 +20,7 @@ from typing import Mapping, Sequence
 
 from wordslab_dashboard.layout import Layout
 
-from .env import free_port
+from tests.support.env import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS_BIN = "/usr/bin/prometheus"

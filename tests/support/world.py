@@ -16,7 +16,7 @@ from sqlalchemy.orm import sessionmaker
 
 from tests.fakes.loopback import serving
 
-from .env import wordslab_env
+from tests.support.env import wordslab_env
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = REPO_ROOT / "tests" / "fixtures"
@@ -50,7 +50,7 @@ class World:
     def sessions(self) -> sessionmaker:
         """Sessions over the world's dashboard DB, schema created."""
         if self._sessions is None:
-            from exporter.store import connect, init_db, session_factory
+            from common.store import connect, init_db, session_factory
             engine = connect(self.db_path)
             init_db(engine)
             self._sessions = session_factory(engine)

@@ -14,9 +14,9 @@ from http.server import ThreadingHTTPServer
 import psutil
 
 from admin.ops.endpoint_status import EndpointStatusRefresher, status_interval
-from exporter.config import Settings
-from exporter.sources.endpoint_probe import process_alive
-from exporter.store.services import Endpoint
+from common.config import Settings
+from common.sources.endpoint_probe import process_alive
+from common.store.services import Endpoint
 from tests.fakes.ollama_server import FakeOllama, OllamaState, fake_model, ollama_handler
 from tests.unit.test_admin_services import (act, admin, admin_factory, create_endpoint, endpoint,  # noqa: F401
                                             last_job, live_status)

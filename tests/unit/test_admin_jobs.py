@@ -5,8 +5,8 @@ import pytest
 from sqlalchemy import event, select
 
 from admin.jobs import INTERRUPTED_MESSAGE, JobFailed, JobRunner, Progress
-from exporter.store import connect, init_db, session_factory
-from exporter.store.jobs import Job, utcnow
+from common.store import connect, init_db, session_factory
+from common.store.jobs import Job, utcnow
 from tests.support.admin import logged_in_client, make_admin_app
 
 

@@ -4,9 +4,9 @@ import json
 import pytest
 from sqlalchemy import select
 
-from exporter.sources.model_dirs import hf_hub_cache, ollama_models
-from exporter.store.jobs import Job
-from exporter.store.models import ModelSpeed, ModelTypeOverride
+from common.sources.model_dirs import hf_hub_cache, ollama_models
+from common.store.jobs import Job
+from common.store.models import ModelSpeed, ModelTypeOverride
 from tests.fakes.hf_hub import fake_hub, FakeRepo
 from tests.fakes.model_files import (hf_cache_repo, hf_llm, llm_config, provider_file, safetensors_bytes,
                                      tiny_llm_tensors)

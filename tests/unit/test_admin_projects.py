@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from exporter.store.jobs import Job
+from common.store.jobs import Job
 from tests.fakes.git_http import git_remote  # noqa: F401  (fixture)
 from tests.support.admin import csrf_from, logged_in_client, make_admin_app
 from tests.support.git_repos import clone, commit, git, make_remote, push_from_second_clone

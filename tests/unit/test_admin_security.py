@@ -9,7 +9,7 @@ from flask_admin import expose
 
 from admin.cli import DEFAULT_LISTEN, listen_host_port
 from admin.security import SecureBaseView, confirmed, mask_secret, require_csrf
-from exporter.store.jobs import Job, utcnow
+from common.store.jobs import Job, utcnow
 from tests.support.admin import PASSWORD, csrf_from, logged_in_client, make_admin_app
 from tests.support.world import REPO_ROOT
 
@@ -104,7 +104,7 @@ def test_login_redirects_back_to_the_page_asked_for(app):
 
 def test_password_is_generated_once_and_works(vm_env):
     from admin.app import create_app
-    from exporter.config import Settings
+    from common.config import Settings
     first = create_app(Settings.from_env(vm_env), view_modules=("jobs",))
     generated = first.config["WORDSLAB_GENERATED_PASSWORD"]
     assert generated and len(generated) >= 12

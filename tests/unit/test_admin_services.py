@@ -14,17 +14,16 @@ from pathlib import Path
 
 import pytest
 from docker.errors import DockerException
-from prometheus_client import generate_latest
 
 from admin.ops import endpoint_ops
 from exporter.collectors.endpoints import EndpointsCollector
 from exporter.collectors.external_apis import ExternalApisCollector
-from exporter.config import Settings
-from exporter.file_sd import targets_dir
-from exporter.registry import build_registry
-from exporter.sources.endpoint_probe import process_alive
-from exporter.store.jobs import Job
-from exporter.store.services import Endpoint, ExternalApi
+from common.config import Settings
+from admin.file_sd import targets_dir
+from exporter.exposition import Exposition
+from common.sources.endpoint_probe import process_alive
+from common.store.jobs import Job
+from common.store.services import Endpoint, ExternalApi
 from tests.fakes import vllm_server
 from admin.ops.endpoint_status import INTERVAL_VAR as STATUS_INTERVAL_VAR
 from tests.fakes.docker_client import FakeDockerClient
@@ -377,7 +376,7 @@ def test_stored_key_is_masked_everywhere_and_never_in_metrics_or_logs(admin, cap
 
         collector = ExternalApisCollector(Settings.from_env(ctx.settings.env))
         collector.source.refresh_now()
-        text = generate_latest(build_registry([collector])).decode()
+        text = Exposition([collector]).render().decode()
     assert 'wordslab_external_api_up{api="openrouter"} 1.0' in text
     assert 'wordslab_external_api_cost_month_usd{api="openrouter",source="provider"} 12.5' in text
     assert KEY not in text
@@ -448,7 +447,7 @@ def test_database_file_is_owner_only(admin):
 
 def test_stop_after_an_admin_restart_signals_the_recorded_process_group(admin, monkeypatch):
     import subprocess
-    from exporter.store.jobs import utcnow
+    from common.store.jobs import utcnow
     _, ctx = admin
     monkeypatch.setenv("TZ", "Asia/Tokyo")  # naive UTC timestamps must not be read as local time
     time_module = __import__("time")

@@ -5,8 +5,8 @@ import json
 import pytest
 from sqlalchemy import select
 
-from exporter.store import connect, session_factory
-from exporter.store.vms import HostingPlatform, Vm, VmInterval, VmMonthlyCost, VmTemplate
+from common.store import connect, session_factory
+from common.store.vms import HostingPlatform, Vm, VmInterval, VmMonthlyCost, VmTemplate
 from tests.fakes.cloud_providers import API_KEY, FAKES, serve
 from tests.support.admin import csrf_from, logged_in_client, make_admin_app
 
@@ -186,7 +186,7 @@ def test_actions_need_csrf_and_login(env):
 
 
 def test_budget_and_interval_settings(client, env):
-    from exporter.store.settings import Setting
+    from common.store.settings import Setting
     vm_keys = ("vm_cost_budget_month_usd", "vm_status_interval_seconds")
 
     def saved() -> dict[str, str]:
@@ -214,9 +214,9 @@ def test_running_dashboard_vm_becomes_a_prometheus_target(client, env):
         _action(client, vm.id, "create", confirm=True)
         inst = next(iter(fake.instances.values()))
         inst["ports"] = {"9877/tcp": [{"HostIp": "0.0.0.0", "HostPort": "41977"}]}
-        from exporter.config import Settings
-        from exporter.file_sd import targets_dir
-        from exporter.sources.vm_status import refresh_statuses
+        from common.config import Settings
+        from admin.file_sd import targets_dir
+        from admin.cloud.vm_status import refresh_statuses
         connect_engine = connect(env["WORDSLAB_DASHBOARD_DB"])
         settings = Settings.from_env(env)
         for _ in range(2):  # loading -> running

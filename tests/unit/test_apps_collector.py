@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from exporter.collectors.apps import AppsCollector
-from exporter.config import Settings
+from common.config import Settings
 from tests.fakes.http_apps import answering
 from tests.fakes.loopback import serving
 from tests.support.env import free_port

@@ -1,11 +1,10 @@
-"""The umbrella collector: per-collector success/duration, failures isolated."""
-from prometheus_client import generate_latest
+"""Collector isolation: per-collector success/duration, failures isolated."""
 from prometheus_client.core import GaugeMetricFamily
 
-from exporter.background import BackgroundSource
+from common.background import BackgroundSource
 from exporter.collectors.base import WordslabCollector
-from exporter.config import Settings
-from exporter.registry import build_registry
+from common.config import Settings
+from exporter.exposition import Exposition
 
 
 class _Good(WordslabCollector):
@@ -24,7 +23,7 @@ class _Broken(WordslabCollector):
 
 def test_broken_collector_does_not_break_the_scrape():
     settings = Settings.from_env({})
-    text = generate_latest(build_registry([_Broken(settings), _Good(settings)])).decode()
+    text = Exposition([_Broken(settings), _Good(settings)]).render().decode()
     assert "wordslab_good_value 42.0" in text
     assert 'wordslab_collector_success{collector="broken"} 0.0' in text
     assert 'wordslab_collector_success{collector="good"} 1.0' in text
@@ -49,5 +48,5 @@ def test_source_failure_keeps_last_value_and_shows_as_metric():
     settings = Settings.from_env({})
     good = _Good(settings)
     good.sources = [source]
-    text = generate_latest(build_registry([good])).decode()
+    text = Exposition([good]).render().decode()
     assert 'wordslab_source_refresh_success{source="provider"} 0.0' in text

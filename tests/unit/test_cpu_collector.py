@@ -7,7 +7,7 @@ import platform
 import psutil
 
 from exporter.collectors.cpu import CpuCollector, cpu_model
-from exporter.config import Settings
+from common.config import Settings
 from tests.support.metrics import promtool_problems, scrape
 
 INTEL_CPUINFO = """processor\t: 0

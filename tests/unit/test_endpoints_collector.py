@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 
-from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.collectors.endpoints import EndpointsCollector
-from exporter.config import Settings
-from exporter.registry import build_registry
-from exporter.store import connect, init_db, session_factory
-from exporter.store.services import Endpoint
+from common.config import Settings
+from exporter.exposition import Exposition
+from common.store import connect, init_db, session_factory
+from common.store.services import Endpoint
 from tests.fakes import vllm_server
 from tests.fakes.loopback import serving
 from tests.support.metrics import promtool_problems
@@ -28,7 +27,7 @@ def samples(text: str, name: str) -> dict[tuple, float]:
 
 def scrape(collector) -> str:
     collector.source.refresh_now()
-    return generate_latest(build_registry([collector])).decode()
+    return Exposition([collector]).render().decode()
 
 
 def add_rows(settings, *rows):

@@ -10,9 +10,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from exporter.config import Settings
-from exporter.nvml import Nvml
-from exporter.sources.endpoint_probe import (EndpointTarget, discovered_targets, endpoint_log_path,
+from common.config import Settings
+from common.nvml import Nvml
+from common.sources.endpoint_probe import (EndpointTarget, discovered_targets, endpoint_log_path,
                                              gpu_memory_of, probe)
 from tests.fakes import vllm_server
 from tests.fakes.loopback import serving
@@ -22,7 +22,7 @@ GIB = 1024 ** 3
 
 
 class FakePynvml:
-    """Library seam: what exporter.nvml reads from pynvml, with chosen per-process memory."""
+    """Library seam: what common.nvml reads from pynvml, with chosen per-process memory."""
 
     def __init__(self, processes=(), fail_init=False):
         self.processes = list(processes)
@@ -127,7 +127,7 @@ def test_vram_is_nvml_memory_of_the_process_and_its_children():
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         fake = FakePynvml([(os.getpid(), GIB // 2), (child.pid, 3 * GIB), (999_999_999, 7 * GIB)])
-        from exporter.sources.endpoint_probe import process_tree
+        from common.sources.endpoint_probe import process_tree
         assert gpu_memory_of(Nvml(fake), process_tree(os.getpid())) == 3.5 * GIB
     finally:
         child.kill()

@@ -1,15 +1,14 @@
 """The /metrics body: snapshot-only collectors rendered on refresh, spliced into every scrape."""
 import gzip
 
-from prometheus_client import generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.background import BackgroundSource
+from common.background import BackgroundSource
 from exporter.collectors.base import WordslabCollector
-from exporter.config import Settings
+from common.config import Settings
 from exporter.exposition import Exposition
-from exporter.registry import build_registry
+from exporter.exposition import Exposition
 
 
 class _Listed(WordslabCollector):
@@ -69,7 +68,7 @@ def test_same_metrics_as_the_registry_path():
     listed, fresh, exposition = _setup(["a", "b"])
     listed.source.refresh_now()
     spliced = _samples(exposition.render().decode())
-    registry = _samples(generate_latest(build_registry(exposition.collectors)).decode())
+    registry = _samples(Exposition(exposition.collectors).render().decode())
     # The fresh collector ran once more for the registry path; everything else is identical.
     assert registry.pop(("wordslab_fresh_calls", ())) == spliced.pop(("wordslab_fresh_calls", ())) + 1
     assert spliced == registry

@@ -5,15 +5,14 @@ import logging
 from datetime import datetime, timezone
 
 import pytest
-from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.collectors.external_apis import ExternalApisCollector
-from exporter.config import Settings
-from exporter.registry import build_registry
-from exporter.sources.external_api_probe import ExternalApiMonitor, read_user_env
-from exporter.store import connect, init_db, session_factory
-from exporter.store.services import ExternalApi
+from common.config import Settings
+from exporter.exposition import Exposition
+from common.sources.external_api_probe import ExternalApiMonitor, read_user_env
+from common.store import connect, init_db, session_factory
+from common.store.services import ExternalApi
 from tests.fakes.loopback import serving
 from tests.support.metrics import promtool_problems
 from tests.fakes.anthropic_admin import make_handler as make_anthropic
@@ -41,7 +40,7 @@ def scrape(settings, monitor=None) -> tuple[str, ExternalApisCollector]:
         collector.monitor = monitor
         collector.source._refresh = monitor.refresh
     collector.source.refresh_now()
-    return generate_latest(build_registry([collector])).decode(), collector
+    return Exposition([collector]).render().decode(), collector
 
 
 @pytest.fixture

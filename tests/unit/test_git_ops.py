@@ -7,7 +7,7 @@ import pytest
 
 from admin.ops import git_ops
 from admin.ops.git_ops import ConfirmationRequired, GitOpError
-from exporter.sources.git_status import git_env, last_sync_timestamp, read_branch_status
+from common.sources.git_status import git_env, last_sync_timestamp, read_branch_status
 from tests.fakes.git_http import git_remote  # noqa: F401  (fixture)
 from tests.support.git_repos import clone, commit, git, init_repo, make_remote, push_from_second_clone
 

@@ -1,12 +1,12 @@
-"""exporter.sources.git_status against real repositories (a local bare repo as remote)."""
+"""common.sources.git_status against real repositories (a local bare repo as remote)."""
 from __future__ import annotations
 
 import os
 
 import pytest
 
-from exporter.sources import git_status
-from exporter.sources.git_status import (
+from common.sources import git_status
+from common.sources.git_status import (
     discover_projects, fetch_all, git_env, last_sync_timestamp, parse_porcelain_v2, read_branch_status,
     read_project, redact_url, scan_statuses, walk_project,
 )

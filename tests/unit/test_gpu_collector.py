@@ -14,8 +14,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.collectors.gpu import GpuCollector
-from exporter.config import Settings
-from exporter.nvml import Nvml
+from common.config import Settings
+from common.nvml import Nvml
 from tests.fakes.fake_nvml import FAKE_NVML_DIR, load_fake_pynvml
 from tests.support.env import free_port
 from tests.support.metrics import Scrape, promtool_problems, scrape

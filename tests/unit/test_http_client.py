@@ -1,4 +1,4 @@
-"""exporter.http_client against real HTTP servers on loopback, and the memory it exists for:
+"""common.http_client against real HTTP servers on loopback, and the memory it exists for:
 the exporter's collectors load without `requests` / `urllib3`."""
 import json
 import os
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from exporter import http_client
+from common import http_client
 from tests.fakes.loopback import send_json, serving
 from tests.support.env import free_port, wordslab_env
 
@@ -26,13 +26,13 @@ def test_exporter_collectors_load_without_requests(tmp_path):
     code = textwrap.dedent("""
         import os, sys
         import exporter.registry, exporter.cli
-        from prometheus_client import generate_latest
-        from exporter.config import Settings
-        from exporter.registry import build_collectors, build_registry
+        from common.config import Settings
+        from exporter.exposition import Exposition
+        from exporter.registry import build_collectors
         collectors = build_collectors(Settings.from_env(dict(os.environ)))
         for source in (s for c in collectors for s in c.sources):
             source.refresh_now()
-        assert b"wordslab_collector_success" in generate_latest(build_registry(collectors))
+        assert b"wordslab_collector_success" in Exposition(collectors).render()
         print(sorted(m for m in sys.modules if m.split(".")[0] in ("requests", "urllib3")))
     """)
     env = wordslab_env(tmp_path, API_SERVER_PORT=str(free_port()))

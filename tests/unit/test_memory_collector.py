@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from exporter.collectors.memory import MemoryCollector
-from exporter.config import Settings
+from common.config import Settings
 from tests.support.metrics import promtool_problems, scrape
 
 

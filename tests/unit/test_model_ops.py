@@ -6,8 +6,8 @@ import pytest
 
 from admin.ops import model_ops
 from admin.ops.model_ops import ModelOpError
-from exporter.sources.hf_models import scan_hf_cache
-from exporter.sources.model_dirs import hf_hub_cache, ollama_models, torch_checkpoints
+from common.sources.hf_models import scan_hf_cache
+from common.sources.model_dirs import hf_hub_cache, ollama_models, torch_checkpoints
 from tests.fakes.hf_hub import fake_hub, FakeRepo
 from tests.fakes.model_files import hf_cache_repo, hf_llm, llm_config, provider_file, safetensors_bytes, \
     tiny_llm_tensors

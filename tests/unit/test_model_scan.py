@@ -5,13 +5,13 @@ import time
 
 import pytest
 
-from exporter.sources.file_models import scan_model_files
-from exporter.sources.hf_models import scan_hf_cache
-from exporter.sources.model_dirs import hf_hub_cache, ollama_models, torch_checkpoints
-from exporter.sources.model_record import KvShape, kv_cache_bytes
-from exporter.sources.ollama_client import OllamaClient
-from exporter.sources.ollama_models import OllamaScanner, parse_time
-from exporter.sources.safetensors_meta import summarize
+from common.sources.file_models import scan_model_files
+from common.sources.hf_models import scan_hf_cache
+from common.sources.model_dirs import hf_hub_cache, ollama_models, torch_checkpoints
+from common.sources.model_record import KvShape, kv_cache_bytes
+from common.sources.ollama_client import OllamaClient
+from common.sources.ollama_models import OllamaScanner, parse_time
+from common.sources.safetensors_meta import summarize
 from tests.fakes.model_files import (hf_cache_repo, hf_llm, llm_config, provider_file, safetensors_bytes,
                                      tensor_parameters, tiny_llm_tensors)
 from tests.fakes.ollama_server import fake_ollama, sample_state

@@ -2,9 +2,9 @@
 import pytest
 
 from exporter.collectors.models import ModelsCollector
-from exporter.config import Settings
-from exporter.store import connect, init_db, session_factory
-from exporter.store.models import record_speed, set_type_override
+from common.config import Settings
+from common.store import connect, init_db, session_factory
+from common.store.models import record_speed, set_type_override
 from tests.fakes.model_files import hf_llm, provider_file
 from tests.fakes.ollama_server import fake_ollama, sample_state
 from tests.support.env import free_port

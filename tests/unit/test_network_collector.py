@@ -9,7 +9,7 @@ import psutil
 import pytest
 
 from exporter.collectors.network import MAX_RATES_FILE, NetworkCollector, default_route_interface
-from exporter.config import Settings
+from common.config import Settings
 from tests.support.metrics import promtool_problems, scrape
 
 HEADER = "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n"

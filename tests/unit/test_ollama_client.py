@@ -1,7 +1,7 @@
 """The Ollama client against an Ollama-speaking server on loopback."""
 import pytest
 
-from exporter.sources.ollama_client import (OllamaClient, OllamaError, OllamaNotFound,
+from common.sources.ollama_client import (OllamaClient, OllamaError, OllamaNotFound,
                                             ollama_base_url)
 from tests.fakes.ollama_server import fake_ollama, sample_state
 from tests.support.env import free_port

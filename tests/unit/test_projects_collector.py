@@ -6,7 +6,7 @@ import shutil
 import pytest
 
 from exporter.collectors.projects import ProjectsCollector
-from exporter.config import Settings
+from common.config import Settings
 from tests.support.git_repos import git, sample_projects
 from tests.support.metrics import promtool_problems, scrape
 

@@ -5,10 +5,10 @@ import subprocess
 
 import pytest
 import yaml
-from prometheus_client import generate_latest
 
-from exporter.config import Settings
-from exporter.registry import build_collectors, build_registry
+from common.config import Settings
+from exporter.exposition import Exposition
+from exporter.registry import build_collectors
 from tests.support import dashboards
 
 PROMTOOL = "/usr/bin/promtool"
@@ -75,7 +75,7 @@ def test_exporter_exposition_passes_check_metrics(vm_env):
     for collector in collectors:
         for source in collector.sources:
             source.refresh_now()
-    exposition = generate_latest(build_registry(collectors))
+    exposition = Exposition(collectors).render()
     assert b"wordslab_collector_success" in exposition
     result = promtool("check", "metrics", stdin=exposition)
     assert result.returncode == 0 and not output(result).strip(), output(result)

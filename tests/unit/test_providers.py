@@ -2,13 +2,13 @@
 mapping, billing, and failures (timeout, 401, 500, malformed JSON) that stay contained."""
 import pytest
 
-from exporter.config import Settings
-from exporter.sources import vm_status
-from exporter.sources.providers import (CreateRequest, ProviderAuthError, ProviderError, UnknownProvider,
+from common.config import Settings
+from admin.cloud import vm_status
+from admin.cloud.providers import (CreateRequest, ProviderAuthError, ProviderError, UnknownProvider,
                                         make_client, resolve_api_key)
-from exporter.sources.providers import jarvislabs, runpod, vastai
-from exporter.store import connect, init_db, session_factory
-from exporter.store.vms import HostingPlatform, Vm, VmTemplate
+from admin.cloud.providers import jarvislabs, runpod, vastai
+from common.store import connect, init_db, session_factory
+from common.store.vms import HostingPlatform, Vm, VmTemplate
 from tests.fakes.cloud_providers import API_KEY, FAKES, FakeRunpod, FakeVast, serve
 
 PROVIDERS = list(FAKES)

@@ -12,7 +12,7 @@ import psutil
 import pytest
 
 from exporter.collectors.storage import StorageCollector
-from exporter.config import Settings
+from common.config import Settings
 from exporter.storage import map_storage
 from tests.fakes.wsl import FakeWindows
 from tests.support.env import wordslab_env

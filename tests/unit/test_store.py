@@ -8,9 +8,9 @@ import textwrap
 
 from sqlalchemy import select, text
 
-from exporter.store import connect, init_db, session_factory
-from exporter.store.jobs import Job
-from exporter.store.settings import get_setting, set_setting
+from common.store import connect, init_db, session_factory
+from common.store.jobs import Job
+from common.store.settings import get_setting, set_setting
 from tests.support.world import REPO_ROOT
 
 
@@ -22,7 +22,7 @@ def _read_in_other_process(db_path, sql: str) -> subprocess.CompletedProcess:
     """Run `sql` through the exporter's read-only engine in a separate Python process."""
     code = textwrap.dedent(f"""
         from sqlalchemy import text
-        from exporter.store import connect
+        from common.store import connect
         engine = connect({str(db_path)!r}, readonly=True)
         with engine.connect() as conn:
             conn.exec_driver_sql("PRAGMA busy_timeout=0")  # fail at once instead of waiting for a lock

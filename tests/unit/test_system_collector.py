@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from exporter.collectors.system import SystemCollector
-from exporter.config import Settings
-from exporter.nvml import Nvml
+from common.config import Settings
+from common.nvml import Nvml
 from tests.fakes.fake_nvml import load_fake_pynvml
 from tests.fakes.notebooks_env import make_notebooks_env
 from tests.support.metrics import promtool_problems, scrape

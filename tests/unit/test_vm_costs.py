@@ -4,11 +4,12 @@ from datetime import datetime, timezone
 
 import pytest
 
-from exporter.sources import vm_costs, vm_status
-from exporter.sources.providers import BilledCost
-from exporter.sources.vm_costs import MonthCost, Rates, month_bounds, month_cost, reconcile
-from exporter.store import connect, init_db, session_factory
-from exporter.store.vms import HostingPlatform, Vm, VmInterval, VmTemplate
+from common.sources import vm_costs
+from admin.cloud import vm_status
+from admin.cloud.providers import BilledCost
+from common.sources.vm_costs import MonthCost, Rates, month_bounds, month_cost, reconcile
+from common.store import connect, init_db, session_factory
+from common.store.vms import HostingPlatform, Vm, VmInterval, VmTemplate
 
 
 def ts(*args) -> float:

@@ -5,11 +5,11 @@ import time
 import pytest
 
 from exporter.collectors.vms import GB, GIB, VmsCollector
-from exporter.config import Settings
-from exporter.sources import vm_status
-from exporter.store import connect, init_db, session_factory
-from exporter.store.settings import set_setting
-from exporter.store.vms import BUDGET_SETTING, VM_STATUSES, HostingPlatform, Vm, VmTemplate
+from common.config import Settings
+from admin.cloud import vm_status
+from common.store import connect, init_db, session_factory
+from common.store.settings import set_setting
+from common.store.vms import BUDGET_SETTING, VM_STATUSES, HostingPlatform, Vm, VmTemplate
 from tests.support.metrics import promtool_problems, scrape
 
 HOUR = 3600.0
@@ -82,7 +82,7 @@ def test_full_month_cost_figures_are_exported_exactly(settings):
     # A VM created before this month and running all month so far: compute = hours x rate.
     now = time.time()
     _populate(settings, now)
-    from exporter.sources.vm_costs import month_bounds
+    from common.sources.vm_costs import month_bounds
     start, end = month_bounds(now)
     engine = connect(settings.db_path)
     sessions = session_factory(engine)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from exporter.store.jobs import Job, utcnow
+from common.store.jobs import Job, utcnow
 from tests.support.world import World
 
 MiB = 2**20

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from exporter.store.models import record_speed, set_type_override
+from common.store.models import record_speed, set_type_override
 from tests.fakes.model_files import hf_llm, provider_file
 from tests.fakes.ollama_server import OllamaState, ollama_handler, sample_state
 from tests.support.world import World

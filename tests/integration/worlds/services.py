@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 
-from exporter.store.services import Endpoint, ExternalApi
+from common.store.services import Endpoint, ExternalApi
 from tests.fakes import vllm_server
 from tests.fakes.ollama_server import OllamaState, fake_model, ollama_handler
 from tests.fakes.openai_like import make_handler

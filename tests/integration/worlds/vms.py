@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import time
 
-from exporter.config import Settings
-from exporter.sources import vm_status
-from exporter.store.settings import set_setting
-from exporter.store.vms import BUDGET_SETTING, HostingPlatform, Vm, VmTemplate
+from common.config import Settings
+from admin.cloud import vm_status
+from common.store.settings import set_setting
+from common.store.vms import BUDGET_SETTING, HostingPlatform, Vm, VmTemplate
 
 HOUR = 3600.0
 

@@ -6,8 +6,8 @@ from datetime import datetime
 from sqlalchemy import DateTime, Float, String, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from .db import Base
-from .jobs import utcnow
+from common.store.db import Base
+from common.store.jobs import utcnow
 
 
 class ModelTypeOverride(Base):

@@ -17,15 +17,15 @@ from typing import Callable
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from ..background import BackgroundSource
-from ..config import Settings
-from ..file_sd import remove_targets, write_targets
-from ..store.settings import get_setting
-from ..store.vms import (BILLED_STATUSES, COST_INTERVAL_SECONDS, DEFAULT_STATUS_INTERVAL_SECONDS,
+from common.background import BackgroundSource
+from common.config import Settings
+from admin.file_sd import remove_targets, write_targets
+from common.store.settings import get_setting
+from common.store.vms import (BILLED_STATUSES, COST_INTERVAL_SECONDS, DEFAULT_STATUS_INTERVAL_SECONDS,
                          STATUS_INTERVAL_SETTING, HostingPlatform, Vm, VmInterval, VmMonthlyCost,
                          VmTemplate)
-from . import vm_costs
-from .providers import InstanceState, ProviderClient, ProviderError, make_client, resolve_api_key
+from common.sources import vm_costs
+from admin.cloud.providers import InstanceState, ProviderClient, ProviderError, make_client, resolve_api_key
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Iterator, Mapping
 from urllib.parse import urlsplit
 
-from .. import http_client
+from common import http_client
 
 DEFAULT_PORT = 11434
 # Short on the scrape side: Ollama answers list/show/ps from memory.

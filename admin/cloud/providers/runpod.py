@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from .base import BilledCost, CreateRequest, InstanceState, ProviderClient, ProviderError, expect
+from admin.cloud.providers.base import BilledCost, CreateRequest, InstanceState, ProviderClient, ProviderError, expect
 
 # desiredStatus -> ours. RUNNING without a runtime yet means the container is still starting.
 STATES = {"RUNNING": "running", "CREATED": "starting", "RESTARTING": "starting",

@@ -16,9 +16,9 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from .model_record import (KvShape, ModelRecord, parse_parameter_size, type_from_capabilities,
+from common.sources.model_record import (KvShape, ModelRecord, parse_parameter_size, type_from_capabilities,
                            vram_estimate)
-from .ollama_client import OllamaClient, OllamaError
+from common.sources.ollama_client import OllamaClient, OllamaError
 
 DEFAULT_REGISTRY = "registry.ollama.ai"
 WEIGHT_MEDIA_TYPES = ("application/vnd.ollama.image.model", "application/vnd.ollama.image.projector")

@@ -5,11 +5,11 @@ import tomllib
 from pathlib import Path
 from typing import Mapping
 
-from .base import (BilledCost, CreateRequest, InstanceState, ProviderAuthError,  # noqa: F401
+from admin.cloud.providers.base import (BilledCost, CreateRequest, InstanceState, ProviderAuthError,  # noqa: F401
                    ProviderClient, ProviderError)
-from .jarvislabs import JarvislabsClient
-from .runpod import RunpodClient
-from .vastai import VastClient
+from admin.cloud.providers.jarvislabs import JarvislabsClient
+from admin.cloud.providers.runpod import RunpodClient
+from admin.cloud.providers.vastai import VastClient
 
 CLIENTS: dict[str, type[ProviderClient]] = {
     "runpod.io": RunpodClient,

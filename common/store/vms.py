@@ -9,7 +9,7 @@ from __future__ import annotations
 from sqlalchemy import Boolean, Float, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from .db import Base
+from common.store.db import Base
 
 PROVIDERS = ("runpod.io", "vast.ai", "jarvislabs.ai")
 
@@ -18,7 +18,7 @@ VM_STATUSES = ("new", "starting", "running", "stopping", "stopped", "terminated"
 # While in these states the provider bills compute (a loading instance is already rented).
 BILLED_STATUSES = ("starting", "running")
 
-# Settings keys (exporter.store.settings) the admin edits and the collector publishes.
+# Settings keys (common.store.settings) the admin edits and the collector publishes.
 BUDGET_SETTING = "vm_cost_budget_month_usd"
 STATUS_INTERVAL_SETTING = "vm_status_interval_seconds"
 DEFAULT_STATUS_INTERVAL_SECONDS = 60.0

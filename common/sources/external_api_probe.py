@@ -18,10 +18,10 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable, Iterator, Mapping
 
-from .. import http_client
-from ..config import Settings
-from ..store.services import ExternalApi
-from .config_rows import read_rows
+from common import http_client
+from common.config import Settings
+from common.store.services import ExternalApi
+from common.sources.config_rows import read_rows
 
 PROBE_TIMEOUT = (3.0, 10.0)
 COST_INTERVAL_SECONDS = 3600.0

@@ -13,9 +13,9 @@ from pathlib import Path
 from huggingface_hub import scan_cache_dir
 from huggingface_hub.errors import CacheNotFound
 
-from .model_record import (PIPELINE_TYPES, UNKNOWN_TYPE, KvShape, ModelRecord,
+from common.sources.model_record import (PIPELINE_TYPES, UNKNOWN_TYPE, KvShape, ModelRecord,
                            type_from_architectures, vram_estimate)
-from .safetensors_meta import TensorSummary, combine, read_noatime, summarize
+from common.sources.safetensors_meta import TensorSummary, combine, read_noatime, summarize
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,14 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Iterable
 
-from .providers.base import BilledCost
+
+@dataclass(frozen=True)
+class BilledCost:
+    """What the provider says an instance cost in a period; None where it does not split."""
+
+    total_usd: float
+    compute_usd: float | None = None
+    storage_usd: float | None = None
 
 
 @dataclass(frozen=True)

@@ -82,3 +82,11 @@ def _default_state_dir(env: Mapping[str, str]) -> Path:
 
 def default_db_path(env: Mapping[str, str]) -> Path:
     return Path(env.get("WORDSLAB_DASHBOARD_DB") or _dashboard_dir(env) / "dashboard.db")
+
+
+def parse_listen_address(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"listen address must be HOST:PORT with a port 1-65535, got {value!r}")
+    host = host.strip("[]") or "0.0.0.0"
+    return host, int(port)

@@ -16,7 +16,7 @@ Not verified: "loading"/"stopped"/"destroying" as actual_status words, the docke
 """
 from __future__ import annotations
 
-from .base import BilledCost, CreateRequest, InstanceState, ProviderClient, ProviderError, expect
+from admin.cloud.providers.base import BilledCost, CreateRequest, InstanceState, ProviderClient, ProviderError, expect
 
 # actual_status -> ours; "loading" is the image pull/boot, already billed.
 STATES = {"created": "starting", "loading": "starting", "running": "running",

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from sqlalchemy.exc import OperationalError
 
-from ..store.db import read_session
-from ..store.models import speeds, type_overrides
+from common.store.db import read_session
+from common.store.models import speeds, type_overrides
 
 
 @dataclass(frozen=True)

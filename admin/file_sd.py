@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from .config import Settings
+from common.config import Settings
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 

@@ -6,7 +6,7 @@ from typing import Callable, TypeVar
 
 from sqlalchemy import select
 
-from ..store.db import read_session
+from common.store.db import read_session
 
 T = TypeVar("T")
 

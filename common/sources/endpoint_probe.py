@@ -15,16 +15,19 @@ from typing import Mapping
 
 import psutil
 
-from .. import http_client
-from ..config import Settings
-from ..nvml import Nvml
-from ..store.services import Endpoint
-from .config_rows import read_rows
-from .ollama_client import OllamaClient, OllamaError, ollama_base_url
+from common import http_client
+from common.config import Settings
+from common.nvml import Nvml
+from common.store.services import Endpoint
+from common.sources.config_rows import read_rows
+from common.sources.ollama_client import OllamaClient, OllamaError, ollama_base_url
 
 PROBE_TIMEOUT = (1.0, 3.0)
 ERROR_TEXT_MAX = 200
 HERMES_DEFAULT_PORT = 8642
+
+# How often endpoints are probed, in the exporter and in the admin.
+REFRESH_SECONDS = 10.0
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,8 @@ from datetime import datetime
 from sqlalchemy import DateTime, Float, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .db import Base
-from .jobs import utcnow
+from common.store.db import Base
+from common.store.jobs import utcnow
 
 SERVICE_TYPES = ("LLM", "VLM", "Embed", "ImgGen", "STT", "TTS")
 SERVERS = ("vllm", "ollama", "fastapi")

@@ -11,9 +11,9 @@ import os
 from pathlib import Path
 from typing import Mapping
 
-from .model_dirs import FILE_PROVIDER_DIRS
-from .model_record import UNKNOWN_TYPE, ModelRecord
-from .safetensors_meta import summarize
+from common.sources.model_dirs import FILE_PROVIDER_DIRS
+from common.sources.model_record import UNKNOWN_TYPE, ModelRecord
+from common.sources.safetensors_meta import summarize
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, TypeVar
 
-from ..store.jobs import public_target
+from common.store.jobs import public_target
 
 STATUS_TIMEOUT_SECONDS = 20.0
 FETCH_TIMEOUT_SECONDS = 120.0

@@ -15,8 +15,8 @@ URL), and a resume may answer a new machine_id (we keep tracking the old one).
 """
 from __future__ import annotations
 
-from ...urls import public_url
-from .base import CreateRequest, InstanceState, ProviderClient, ProviderError, expect
+from common.urls import public_url
+from admin.cloud.providers.base import CreateRequest, InstanceState, ProviderClient, ProviderError, expect
 
 STATES = {"running": "running", "paused": "stopped", "failed": "error", "creating": "starting",
           "resuming": "starting", "pausing": "stopping", "destroying": "stopping",

@@ -1,6 +1,6 @@
 """One interface over the cloud GPU providers' APIs.
 
-Each client speaks its provider's documented HTTP API with exporter.http_client (the official
+Each client speaks its provider's documented HTTP API with common.http_client (the official
 SDKs hard-code their endpoints or read keys from their own config files, so a
 base-URL override is what lets tests point a client at a loopback fake).
 Every failure (timeout, 401, 5xx, malformed JSON, API-level error) becomes a
@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from ... import http_client
+from common import http_client
+from common.sources.vm_costs import BilledCost  # noqa: F401  (part of the client interface)
 
 DEFAULT_TIMEOUT_SECONDS = 15.0
 
@@ -41,20 +42,11 @@ class CreateRequest:
 @dataclass(frozen=True)
 class InstanceState:
     instance_id: str
-    status: str            # one of exporter.store.vms.VM_STATUSES
+    status: str            # one of common.store.vms.VM_STATUSES
     provider_state: str    # the provider's own word, for display
     terminal_url: str = ""
     # private port -> public base URL ("https://abc-8888.proxy.runpod.net")
     public_urls: dict[int, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class BilledCost:
-    """What the provider says an instance cost in a period; None where it does not split."""
-
-    total_usd: float
-    compute_usd: float | None = None
-    storage_usd: float | None = None
 
 
 class ProviderClient:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from sqlalchemy import String, Text
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from .db import Base
+from common.store.db import Base
 
 
 class Setting(Base):

@@ -1,0 +1,1 @@
+"""Cloud VM control, run by the admin: provider clients and the VM status refresh."""
