@@ -25,11 +25,28 @@ apt_install_missing() {
   sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 }
 
+# The floor is pyproject's requires-python; checked on every run against the Python that will
+# run the stack (the venv's once it exists), so an old venv is caught too.
+check_python() {
+  local py=$1 need found
+  need=$(sed -n 's/^requires-python = ">=\([0-9.]*\)".*/\1/p' pyproject.toml)
+  found=$("$py" -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])' 2>/dev/null) || {
+    echo "wordslab-dashboard needs Python >= $need: no working '$py' found (install python3)" >&2; exit 1; }
+  if ! printf '%s\n%s\n' "$need" "$found" | sort -V -C; then
+    echo "wordslab-dashboard needs Python >= $need, found Python $found at $(command -v "$py")" >&2
+    [ "$py" = python3 ] || echo "remove $VENV to recreate it with a newer python3" >&2
+    exit 1
+  fi
+  echo "Python $found at $(command -v "$py") (needs >= $need)"
+}
+
+python_ok() {
+  if [ -x "$VENV/bin/python" ]; then check_python "$VENV/bin/python"; else check_python python3; fi
+}
+
 python_env() {
   local extra=$1
   if [ ! -x "$VENV/bin/python" ]; then
-    python3 -c 'import sys; sys.exit(sys.version_info < (3, 10))' \
-      || { echo "wordslab-dashboard needs Python >= 3.10" >&2; exit 1; }
     python3 -m venv "$VENV" 2>/dev/null || {
       apt_install_missing "python3-venv=python3-venv"; python3 -m venv "$VENV"; }
   fi
@@ -40,12 +57,14 @@ python_env() {
 case "${1:-}" in
   up)
     shift
+    python_ok
     apt_install_missing git=git prometheus=prometheus
     python_env ""
     exec "$VENV/bin/wordslab-dashboard" up "$@"
     ;;
   test)
     shift
+    python_ok
     apt_install_missing git=git prometheus=prometheus promtool=prometheus \
       prometheus-node-exporter=prometheus-node-exporter chromium=chromium docker-compose=docker-compose
     python_env "[test]"

@@ -1,7 +1,7 @@
 """Cloud GPU provider clients behind one interface, chosen by provider name."""
 from __future__ import annotations
 
-import tomllib
+import sys
 from pathlib import Path
 from typing import Mapping
 
@@ -10,6 +10,11 @@ from admin.cloud.providers.base import (BilledCost, CreateRequest, InstanceState
 from admin.cloud.providers.jarvislabs import JarvislabsClient
 from admin.cloud.providers.runpod import RunpodClient
 from admin.cloud.providers.vastai import VastClient
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10: the same parser, published as tomli
+    import tomli as tomllib
 
 CLIENTS: dict[str, type[ProviderClient]] = {
     "runpod.io": RunpodClient,
