@@ -66,7 +66,7 @@ case "${1:-}" in
     shift
     python_ok
     apt_install_missing git=git prometheus=prometheus promtool=prometheus \
-      prometheus-node-exporter=prometheus-node-exporter chromium=chromium docker-compose=docker-compose
+      prometheus-node-exporter=prometheus-node-exporter sqlite3=sqlite3 chromium=chromium docker-compose=docker-compose
     python_env "[test]"
     exec "$VENV/bin/python" -m pytest "$@"
     ;;

@@ -20,13 +20,24 @@ class Base(DeclarativeBase):
 
 
 def _ensure_private_file(db_path: Path) -> None:
+    """Make the DB file owner-only BEFORE any SQLite connection of this process exists.
+
+    Never opens an existing DB file or its side files: closing any descriptor of a file drops
+    every POSIX advisory lock this process holds on it, so an open SQLite connection would lose
+    its locks and another process could checkpoint and delete the WAL under it, losing every
+    later write (SQLite's "How To Corrupt", 2.2). A missing file is created 0600 (O_EXCL:
+    nothing can have it open); an existing one is tightened by path (chmod takes no descriptor).
+    SQLite creates -wal/-shm/-journal with the main file's mode.
+    """
     db_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    # Created 0600 before SQLite opens it: SQLite gives -wal/-shm the mode of the main file.
-    fd = os.open(db_path, os.O_CREAT | os.O_RDWR, FILE_MODE)
-    os.close(fd)
+    try:
+        os.close(os.open(db_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, FILE_MODE))
+    except FileExistsError:
+        pass
     for path in (db_path, *(Path(f"{db_path}{s}") for s in SIDE_SUFFIXES)):
         try:
-            os.chmod(path, FILE_MODE)
+            if os.stat(path).st_mode & 0o077:
+                os.chmod(path, FILE_MODE)
         except FileNotFoundError:
             pass
 
@@ -35,7 +46,8 @@ def connect(db_path: Path | str, *, readonly: bool = False) -> Engine:
     """Engine over the SQLite file, in WAL mode so the exporter reads while the admin writes.
 
     A read-only engine never creates the file; opening a missing one fails, so callers
-    check `Path(db_path).exists()` first ("nothing configured").
+    check `Path(db_path).exists()` first ("nothing configured"). A writer process makes one
+    engine at start and keeps it (the file's mode is set here, before SQLite opens it).
     """
     db_path = Path(db_path)
     if readonly:
@@ -119,6 +131,3 @@ def init_db(engine: Engine) -> None:
                     conn.execute(table.update().values({column.name: value}))
             for index in table.indexes:
                 index.create(conn, checkfirst=True)
-    url_path = engine.url.database
-    if url_path and os.path.exists(url_path):
-        _ensure_private_file(Path(url_path))

@@ -1,0 +1,119 @@
+"""The real admin process keeps every write it reports as saved while other processes read its
+SQLite file (the sqlite3 CLI, the exporter's read-only engine), across a restart."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+import requests
+
+from tests.support.admin_http import AdminHttp
+from tests.support.admin_server import start_admin
+from tests.support.prometheus import start_exporter
+
+
+def _sqlite3(db, sql: str) -> str:
+    """Another process reading the file, as a user would with the sqlite3 CLI."""
+    return subprocess.run(["sqlite3", str(db), sql], check=True, capture_output=True, text=True,
+                          timeout=30).stdout.strip()
+
+
+def _budget_from_file(db) -> str:
+    return _sqlite3(db, "select value from settings where key = 'vm_cost_budget_month_usd'")
+
+
+def _save_budget(web: AdminHttp, value: str) -> None:
+    response = web.post("/admin/vm_settings/", {"budget": value, "interval": "60"})
+    assert response.status_code == 200 and "VM settings saved." in response.text, response.text
+
+
+@pytest.fixture
+def root(tmp_path):
+    return tmp_path / "vm"
+
+
+def test_writes_after_another_process_read_the_file_survive_a_restart(root):
+    server = start_admin(root)
+    try:
+        web = AdminHttp(server)
+        _save_budget(web, "11")
+        assert int(_sqlite3(server.db_path, "select count(*) from sqlite_master")) > 0
+        _save_budget(web, "22")
+        assert _budget_from_file(server.db_path) == "22"
+        assert int(_sqlite3(server.db_path, "select count(*) from sqlite_master")) > 0
+        _save_budget(web, "33")
+        assert _budget_from_file(server.db_path) == "33"
+    finally:
+        server.stop()
+    assert _budget_from_file(server.db_path) == "33"
+    server = start_admin(root)
+    try:
+        assert 'value="33"' in AdminHttp(server).get("/admin/vm_settings/").text
+    finally:
+        server.stop()
+
+
+# A reader that opens and closes the file in a loop, as a backup script or a second tool would.
+_READER_LOOP = """
+import sqlite3, sys, time
+db = sys.argv[1]
+while True:
+    conn = sqlite3.connect(db, timeout=10)
+    conn.execute("select count(*) from sqlite_master").fetchone()
+    conn.execute("select value from settings where key = 'vm_cost_budget_month_usd'").fetchall()
+    conn.close()
+    time.sleep(0.02)
+"""
+
+
+def _metric_budget(address: str) -> str | None:
+    text = requests.get(f"http://{address}/metrics", timeout=30).text
+    for line in text.splitlines():
+        if line.startswith("wordslab_cost_budget_month_usd "):
+            return line.split()[1]
+    return None
+
+
+def _wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_admin_writes_survive_reader_processes_and_the_exporter_and_a_restart(root, tmp_path):
+    server = start_admin(root)
+    readers = [subprocess.Popen([sys.executable, "-c", _READER_LOOP, str(server.db_path)])
+               for _ in range(2)]
+    exporter = None
+    try:
+        web = AdminHttp(server)
+        exporter, address = start_exporter(server.env, [], tmp_path)
+        for value in range(1, 13):
+            _save_budget(web, str(value))
+            if value % 4 == 0:
+                _sqlite3(server.db_path, "select count(*) from sqlite_master")
+                _wait_for(lambda: _metric_budget(address) == f"{value:.1f}", 30,
+                          f"the exporter to read budget {value}")
+            assert _budget_from_file(server.db_path) == str(value)
+        for reader in readers:
+            assert reader.poll() is None, "a reader process died"
+    finally:
+        for reader in readers:
+            reader.kill()
+            reader.wait()
+        if exporter is not None:
+            exporter.stop()
+        server.stop()
+    assert _budget_from_file(server.db_path) == "12"
+    assert _sqlite3(server.db_path, "pragma integrity_check") == "ok"
+    server = start_admin(root)
+    try:
+        assert 'value="12"' in AdminHttp(server).get("/admin/vm_settings/").text
+    finally:
+        server.stop()
