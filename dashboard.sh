@@ -44,14 +44,30 @@ python_ok() {
   if [ -x "$VENV/bin/python" ]; then check_python "$VENV/bin/python"; else check_python python3; fi
 }
 
+# The venv is (re)installed only when pyproject.toml changed since the last install (a
+# stamp in the venv holds its sha256 and the extra), so a restart needs no package index.
 python_env() {
-  local extra=$1
+  local extra=$1 stamp="$VENV/.wordslab-dashboard-installed" log="$VENV/pip-install.log" want have
   if [ ! -x "$VENV/bin/python" ]; then
     python3 -m venv "$VENV" 2>/dev/null || {
       apt_install_missing "python3-venv=python3-venv"; python3 -m venv "$VENV"; }
   fi
-  "$VENV/bin/python" -m pip install -q --upgrade pip
-  "$VENV/bin/python" -m pip install -q -e ".$extra"
+  want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+  have=$(cat "$stamp" 2>/dev/null || true)
+  # A venv installed with the test extra also serves `up` (no extra).
+  if [ "$have" = "$want $extra" ] || { [ -z "$extra" ] && [ "${have%% *}" = "$want" ]; }; then
+    return 0
+  fi
+  echo "installing the Python packages into $VENV (first start or pyproject.toml changed)"
+  # pip's and setuptools' chatter goes to a log, shown only when the install fails.
+  if ! { "$VENV/bin/python" -m pip install -q --upgrade pip \
+         && "$VENV/bin/python" -m pip install -q -e ".$extra"; } >"$log" 2>&1; then
+    cat "$log" >&2
+    echo "dashboard.sh: installing the Python packages failed (log: $log). Without network," \
+         "point PIP_INDEX_URL or PIP_FIND_LINKS at a reachable index or wheel folder." >&2
+    exit 1
+  fi
+  echo "$want $extra" >"$stamp"
 }
 
 case "${1:-}" in
