@@ -1,8 +1,10 @@
 """Weights kept as plain files: PyTorch hub checkpoints, fastai and Keras model folders.
 
-One file is one model (its path relative to the provider's folder is its name). These
-formats are pickles or HDF5 we must not load, so parameters are only known for
-safetensors files (from the header); the VRAM estimate is the file size.
+One file is one model (its path relative to the provider's folder is its name). Parameters
+and dtype come from the format's own metadata without loading the model: safetensors
+headers, PyTorch checkpoints' tensor shapes (common/sources/torch_meta.py, no code of the
+pickle runs) and Keras files' variables (common/sources/keras_meta.py). The VRAM estimate is
+the weights' bytes when known, else the file size.
 """
 from __future__ import annotations
 
@@ -13,7 +15,9 @@ from typing import Mapping
 
 from common.sources.model_dirs import FILE_PROVIDER_DIRS
 from common.sources.model_record import UNKNOWN_TYPE, ModelRecord
-from common.sources.safetensors_meta import summarize
+from common.sources.keras_meta import summarize_keras
+from common.sources.safetensors_meta import TensorSummary, summarize
+from common.sources.torch_meta import summarize_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -51,13 +55,27 @@ def _record(provider: str, root: Path, path: Path) -> ModelRecord:
                          model_type=UNKNOWN_TYPE, path=str(path), size_bytes=st.st_size,
                          vram_estimate_bytes=st.st_size, download_timestamp=st.st_mtime,
                          last_used_timestamp=st.st_atime)
-    if path.suffix == ".safetensors":
+    reader = WEIGHT_READERS.get(path.suffix)
+    if reader is not None:
         try:
-            summary = summarize(path)
+            summary = reader(path)
         except (OSError, ValueError) as exc:
-            log.info("unreadable safetensors %s: %s", path, exc)
+            log.info("no metadata from %s: %s", path, exc)
         else:
             record.parameters = summary.parameters
             record.quantization = summary.dtype
             record.vram_estimate_bytes = summary.tensor_bytes
     return record
+
+
+def _keras_tensors(path: Path) -> TensorSummary:
+    return summarize_keras(path).tensors
+
+
+# File suffix -> the reader of its weights' metadata.
+WEIGHT_READERS = {
+    ".safetensors": summarize,
+    ".pth": summarize_checkpoint, ".pt": summarize_checkpoint, ".bin": summarize_checkpoint,
+    ".ckpt": summarize_checkpoint,
+    ".h5": _keras_tensors, ".keras": _keras_tensors,
+}

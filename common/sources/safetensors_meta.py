@@ -30,13 +30,22 @@ class TensorSummary:
     dtype: str  # the dtype holding most bytes, e.g. "BF16"
 
 
-def read_noatime(path: Path, size: int | None = None, offset: int = 0) -> bytes:
-    """Read without touching the access time (O_NOATIME needs file ownership; else plain)."""
+def _open_fd_noatime(path: Path) -> int:
     flags = os.O_RDONLY | getattr(os, "O_NOATIME", 0)
     try:
-        fd = os.open(path, flags)
-    except PermissionError:
-        fd = os.open(path, os.O_RDONLY)
+        return os.open(path, flags)
+    except PermissionError:  # O_NOATIME needs file ownership
+        return os.open(path, os.O_RDONLY)
+
+
+def open_noatime(path: Path):
+    """A binary file object reading `path` without touching its access time where possible."""
+    return os.fdopen(_open_fd_noatime(path), "rb")
+
+
+def read_noatime(path: Path, size: int | None = None, offset: int = 0) -> bytes:
+    """Read without touching the access time (O_NOATIME needs file ownership; else plain)."""
+    fd = _open_fd_noatime(path)
     try:
         if size is None:
             size = os.fstat(fd).st_size - offset

@@ -1,0 +1,102 @@
+"""PyTorch and Keras files' metadata, read from real files made by torch and Keras
+(tests/fixtures/{torch,keras}/make_fixtures.py) without either library, and no pickle code run."""
+import io
+import json
+import os
+import pickle
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from common.sources.file_models import scan_model_files
+from common.sources.keras_meta import summarize_keras
+from common.sources.torch_meta import summarize_checkpoint
+from tests.fakes.model_files import provider_file
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+TORCH = json.loads((FIXTURES / "torch" / "expected.json").read_text())
+KERAS = json.loads((FIXTURES / "keras" / "expected.json").read_text())
+
+
+@pytest.mark.parametrize("name", sorted(TORCH))
+def test_torch_checkpoints_give_torchs_own_parameter_count(name):
+    summary = summarize_checkpoint(FIXTURES / "torch" / name)
+    assert (summary.parameters, summary.dtype) == (TORCH[name]["parameters"], TORCH[name]["dtype"])
+
+
+def test_torch_bytes_follow_the_dtype():
+    f32 = summarize_checkpoint(FIXTURES / "torch" / "cnn-state-dict.pth")
+    bf16 = summarize_checkpoint(FIXTURES / "torch" / "cnn-bf16.bin")
+    assert f32.tensor_bytes == 4 * f32.parameters and bf16.tensor_bytes == 2 * bf16.parameters
+
+
+@pytest.mark.parametrize("name", sorted(KERAS))
+def test_keras_files_give_keras_count_params(name):
+    summary = summarize_keras(FIXTURES / "keras" / name)
+    assert (summary.tensors.parameters, summary.tensors.dtype) == (KERAS[name]["parameters"], KERAS[name]["dtype"])
+    assert summary.class_name == KERAS[name].get("class_name", "")
+
+
+def _zip_with_pickle(payload: bytes) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("archive/data.pkl", payload)
+        archive.writestr("archive/version", "3\n")
+    return buffer.getvalue()
+
+
+class _Boom:
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):  # what a malicious checkpoint does: call os.system on load
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_malicious_checkpoint_runs_no_code(tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pth"
+    path.write_bytes(_zip_with_pickle(pickle.dumps({"weight": _Boom(str(marker))}, protocol=2)))
+    with pytest.raises(ValueError, match="no tensors"):
+        summarize_checkpoint(path)
+    legacy = tmp_path / "evil-legacy.pt"
+    legacy.write_bytes(pickle.dumps(_Boom(str(marker))))
+    with pytest.raises(ValueError):
+        summarize_checkpoint(legacy)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("data", [b"", b"PK\x03\x04 truncated", b"\x80\x02}q\x00(X", b"not a checkpoint"])
+def test_unreadable_checkpoints_raise_valueerror(tmp_path, data):
+    path = tmp_path / "bad.pth"
+    path.write_bytes(data)
+    with pytest.raises(ValueError):
+        summarize_checkpoint(path)
+
+
+def test_reading_metadata_leaves_the_access_time_alone(tmp_path):
+    for src in (FIXTURES / "torch" / "cnn-state-dict.pth", FIXTURES / "keras" / "small-cnn.keras"):
+        path = tmp_path / src.name
+        path.write_bytes(src.read_bytes())
+        old = time.time() - 30 * 86400
+        os.utime(path, (old, old))
+        (summarize_checkpoint if src.suffix == ".pth" else summarize_keras)(path)
+        assert path.stat().st_atime == pytest.approx(old)
+
+
+def test_scan_lists_torch_fastai_keras_with_metadata_and_a_bad_file_hides_nothing(vm_env):
+    provider_file(vm_env, "torch", "resnet-tiny.pth", (FIXTURES / "torch" / "cnn-state-dict.pth").read_bytes())
+    provider_file(vm_env, "fastai", "pets/stage-1.pth", (FIXTURES / "torch" / "fastai-learner.pth").read_bytes())
+    provider_file(vm_env, "keras", "small-cnn.keras", (FIXTURES / "keras" / "small-cnn.keras").read_bytes())
+    provider_file(vm_env, "keras", "broken.h5", b"\x89HDF\r\n\x1a\n truncated")
+    records = {(r.provider, r.model): r for r in scan_model_files(vm_env)}
+    assert set(records) == {("torch", "resnet-tiny.pth"), ("fastai", "pets/stage-1.pth"),
+                            ("keras", "small-cnn.keras"), ("keras", "broken.h5")}
+    torch = records[("torch", "resnet-tiny.pth")]
+    assert (torch.parameters, torch.quantization, torch.vram_estimate_bytes) == (3130, "F32", 3130 * 4)
+    assert records[("fastai", "pets/stage-1.pth")].parameters == 3130
+    assert (records[("keras", "small-cnn.keras")].parameters, records[("keras", "small-cnn.keras")].quantization) == (3146, "F32")
+    broken = records[("keras", "broken.h5")]
+    assert broken.parameters is None and broken.vram_estimate_bytes == broken.size_bytes
