@@ -373,34 +373,60 @@ def machine_resources() -> dict:
 
     lay.row("Storage")
     info = f"wordslab_storage_path_info{{{INSTANCE}}}"
+    used_ratio = f"instance:wordslab_disk_used:ratio{{{INSTANCE}}}"
     lay.add(table(
         "Disks", "The disk behind each wordslab storage role (/, home, workspace, models): two roles on "
-        "one disk show the same disk. Used share and read/write throughput per disk.",
+        "one disk show the same disk. Size, used and available space as df shows them (blocks reserved "
+        "for root are neither used nor available, so Used % is used / (used + available)), and "
+        "read/write throughput per disk.",
         [table_query(info),
          table_query(joined(info, f"wordslab_disk_size_bytes{{{INSTANCE}}}", "disk")),
          table_query(joined(info, f"wordslab_disk_used_bytes{{{INSTANCE}}}", "disk")),
-         table_query(f"({joined(info, f'wordslab_disk_used_bytes{{{INSTANCE}}}', 'disk')}) "
-                     f"/ on (instance, disk) group_left wordslab_disk_size_bytes{{{INSTANCE}}}"),
+         table_query(joined(info, f"wordslab_disk_available_bytes{{{INSTANCE}}}", "disk")),
+         table_query(joined(info, used_ratio, "disk")),
          table_query(joined(info, f"rate(wordslab_disk_read_bytes_total{{{INSTANCE}}}[$__rate_interval])", "disk")),
          table_query(joined(info, f"rate(wordslab_disk_written_bytes_total{{{INSTANCE}}}[$__rate_interval])", "disk"))],
         exclude=("Value #A",), sort_by="Role",
-        order=("role", "path", "disk", "Value #B", "Value #C", "Value #D", "Value #E", "Value #F"),
+        order=("role", "path", "disk", "Value #B", "Value #C", "Value #D", "Value #E", "Value #F", "Value #G"),
         overrides=[
             override("role", name="Role"), override("path", name="Path"), override("disk", name="Disk"),
             override("Value #B", name="Size", unit="bytes"),
             override("Value #C", name="Used", unit="bytes"),
-            override("Value #D", name="Used %", unit="percentunit", min=0, max=1, cell=GAUGE_CELL,
+            override("Value #D", name="Available", unit="bytes"),
+            override("Value #E", name="Used %", unit="percentunit", min=0, max=1, cell=GAUGE_CELL,
                      thresholds=USAGE_THRESHOLDS, color={"mode": "thresholds"}),
-            override("Value #E", name="Read", unit="Bps"),
-            override("Value #F", name="Write", unit="Bps"),
+            override("Value #F", name="Read", unit="Bps"),
+            override("Value #G", name="Write", unit="Bps"),
         ]), 24, 7)
+    vhdx = f"wordslab_virtual_disk_info{{{INSTANCE}}}"
+    lay.add(table(
+        "Windows virtual disks (WSL)", "On WSL only: the ext4.vhdx file on Windows holding each storage "
+        "role (/ and home share the VM's own disk), its size, and the Windows drive it is on with that "
+        "drive's size and used share. State: ok, unset (no WORDSLAB_WINDOWS_<ROLE> variable or file), "
+        "invalid, unreachable (drive not mounted in the VM) or missing (no file where expected).",
+        [table_query(vhdx),
+         table_query(f"wordslab_virtual_disk_state{{{INSTANCE}}} == 1"),
+         table_query(f"{vhdx} * on (instance, disk, file) group_left wordslab_virtual_disk_size_bytes{{{INSTANCE}}}"),
+         table_query(joined(vhdx, f"wordslab_disk_size_bytes{{{INSTANCE}}}", "disk")),
+         table_query(joined(vhdx, used_ratio, "disk"))],
+        exclude=("Value #A", "Value #B"), sort_by="Role",
+        order=("role", "state", "file", "Value #C", "disk", "Value #D", "Value #E"),
+        overrides=[
+            override("role", name="Role"),
+            override("state", name="State", cell=COLOR_CELL, width=110, mappings=value_colors(
+                ("ok", "ok", "green"), ("unset", "unset", "text"), ("invalid", "invalid", "red"),
+                ("unreachable", "unreachable", "orange"), ("missing", "missing", "red"))),
+            override("file", name="Virtual disk file"), override("Value #C", name="File size", unit="bytes"),
+            override("disk", name="Windows drive"), override("Value #D", name="Drive size", unit="bytes"),
+            override("Value #E", name="Drive used %", unit="percentunit", min=0, max=1, cell=GAUGE_CELL,
+                     thresholds=USAGE_THRESHOLDS, color={"mode": "thresholds"}),
+        ]), 24, 6)
     lay.add(timeseries("Disk throughput", "Bytes read and written per second on each disk.",
                        [query(f"rate(wordslab_disk_read_bytes_total{{{INSTANCE}}}[$__rate_interval])", "{{disk}} read"),
                         query(f"rate(wordslab_disk_written_bytes_total{{{INSTANCE}}}[$__rate_interval])",
                               "{{disk}} write")], "Bps"), 12, 7)
-    lay.add(timeseries("Disk usage history", "Share of each disk in use.",
-                       [query(f"wordslab_disk_used_bytes{{{INSTANCE}}} / wordslab_disk_size_bytes{{{INSTANCE}}}", "{{disk}}")],
-                       "percentunit"), 12, 7)
+    lay.add(timeseries("Disk usage history", "Share of each disk in use, as df's Use%: used / (used + "
+                       "available).", [query(used_ratio, "{{disk}}")], "percentunit"), 12, 7)
 
     lay.row("Network")
     net = f"wordslab_network_info{{{INSTANCE}}}"

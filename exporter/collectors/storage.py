@@ -67,8 +67,14 @@ class StorageCollector(WordslabCollector):
         size = GaugeMetricFamily(PREFIX + "disk_size_bytes",
                                  "Size of the filesystem on the disk (a Windows drive like C: on WSL).",
                                  labels=["disk"])
-        used = GaugeMetricFamily(PREFIX + "disk_used_bytes", "Bytes used on the disk's filesystem.",
+        used = GaugeMetricFamily(PREFIX + "disk_used_bytes",
+                                 "Bytes used on the disk's filesystem (blocks - free blocks, as df's Used).",
                                  labels=["disk"])
+        available = GaugeMetricFamily(
+            PREFIX + "disk_available_bytes",
+            "Bytes unprivileged users can still write (statvfs f_bavail * f_frsize, as df's Avail): "
+            "size minus used minus the blocks reserved for root. Full means used / (used + available) = 1.",
+            labels=["disk"])
         read = CounterMetricFamily(PREFIX + "disk_read_bytes", "Bytes read from the disk.", labels=["disk"])
         written = CounterMetricFamily(PREFIX + "disk_written_bytes", "Bytes written to the disk.",
                                       labels=["disk"])
@@ -86,6 +92,7 @@ class StorageCollector(WordslabCollector):
                 else:
                     size.add_metric([disk.name], usage.total)
                     used.add_metric([disk.name], usage.used)
+                    available.add_metric([disk.name], usage.free)  # psutil: f_bavail * f_frsize
                 counters = io.get(disk.io_name) if disk.io_name else None
                 if counters is not None:
                     read.add_metric([disk.name], counters.read_bytes)
@@ -93,11 +100,18 @@ class StorageCollector(WordslabCollector):
             for drive in view.windows_drives:
                 size.add_metric([drive.name], drive.size)
                 used.add_metric([drive.name], drive.used)
-        yield from (path_info, path_state, size, used, read, written)
+                available.add_metric([drive.name], drive.available)
+        yield from (path_info, path_state, size, used, available, read, written)
         if self.translator is not None:
             yield from self._windows_families(view)
 
     def _windows_families(self, view: StorageView | None) -> Iterable[Metric]:
+        info = GaugeMetricFamily(
+            PREFIX + "virtual_disk_info",
+            "WSL only, always 1: the ext4.vhdx holding each storage role (root and home share the VM's "
+            "own) and the Windows drive (disk) it is on; when the state is not ok, the first file looked "
+            "for (empty when unset).",
+            labels=["role", "disk", "file"])
         vhdx = GaugeMetricFamily(
             PREFIX + "virtual_disk_size_bytes",
             "WSL only: size of the VM's ext4.vhdx file on the Windows drive (disk) holding it.",
@@ -105,14 +119,14 @@ class StorageCollector(WordslabCollector):
         state = GaugeMetricFamily(
             PREFIX + "virtual_disk_state",
             "WSL only: 1 for the current state of each role's ext4.vhdx: ok, unset (no "
-            "WORDSLAB_WINDOWS_<ROLE> variable or file), invalid (not a drive-letter path) or missing.",
+            "WORDSLAB_WINDOWS_<ROLE> variable or file), invalid (not a drive-letter path), unreachable "
+            "(its drive is not mounted in the VM) or missing (no ext4.vhdx where expected).",
             labels=["role", "state"])
         files = set()
         for disk in view.virtual_disks if view else ():
+            info.add_metric([disk.role, disk.drive, disk.file], 1)
             if disk.state == "ok" and disk.file not in files:  # two roles may share one VM disk
                 files.add(disk.file)
                 vhdx.add_metric([disk.drive, disk.file], disk.file_size)
-            for name in VIRTUAL_DISK_STATES:
-                state.add_metric([disk.role, name], 1 if name == disk.state else 0)
-        yield vhdx
-        yield state
+            add_state_set(state, [disk.role], VIRTUAL_DISK_STATES, disk.state)
+        yield from (info, vhdx, state)

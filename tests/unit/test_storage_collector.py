@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import pwd
+import shutil
+import subprocess
 import tempfile
 import traceback
 from pathlib import Path
@@ -176,6 +179,76 @@ def test_two_filesystems_of_one_pseudo_device_stay_two_disks(tmp_path):
     assert [d.name for d in layout.disks] == ["none", "none:/sys"]
 
 
+# --- Disk figures as df shows them ----------------------------------------------------------------
+
+def df(path) -> dict[str, int]:
+    """`df -B1 --output=size,used,avail,pcent` of the filesystem holding path, as ints."""
+    out = subprocess.run(["df", "-B1", "--output=size,used,avail,pcent", str(path)], capture_output=True,
+                         text=True, check=True).stdout.splitlines()[1].split()
+    return dict(zip(("size", "used", "avail", "pcent"), (int(v.rstrip("%")) for v in out)))
+
+
+def df_percent(used: float, available: float) -> int:
+    """df's Use%: used / (used + avail), rounded up."""
+    return math.ceil(100 * used / (used + available))
+
+
+def disk_of(result, role: str) -> str:
+    (disk,) = [lbl["disk"] for lbl in result.labels("wordslab_storage_path_info") if lbl["role"] == role]
+    return disk
+
+
+@pytest.fixture
+def reserved_ext4(tmp_path):
+    """A 64 MiB ext4 filesystem with 5 % of its blocks reserved for root, mounted (needs root and
+    loop devices), holding 30 MiB of data; yields the mountpoint and its reserved bytes."""
+    image, mountpoint = tmp_path / "disk.img", tmp_path / "mnt"
+    mountpoint.mkdir()
+    with image.open("wb") as fh:
+        fh.truncate(64 * 2**20)
+    subprocess.run(["mkfs.ext4", "-q", "-F", "-m", "5", str(image)], check=True, capture_output=True)
+    dumped = subprocess.run(["dumpe2fs", "-h", str(image)], capture_output=True, text=True, check=True).stdout
+    fields = dict(line.split(":", 1) for line in dumped.splitlines() if ":" in line)
+    reserved = int(fields["Reserved block count"]) * int(fields["Block size"])
+    mounted = subprocess.run(["mount", "-o", "loop", str(image), str(mountpoint)], capture_output=True, text=True)
+    if mounted.returncode:
+        pytest.skip(f"cannot mount a loop filesystem here ({mounted.stderr.strip()}); "
+                    "test_disk_figures_match_df_on_this_machine compares with df instead")
+    try:
+        (mountpoint / "data").write_bytes(os.urandom(30 * 2**20))
+        os.sync()
+        yield mountpoint, reserved
+    finally:
+        subprocess.run(["umount", str(mountpoint)], check=True)
+
+
+def test_disk_with_reserved_blocks_reads_as_df_does(vm_env, reserved_ext4):
+    mountpoint, reserved = reserved_ext4
+    result = collect({**vm_env, "WORDSLAB_MODELS": str(mountpoint)})
+    disk = disk_of(result, "models")
+    size, used, available = (result.value(f"wordslab_disk_{name}_bytes", disk=disk)
+                             for name in ("size", "used", "available"))
+    shown = df(mountpoint)
+    assert (size, used, available) == (shown["size"], shown["used"], shown["avail"])
+    # The reserved blocks (and ext4's small reserve for delayed allocation) are neither used nor
+    # available: full is used / (used + available).
+    assert size - used - available >= reserved > 0
+    assert df_percent(used, available) == shown["pcent"]
+    assert used / size < used / (used + available)
+
+
+def test_disk_figures_match_df_on_this_machine(vm_env):
+    result = collect(vm_env)
+    for role, path in (("root", "/"), ("home", vm_env["WORDSLAB_HOME"])):
+        disk = disk_of(result, role)
+        shown = df(path)  # other processes write meanwhile: equal within 64 MiB
+        assert result.value("wordslab_disk_size_bytes", disk=disk) == shown["size"]
+        used = result.value("wordslab_disk_used_bytes", disk=disk)
+        available = result.value("wordslab_disk_available_bytes", disk=disk)
+        assert abs(used - shown["used"]) < 64 * 2**20 and abs(available - shown["avail"]) < 64 * 2**20
+        assert abs(df_percent(used, available) - shown["pcent"]) <= 1
+
+
 # --- WSL: the ext4.vhdx files on a faked Windows side -------------------------------------------
 
 @pytest.fixture
@@ -183,54 +256,123 @@ def windows(tmp_path):
     return FakeWindows(tmp_path / "windows")
 
 
+SIZES = {"home": 3 * GiB, "workspace": 20 * GiB, "models": 150 * GiB}
+VM = r"C:\wordslab\virtual-machines\wordslab-notebooks\ext4.vhdx"
+WORKSPACE = r"C:\wordslab\virtual-machines\wordslab-workspace\ext4.vhdx"
+MODELS = r"C:\wordslab\virtual-machines\wordslab-models\ext4.vhdx"
+
+
 def wsl_env(vm_env, windows, with_wslpath=True):
-    env = {**vm_env, "WORDSLAB_PLATFORM": "WindowsSubsystemForLinux",
-           "WORDSLAB_WINDOWS_HOME": r"C:\wordslab\virtual-machines\wordslab-notebooks"}
+    env = {**vm_env, "WORDSLAB_PLATFORM": "WindowsSubsystemForLinux"}
     if with_wslpath:
         windows.install_wslpath()
         env["PATH"] = f"{windows.bin_dir}:{env['PATH']}"
-    # As the platform writes them: the Windows dir of each VM disk in a dot-file of the Linux dir.
-    Path(env["WORDSLAB_WORKSPACE"], ".WORDSLAB_WINDOWS_WORKSPACE").write_text(
-        "C:\\wordslab\\virtual-machines\\wordslab-workspace\r\n")
-    Path(env["WORDSLAB_MODELS"], ".WORDSLAB_WINDOWS_MODELS").write_text("D:\\wordslab-models\n")
-    windows.add_vhdx(env["WORDSLAB_WINDOWS_HOME"], 3 * GiB)
-    windows.add_vhdx(r"C:\wordslab\virtual-machines\wordslab-workspace", 20 * GiB)
-    windows.add_vhdx(r"D:\wordslab-models", 150 * GiB)
     return env
 
 
+def virtual_disks(result) -> dict[str, tuple[str, str, str]]:
+    """role -> (state, drive, file)."""
+    current = {lbl["role"]: lbl["state"] for lbl, v in result.series("wordslab_virtual_disk_state") if v == 1}
+    return {lbl["role"]: (current[lbl["role"]], lbl["disk"], lbl["file"])
+            for lbl in result.labels("wordslab_virtual_disk_info")}
+
+
+def vhdx_sizes(result) -> dict[tuple[str, str], float]:
+    return {(lbl["disk"], lbl["file"]): v for lbl, v in result.series("wordslab_virtual_disk_size_bytes")}
+
+
 @pytest.mark.parametrize("with_wslpath", [True, False], ids=["wslpath", "mount-root"])
-def test_wsl_virtual_disks_and_windows_drives(vm_env, windows, with_wslpath):
-    env = wsl_env(vm_env, windows, with_wslpath)
+def test_wsl_installer_default_layout(vm_env, windows, with_wslpath):
+    # The installer's default: WORDSLAB_WINDOWS_HOME=C:\wordslab is the installation folder, the VM
+    # is imported in C:\wordslab\virtual-machines\wordslab-notebooks, the disks beside it.
+    env = {**wsl_env(vm_env, windows, with_wslpath), "WORDSLAB_WINDOWS_HOME": "C:\\wordslab"}
+    windows.install_wordslab(env, SIZES)
     # Without wslpath on PATH the /mnt/<letter> convention is used, here under the fake mount root.
     result = collect(env, wsl_mount_root=windows.mount_root)
 
-    vhdx = {(lbl["disk"], lbl["file"]): v for lbl, v in result.series("wordslab_virtual_disk_size_bytes")}
-    assert vhdx == {
-        ("C:", r"C:\wordslab\virtual-machines\wordslab-notebooks\ext4.vhdx"): 3 * GiB,
-        ("C:", r"C:\wordslab\virtual-machines\wordslab-workspace\ext4.vhdx"): 20 * GiB,
-        ("D:", r"D:\wordslab-models\ext4.vhdx"): 150 * GiB,
-    }
-    for drive in ("c", "d"):
-        usage = psutil.disk_usage(str(windows.mount_root / drive))
-        assert result.value("wordslab_disk_size_bytes", disk=drive.upper() + ":") == usage.total
-        assert abs(result.value("wordslab_disk_used_bytes", disk=drive.upper() + ":") - usage.used) < GiB
+    assert virtual_disks(result) == {"root": ("ok", "C:", VM), "home": ("ok", "C:", VM),
+                                     "workspace": ("ok", "C:", WORKSPACE), "models": ("ok", "C:", MODELS)}
+    # / and home share the VM's disk: its size is reported once.
+    assert vhdx_sizes(result) == {("C:", VM): 3 * GiB, ("C:", WORKSPACE): 20 * GiB, ("C:", MODELS): 150 * GiB}
+    usage = psutil.disk_usage(str(windows.mount_root / "c"))
+    assert result.value("wordslab_disk_size_bytes", disk="C:") == usage.total
+    assert abs(result.value("wordslab_disk_used_bytes", disk="C:") - usage.used) < GiB
+    assert abs(result.value("wordslab_disk_available_bytes", disk="C:") - usage.free) < GiB
     assert result.value("wordslab_disk_read_bytes_total", disk="C:") is None  # Windows I/O is not visible
-    assert {lbl["role"] for lbl, v in result.series("wordslab_virtual_disk_state")
-            if lbl["state"] == "ok" and v == 1} == {"home", "workspace", "models"}
     assert states(result) == dict.fromkeys(("root", "home", "workspace", "models"), "ok")
     assert promtool_problems(result.text) == ""
 
 
-def test_wsl_problems_show_per_role(vm_env, windows, tmp_path):
+def test_wsl_dot_files_alone_find_every_disk(vm_env, windows):
+    # Inside the VM the Windows variables are usually not set: the installer's dot files say it all,
+    # the home one holding the VM folder (with the doubled backslash its echo leaves).
     env = wsl_env(vm_env, windows)
-    env["WORDSLAB_WINDOWS_HOME"] = r"wordslab\relative"  # no drive letter
-    Path(env["WORDSLAB_MODELS"], ".WORDSLAB_WINDOWS_MODELS").write_text("E:\\nothing-here\n")
-    Path(env["WORDSLAB_WORKSPACE"], ".WORDSLAB_WINDOWS_WORKSPACE").unlink()
+    windows.install_wordslab(env, SIZES, models=r"D:\wordslab\virtual-machines\wordslab-models")
+    assert "\\\\" in Path(env["WORDSLAB_HOME"], ".WORDSLAB_WINDOWS_HOME").read_text()
     result = collect(env, wsl_mount_root=windows.mount_root)
 
-    current = {lbl["role"]: lbl["state"] for lbl, v in result.series("wordslab_virtual_disk_state") if v == 1}
-    assert current == {"home": "invalid", "workspace": "unset", "models": "missing"}
-    assert result.series("wordslab_virtual_disk_size_bytes") == []
+    models = r"D:\wordslab\virtual-machines\wordslab-models\ext4.vhdx"
+    assert virtual_disks(result) == {"root": ("ok", "C:", VM), "home": ("ok", "C:", VM),
+                                     "workspace": ("ok", "C:", WORKSPACE), "models": ("ok", "D:", models)}
+    assert vhdx_sizes(result)[("D:", models)] == 150 * GiB
+    for drive in ("C:", "D:"):
+        usage = psutil.disk_usage(str(windows.mount_root / drive[0].lower()))
+        assert result.value("wordslab_disk_size_bytes", disk=drive) == usage.total
+
+
+def test_wsl_disks_default_beside_the_vm_without_their_dot_files(vm_env, windows):
+    env = {**wsl_env(vm_env, windows), "WORDSLAB_WINDOWS_HOME": "C:\\wordslab"}
+    windows.install_wordslab(env, SIZES)
+    Path(env["WORDSLAB_WORKSPACE"], ".WORDSLAB_WINDOWS_WORKSPACE").unlink()
+    Path(env["WORDSLAB_MODELS"], ".WORDSLAB_WINDOWS_MODELS").unlink()
+    result = collect(env, wsl_mount_root=windows.mount_root)
+    assert virtual_disks(result)["workspace"] == ("ok", "C:", WORKSPACE)
+    assert virtual_disks(result)["models"] == ("ok", "C:", MODELS)
+
+
+def test_wsl_vm_installed_under_another_name(vm_env, windows):
+    # install-wordslab-notebooks.bat --name mylab: WSL names the distro in WSL_DISTRO_NAME; the home
+    # dot file still says wordslab-notebooks.
+    env = {**wsl_env(vm_env, windows), "WSL_DISTRO_NAME": "mylab"}
+    windows.install_wordslab(env, SIZES, windows_home="E:\\labs", distro="mylab")
+    result = collect(env, wsl_mount_root=windows.mount_root)
+    vm = r"E:\labs\virtual-machines\mylab\ext4.vhdx"
+    assert virtual_disks(result)["home"] == virtual_disks(result)["root"] == ("ok", "E:", vm)
+    assert vhdx_sizes(result)[("E:", vm)] == 3 * GiB
+    # The variable says the installation folder: the VM folder comes from the distro's name too.
+    result = collect({**env, "WORDSLAB_WINDOWS_HOME": "E:\\labs"}, wsl_mount_root=windows.mount_root)
+    assert virtual_disks(result)["home"] == ("ok", "E:", vm)
+
+
+def test_wsl_variables_pointing_at_the_disk_folders_keep_working(vm_env, windows):
+    # Set by hand to the folder holding each ext4.vhdx, with forward slashes and a lower-case drive.
+    env = {**wsl_env(vm_env, windows), "WORDSLAB_WINDOWS_HOME": "c:/wordslab/virtual-machines/wordslab-notebooks/",
+           "WORDSLAB_WINDOWS_MODELS": "d:/models-disk"}
+    windows.add_vhdx(r"C:\wordslab\virtual-machines\wordslab-notebooks", 3 * GiB)
+    windows.add_vhdx(r"D:\models-disk", 5 * GiB)
+    result = collect(env, wsl_mount_root=windows.mount_root)
+    assert virtual_disks(result)["home"] == ("ok", "C:", r"c:\wordslab\virtual-machines\wordslab-notebooks\ext4.vhdx")
+    assert virtual_disks(result)["models"] == ("ok", "D:", r"d:\models-disk\ext4.vhdx")
+
+
+def test_wsl_problems_show_per_role(vm_env, windows):
+    env = wsl_env(vm_env, windows)
+    windows.install_wordslab(env, SIZES)
+    env["WORDSLAB_WINDOWS_HOME"] = r"wordslab\relative"  # no drive letter, and the dot file is gone
+    Path(env["WORDSLAB_HOME"], ".WORDSLAB_WINDOWS_HOME").unlink()
+    Path(env["WORDSLAB_WORKSPACE"], ".WORDSLAB_WINDOWS_WORKSPACE").unlink()
+    # A drive the VM does not see (wordslab's wsl.conf turns automount off) and one without the file.
+    Path(env["WORDSLAB_MODELS"], ".WORDSLAB_WINDOWS_MODELS").write_text("E:\\nothing-here\n")
+    result = collect(env, wsl_mount_root=windows.mount_root)
+    disks = virtual_disks(result)
+    assert {role: state for role, (state, _, _) in disks.items()} == {
+        "root": "invalid", "home": "invalid", "workspace": "unset", "models": "unreachable"}
+    assert disks["models"] == ("unreachable", "E:", r"E:\nothing-here\ext4.vhdx")
+    assert disks["workspace"] == ("unset", "", "")
+    assert vhdx_sizes(result) == {}
     assert result.value("wordslab_collector_success", collector="storage") == 1
     assert result.value("wordslab_source_refresh_success", source="storage_layout") == 1
+
+    (windows.mount_root / "e").mkdir()
+    assert virtual_disks(collect(env, wsl_mount_root=windows.mount_root))["models"] == (
+        "missing", "E:", r"E:\nothing-here\ext4.vhdx")

@@ -25,12 +25,10 @@ def build(world: World) -> None:
     windows.install_wslpath()
     env["PATH"] = f"{windows.bin_dir}:{env['PATH']}"
     env["WORDSLAB_PLATFORM"] = "WindowsSubsystemForLinux"
-    for role, windows_dir, size in (("HOME", r"C:\wordslab\virtual-machines\wordslab-notebooks", 4 * GiB),
-                                    ("WORKSPACE", r"C:\wordslab\virtual-machines\wordslab-workspace", 8 * GiB),
-                                    ("MODELS", r"D:\wordslab-models", 16 * GiB)):
-        windows.add_vhdx(windows_dir, size)
-        # As the platform writes them, in the matching Linux directory.
-        (Path(env[f"WORDSLAB_{role}"]) / f".WORDSLAB_WINDOWS_{role}").write_text(windows_dir + "\n")
+    # The installer's layout (VM and workspace disks under C:\wordslab), the models disk on D:.
+    env["WORDSLAB_WINDOWS_HOME"] = "C:\\wordslab"
+    windows.install_wordslab(env, {"home": 4 * GiB, "workspace": 8 * GiB, "models": 16 * GiB},
+                             models=r"D:\wordslab-models")
 
     env["WORDSLAB_ROOT_URL"] = "http://127.0.0.1:"
     env["JUPYTERLAB_PORT"] = world.serve(answering(200)).rsplit(":", 1)[1]
