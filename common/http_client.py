@@ -110,6 +110,17 @@ class Response:
         finally:
             self.close()
 
+    def iter_content(self, chunk_size: int = 1 << 20) -> Iterator[bytes]:
+        """The body in chunks of at most `chunk_size` bytes as it arrives; closes when done."""
+        try:
+            while True:
+                chunk = _io(lambda: self.raw.read1(chunk_size))
+                if not chunk:
+                    return
+                yield chunk
+        finally:
+            self.close()
+
     def raise_for_status(self) -> None:
         if self.status_code >= 400:
             raise HTTPError(f"HTTP {self.status_code} {self.reason}", self)

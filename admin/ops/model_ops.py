@@ -22,9 +22,14 @@ from common.sources.model_dirs import FILE_PROVIDER_DIRS, hf_hub_cache, ollama_m
 from common.sources.model_record import PROVIDERS
 from common.sources.ollama_client import OllamaClient, OllamaError, OllamaNotFound
 
-from admin.jobs import JobFailed
+from admin.ops import archives
+from admin.ops.file_download import (Checksum, check_https_url, download_file, file_name_from_url,
+                                     torch_hash_prefix)
+from admin.ops.model_catalog import catalog_entry, catalog_names
+from admin.ops.model_errors import ModelOpError
 
-DOWNLOAD_PROVIDERS = ("ollama", "huggingface")
+DOWNLOAD_PROVIDERS = ("ollama", "huggingface", "torch", "fastai", "keras")
+FILE_DOWNLOAD_PROVIDERS = ("torch", "fastai", "keras")
 HUB_TIMEOUT = 10.0
 TOKENS_UNIT = "tokens_per_second"
 BENCHMARK_PROMPT = "Write one short sentence about the sea."
@@ -38,10 +43,6 @@ _FILE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._ +-]*(/[A-Za-z0-9_][A-Za-z0-9
 
 DiskFree = Callable[[Path], int]
 Report = Callable[..., None]  # progress.update(ratio, bytes_done=, bytes_total=, message=)
-
-
-class ModelOpError(JobFailed):
-    """A refused or failed model operation, with a message meant for the user."""
 
 
 # -- validation ----------------------------------------------------------------------------
@@ -105,12 +106,29 @@ def _gib(n: int) -> str:
 # -- download ------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
+class FileSource:
+    """Where a torch / fastai / keras file comes from and how it is checked."""
+
+    url: str
+    file_name: str
+    checksum: Checksum | None
+    hash_prefix: str | None  # torch hub's sha256 prefix in the file name
+
+    @property
+    def verified_by(self) -> str:
+        if self.checksum:
+            return f"{self.checksum.algorithm} {self.checksum.hexdigest}"
+        return f"sha256 prefix {self.hash_prefix}" if self.hash_prefix else "size only (no checksum given)"
+
+
+@dataclass(frozen=True)
 class DownloadPlan:
     provider: str
     model: str
     revision: str | None
     target_dir: Path
     expected_bytes: int | None  # known up front for Hugging Face, streamed for Ollama
+    source: FileSource | None = None  # torch, fastai, keras
 
     @property
     def target(self) -> str:
@@ -118,9 +136,17 @@ class DownloadPlan:
 
 
 def plan_download(env: Mapping[str, str], provider: str, model_id: str, revision: str | None = None,
-                  *, free_fn: DiskFree = disk_free) -> DownloadPlan:
-    """Validate everything that can be checked before a job starts; raise ModelOpError if not."""
+                  *, free_fn: DiskFree = disk_free, checksum: str | None = None) -> DownloadPlan:
+    """Validate everything that can be checked before a job starts; raise ModelOpError if not.
+
+    torch / fastai / keras take a catalog name (model_catalog.CATALOG) or an https URL, with an
+    optional checksum (sha256 or md5 hex digest) for a URL.
+    """
     provider = check_provider(provider, DOWNLOAD_PROVIDERS)
+    if provider in FILE_DOWNLOAD_PROVIDERS:
+        if revision:
+            raise ModelOpError(f"{provider} downloads take no revision")
+        return _plan_file_download(env, provider, model_id, checksum, free_fn)
     model_id = check_model_id(provider, model_id)
     revision = check_revision(revision)
     if provider == "ollama":
@@ -131,6 +157,67 @@ def plan_download(env: Mapping[str, str], provider: str, model_id: str, revision
     expected = hub_repo_size(env, model_id, revision)
     check_space(expected, cache, free_fn)
     return DownloadPlan(provider, model_id, revision, cache, expected)
+
+
+def _plan_file_download(env: Mapping[str, str], provider: str, model_id: str, checksum: str | None,
+                        free_fn: DiskFree) -> DownloadPlan:
+    model_id = (model_id or "").strip()
+    entry = catalog_entry(provider, model_id)
+    if entry is not None:
+        if (checksum or "").strip():
+            raise ModelOpError(f"{entry.name} is from the catalog, whose published checksum is used: "
+                               "leave the checksum empty")
+        source = FileSource(entry.url, entry.file_name, entry.checksum,
+                            torch_hash_prefix(entry.file_name) if provider == "torch" else None)
+        expected = entry.size_bytes
+    elif model_id.startswith("https://") or "://" in model_id:
+        url = check_https_url(model_id)
+        name = check_model_id(provider, file_name_from_url(url))
+        if not (name.endswith(MODEL_SUFFIXES) or archives.is_archive(name)):
+            raise ModelOpError(f"{name!r} is not a weights file ({', '.join(MODEL_SUFFIXES)}) or a "
+                               ".tgz/.tar model archive")
+        source = FileSource(url, name, Checksum.parse(checksum),
+                            torch_hash_prefix(name) if provider == "torch" else None)
+        expected = None
+    else:
+        known = ", ".join(catalog_names(provider))
+        raise ModelOpError(f"{model_id!r} is neither an https:// URL nor a {provider} catalog name "
+                           f"({known})")
+    target_dir = FILE_PROVIDER_DIRS[provider](env)
+    if archives.is_archive(source.file_name) and provider != "fastai":
+        raise ModelOpError("only fastai downloads may be archives (fastai unpacks its model zoo's .tgz)")
+    final = _file_target(target_dir, source.file_name)
+    if final.exists():
+        raise ModelOpError(f"{final} already exists: delete it first to download it again")
+    if expected:
+        check_space(expected, target_dir, free_fn)
+    return DownloadPlan(provider, source.file_name, None, target_dir, expected, source)
+
+
+def _file_target(target_dir: Path, file_name: str) -> Path:
+    """The file itself, or for an archive the folder it unpacks to (FASTAI_HOME/models/<stem>)."""
+    if archives.is_archive(file_name):
+        return target_dir / archives.archive_stem(file_name)
+    return target_dir / file_name
+
+
+def download_file_model(env: Mapping[str, str], plan: DownloadPlan, report: Report,
+                        free_fn: DiskFree = disk_free) -> str:
+    """Stream, verify, then rename (or unpack an archive) into the provider's folder."""
+    source = plan.source
+    final = _file_target(plan.target_dir, source.file_name)
+    if not archives.is_archive(source.file_name):
+        size = download_file(source.url, final, report, free_fn, checksum=source.checksum,
+                             hash_prefix=source.hash_prefix)
+        return f"downloaded {final} ({size} bytes, verified by {source.verified_by})"
+    # fastai keeps archives in FASTAI_HOME/archive and unpacks them into FASTAI_HOME/models.
+    archive = plan.target_dir.parent / "archive" / source.file_name
+    archive.unlink(missing_ok=True)  # a leftover from an earlier, failed unpack
+    size = download_file(source.url, archive, report, free_fn, checksum=source.checksum,
+                         hash_prefix=source.hash_prefix)
+    report(1.0, message="unpacking")
+    count = archives.unpack(archive, final)
+    return f"downloaded {archive.name} ({size} bytes, verified by {source.verified_by}), unpacked {count} files into {final}"
 
 
 def _hub(env: Mapping[str, str]) -> HfApi:
@@ -157,6 +244,8 @@ def download(env: Mapping[str, str], plan: DownloadPlan, report: Report, *,
              free_fn: DiskFree = disk_free) -> str:
     if plan.provider == "ollama":
         return pull_ollama(OllamaClient.from_env(env), plan.model, plan.target_dir, report, free_fn)
+    if plan.source is not None:
+        return download_file_model(env, plan, report, free_fn)
     return download_hf(env, plan, report)
 
 

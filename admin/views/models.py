@@ -24,6 +24,7 @@ from admin.context import AdminContext
 from admin.formatting import human_bytes
 from admin.jobs import active_jobs
 from admin.ops import model_ops
+from admin.ops.model_catalog import CATALOG
 from admin.ops.model_ops import ModelOpError
 from admin.security import CSRFForm, SecureBaseView, confirmed
 from admin.views.projects import age_text
@@ -32,14 +33,21 @@ MODEL_JOB_KINDS = ("download", "benchmark")
 UNIT_LABELS = {model_ops.TOKENS_UNIT: "tokens/s"}
 
 
+PROVIDER_LABELS = {"ollama": "Ollama", "huggingface": "Hugging Face", "torch": "PyTorch",
+                   "fastai": "fastai", "keras": "Keras"}
+
+
 class DownloadForm(CSRFForm):
     # Choices are checked by model_ops.plan_download, whose message names the valid ones.
-    provider = SelectField("Provider", choices=[SelectChoice("ollama", "Ollama"),
-                                                SelectChoice("huggingface", "Hugging Face")],
+    provider = SelectField("Provider", choices=[SelectChoice(p, PROVIDER_LABELS[p])
+                                                for p in model_ops.DOWNLOAD_PROVIDERS],
                            validate_choice=False)
     model = StringField("Model id", description="Ollama: name:tag (qwen3:8b). Hugging Face: org/name "
-                                                "(Qwen/Qwen3-0.6B)")
+                                                "(Qwen/Qwen3-0.6B). PyTorch, fastai, Keras: a catalog name "
+                                                "below or an https:// URL of the weights file")
     revision = StringField("Revision", description="Hugging Face only, optional: branch, tag or commit")
+    checksum = StringField("Checksum", description="PyTorch, fastai, Keras URLs, optional: the file's "
+                                                   "sha256 or md5 hex digest, checked before the file is kept")
 
 
 def _count(value: int | None) -> str:
@@ -96,7 +104,7 @@ class ModelsView(SecureBaseView):
         if request.method == "POST" and form.validate():
             try:
                 plan = model_ops.plan_download(self.env, form.provider.data, form.model.data,
-                                               form.revision.data)
+                                               form.revision.data, checksum=form.checksum.data)
             except ModelOpError as exc:
                 error = str(exc)
             else:
@@ -104,7 +112,8 @@ class ModelsView(SecureBaseView):
                 flash(f"Downloading {plan.model} from {plan.provider} (job {job_id}).", "info")
                 return redirect(url_for(".index"))
         status = 400 if error else 200
-        return self.render("admin/models/new.html", form=form, error=error), status
+        return self.render("admin/models/new.html", form=form, error=error, catalog=CATALOG,
+                           provider_labels=PROVIDER_LABELS), status
 
     def _submit_download(self, plan: model_ops.DownloadPlan) -> int:
         env = dict(self.env)

@@ -1,0 +1,156 @@
+"""Download one weights file over https into a model folder, verified, never left half-written.
+
+The body streams into a hidden temporary file beside the target (`.<name>.partial-<random>`,
+which the model scans skip), hashed as it arrives; only a complete, verified file is renamed
+to its final name (an atomic rename on one filesystem). Every refusal raises ModelOpError
+with a message for the user, and leaves nothing behind:
+- a URL that is not https with a host, or an answer other than 200;
+- a body larger than the free space of the target's filesystem (from Content-Length before
+  the first byte is written, and again as bytes arrive when the length is not announced);
+- a stream that ends before Content-Length bytes (an interrupted download);
+- a checksum that does not match: sha256 (64 hex digits) or md5 (32, as Keras and fastai
+  publish theirs), and torch hub's rule for names like `resnet18-f37072fd.pth`: the sha256
+  must start with the hex digits after the last '-' (torch.hub.download_url_to_file).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+from urllib.parse import unquote, urlsplit
+
+from common import http_client
+
+from admin.ops.model_errors import ModelOpError
+
+CHUNK_BYTES = 1 << 20
+TIMEOUT = (10.0, 60.0)  # connect, then each wait for data
+# torch.hub's HASH_REGEX: the hex digits between the last '-' and the first '.' after it.
+TORCH_HASH_PREFIX = re.compile(r"-([a-f0-9]+)\.")
+_HEX = re.compile(r"^[a-f0-9]+$")
+
+DiskFree = Callable[[Path], int]
+Report = Callable[..., None]
+
+
+@dataclass(frozen=True)
+class Checksum:
+    algorithm: str  # "sha256" or "md5"
+    hexdigest: str
+
+    @classmethod
+    def parse(cls, text: str | None) -> "Checksum | None":
+        """'', a bare hex digest (64 -> sha256, 32 -> md5) or 'sha256:<hex>' / 'md5:<hex>'."""
+        text = (text or "").strip().lower()
+        if not text:
+            return None
+        algorithm, _, digest = text.rpartition(":")
+        algorithm = algorithm or {64: "sha256", 32: "md5"}.get(len(digest), "")
+        expected_len = {"sha256": 64, "md5": 32}.get(algorithm)
+        if expected_len is None or len(digest) != expected_len or not _HEX.match(digest):
+            raise ModelOpError("a checksum is a sha256 (64 hex digits) or md5 (32 hex digits) digest, "
+                               "optionally written sha256:<hex> or md5:<hex>")
+        return cls(algorithm, digest)
+
+
+def check_https_url(url: str) -> str:
+    """The URL, stripped; ModelOpError unless https with a host and without credentials."""
+    url = (url or "").strip()
+    parts = urlsplit(url)
+    if parts.scheme != "https" or not parts.hostname:
+        raise ModelOpError("the URL must start with https:// and name a host")
+    if parts.username or parts.password:
+        raise ModelOpError("the URL must not carry a user name or password")
+    return url
+
+
+def file_name_from_url(url: str) -> str:
+    name = unquote(urlsplit(url).path.rsplit("/", 1)[-1])
+    if not name:
+        raise ModelOpError("the URL does not end with a file name")
+    return name
+
+
+def torch_hash_prefix(name: str) -> str | None:
+    match = TORCH_HASH_PREFIX.search(name)
+    return match.group(1) if match else None
+
+
+def download_file(url: str, target: Path, report: Report, free_fn: DiskFree, *,
+                  checksum: Checksum | None = None, hash_prefix: str | None = None,
+                  timeout=TIMEOUT) -> int:
+    """Stream `url` to `target`; returns the bytes written. Raises ModelOpError, leaving no file."""
+    if target.exists():
+        raise ModelOpError(f"{target} already exists: delete it first to download it again")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.partial-{secrets.token_hex(4)}")
+    try:
+        written, digests = _stream(url, partial, report, free_fn, timeout)
+        _verify(digests, checksum, hash_prefix)
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
+    return written
+
+
+def _stream(url: str, partial: Path, report: Report, free_fn: DiskFree, timeout):
+    digests = {"sha256": hashlib.sha256(), "md5": hashlib.md5(usedforsecurity=False)}
+    try:
+        response = http_client.get(url, timeout=timeout, stream=True)
+    except http_client.RequestException as exc:
+        raise ModelOpError(f"download failed: {exc}") from None
+    with response:
+        if response.status_code != 200:
+            raise ModelOpError(f"download failed: the server answered HTTP {response.status_code} "
+                               f"{response.reason}")
+        total = _content_length(response)
+        free = free_fn(partial.parent)
+        if total is not None and total > free:
+            raise ModelOpError(f"not enough disk space: the file is {total} bytes but only {free} bytes "
+                               f"are free on the filesystem of {partial.parent}; nothing was downloaded")
+        written = 0
+        try:
+            with open(partial, "wb") as out:
+                for chunk in response.iter_content(CHUNK_BYTES):
+                    written += len(chunk)
+                    if total is None and written > free:
+                        raise ModelOpError(f"not enough disk space: more than {free} bytes and still "
+                                           f"coming; the partial file was removed")
+                    out.write(chunk)
+                    for digest in digests.values():
+                        digest.update(chunk)
+                    report(None, bytes_done=written, bytes_total=total, message="downloading")
+        except http_client.RequestException as exc:
+            raise ModelOpError(f"download interrupted after {written} bytes: {exc}; "
+                               "the partial file was removed") from None
+        except OSError as exc:
+            raise ModelOpError(f"cannot write {partial.parent}: {exc.strerror or exc}") from None
+    if total is not None and written != total:
+        raise ModelOpError(f"download interrupted: got {written} of {total} bytes; "
+                           "the partial file was removed")
+    return written, digests
+
+
+def _content_length(response) -> int | None:
+    try:
+        value = int(response.headers.get("Content-Length", ""))
+    except ValueError:
+        return None
+    return value if value >= 0 else None
+
+
+def _verify(digests: dict, checksum: Checksum | None, hash_prefix: str | None) -> None:
+    if checksum is not None:
+        got = digests[checksum.algorithm].hexdigest()
+        if got != checksum.hexdigest:
+            raise ModelOpError(f"checksum mismatch: expected {checksum.algorithm} {checksum.hexdigest}, "
+                               f"got {got}; the file was removed")
+    if hash_prefix is not None:
+        got = digests["sha256"].hexdigest()
+        if not got.startswith(hash_prefix):
+            raise ModelOpError(f"checksum mismatch: the file name promises a sha256 starting with "
+                               f"{hash_prefix}, got {got[:len(hash_prefix)]}; the file was removed")
