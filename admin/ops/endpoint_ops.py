@@ -19,7 +19,6 @@ from datetime import timezone
 from typing import Callable
 
 import psutil
-import requests
 from sqlalchemy.orm import sessionmaker
 
 from common import nvml
@@ -27,7 +26,7 @@ from common.config import Settings
 from admin.file_sd import remove_targets, write_targets
 from common.sources.endpoint_probe import (EndpointTarget, endpoint_log_path, log_tail, probe,
                                              process_alive, server_root, short_error)
-from common.sources.ollama_client import ollama_base_url
+from common.sources.ollama_client import OllamaClient, OllamaError, ollama_base_url
 from common.store.jobs import utcnow
 from common.store.services import Endpoint
 
@@ -39,7 +38,6 @@ DEFAULT_VLLM_COMMAND = "vllm serve {model} --port {port} --gpu-memory-utilizatio
 DEFAULT_GPU_MEMORY_SHARE = 0.9
 READY_TIMEOUT_SECONDS = 900.0  # vLLM loads big models for minutes
 STOP_TIMEOUT_SECONDS = 15.0
-OLLAMA_LOAD_TIMEOUT = (3.0, 600.0)
 
 
 def _docker_from_env():
@@ -322,23 +320,11 @@ class EndpointOps:
             raise OpError("load/unload is for Ollama endpoints; start/stop the others")
         if not endpoint.model:
             raise OpError("set the model to load first")
-        url = f"{self._ollama_base(endpoint)}/api/generate"
         try:
             # No prompt: Ollama only loads (keep_alive -1: until unloaded) or unloads (0) the model.
-            response = requests.post(url, json={"model": endpoint.model, "keep_alive": keep_alive,
-                                                "stream": False}, timeout=OLLAMA_LOAD_TIMEOUT)
-        except requests.ConnectionError:
-            raise self._fail(endpoint, f"Ollama is not reachable at {self._ollama_base(endpoint)}") from None
-        except requests.Timeout:
-            raise self._fail(endpoint, "Ollama did not answer in time") from None
-        try:
-            body = response.json()
-        except ValueError:
-            body = {}
-        if response.status_code != 200:
-            detail = body.get("error") if isinstance(body, dict) else ""
-            raise self._fail(endpoint, f"Ollama: {detail or f'HTTP {response.status_code}'}")
-        return body if isinstance(body, dict) else {}
+            return OllamaClient(self._ollama_base(endpoint)).keep_alive(endpoint.model, keep_alive)
+        except OllamaError as exc:
+            raise self._fail(endpoint, str(exc)) from None
 
     def load(self, endpoint_id: int, progress=None) -> str:
         endpoint = self._load(endpoint_id)

@@ -1,14 +1,13 @@
-"""A small client for Ollama's HTTP API: list, show, ps, pull (streamed), delete, generate.
+"""The one client for Ollama's HTTP API: tags, show, ps, pull (streamed), delete, generate, keep_alive.
 
 Used by the exporter (read-only calls, short timeouts) and by the admin (pull, delete,
-benchmark). Every failure becomes an OllamaError with a message a user can act on.
+benchmark, load/unload); resolve_ollama is the one reading of OLLAMA_API_BASE / OLLAMA_HOST. Every failure becomes an OllamaError with a message a user can act on.
 """
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
 from typing import Iterator, Mapping
-from urllib.parse import urlsplit
 
 from common import http_client
 
@@ -18,6 +17,8 @@ DEFAULT_TIMEOUT = (2.0, 5.0)
 # A pull may sit silent while Ollama verifies a multi-GB blob.
 PULL_READ_TIMEOUT = 300.0
 GENERATE_READ_TIMEOUT = 300.0
+# Loading a large model from disk into GPU memory can take minutes.
+LOAD_READ_TIMEOUT = 600.0
 # Addresses a server binds to that mean "every interface": a client must use loopback.
 _ANY_ADDRESSES = {"", "0.0.0.0", "::", "[::]"}
 
@@ -30,33 +31,75 @@ class OllamaNotFound(OllamaError):
     """The model does not exist (on the server, or in the registry for a pull)."""
 
 
+@dataclass(frozen=True)
+class OllamaAddress:
+    """Where the platform's Ollama answers, and which variable said so.
+
+    base_url: scheme://host:port[/prefix], never a trailing "/" or "/api" (the client adds
+    /api/...). problem: "" or why the variable's value is unusable (base_url is then a best guess).
+    """
+
+    var: str
+    base_url: str
+    port: int
+    problem: str = ""
+
+
+def resolve_ollama(env: Mapping[str, str]) -> OllamaAddress:
+    """OLLAMA_API_BASE (as the platform sets it), else OLLAMA_HOST, else loopback:11434.
+
+    One rule for both variables, the one the `ollama` CLI applies to OLLAMA_HOST: no scheme means
+    http and port 11434; http:// or https:// without a port means 80 or 443; a bind-all host
+    (0.0.0.0, ::, empty) means loopback; an IPv6 host is bracketed; a path is kept as a
+    reverse-proxy prefix minus a trailing "/" and "/api"; user:password is dropped.
+    """
+    for var in ("OLLAMA_API_BASE", "OLLAMA_HOST"):
+        value = (env.get(var) or "").strip()
+        if value:
+            return OllamaAddress(var, *_parse_address(var, value))
+    return OllamaAddress("OLLAMA_HOST", f"http://127.0.0.1:{DEFAULT_PORT}", DEFAULT_PORT)
+
+
 def ollama_base_url(env: Mapping[str, str]) -> str:
-    """Base URL from OLLAMA_API_BASE (as the platform sets it), else OLLAMA_HOST, else loopback."""
-    api_base = (env.get("OLLAMA_API_BASE") or "").strip()
-    if api_base:
-        url = api_base.rstrip("/")
-        return url[: -len("/api")] if url.endswith("/api") else url
-    return _url_from_host((env.get("OLLAMA_HOST") or "").strip())
+    """The base URL resolve_ollama gives (a best guess when the variable is unusable)."""
+    return resolve_ollama(env).base_url
 
 
-def _url_from_host(host: str) -> str:
-    # OLLAMA_HOST is what the server binds: "0.0.0.0", "0.0.0.0:11434", "http://h:p", "h"...
-    scheme = "http"
-    if "://" in host:
-        scheme, host = host.split("://", 1)
-    parts = urlsplit(f"//{host.rstrip('/')}")
-    hostname = parts.hostname or ""
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    if hostname in _ANY_ADDRESSES or hostname == "::":
-        hostname = "127.0.0.1"
-    if port is None:
-        port = 443 if scheme == "https" else DEFAULT_PORT
-    if ":" in hostname:  # IPv6 literal
-        hostname = f"[{hostname}]"
-    return f"{scheme}://{hostname}:{port}"
+def _parse_address(var: str, value: str) -> tuple[str, int, str]:
+    scheme, sep, rest = value.partition("://")
+    if sep:
+        scheme = scheme.lower()
+        default_port = 443 if scheme == "https" else 80
+    else:
+        scheme, rest, default_port = "http", value, DEFAULT_PORT
+    problem = "" if scheme in ("http", "https") else f"{var}={value!r} is not an http(s) address"
+    hostport, _, path = rest.partition("/")
+    host, port_text = _split_host_port(hostport.rpartition("@")[2])
+    port = default_port
+    if port_text:
+        if port_text.isdigit() and 0 < int(port_text) < 65536:
+            port = int(port_text)
+        else:
+            problem = problem or f"{var}={value!r} has no valid port (1-65535)"
+    if host in _ANY_ADDRESSES:
+        host = "127.0.0.1"
+    elif ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    path = path.strip("/")
+    if path == "api" or path.endswith("/api"):
+        path = path[:-3].rstrip("/")
+    return f"{scheme}://{host}:{port}" + (f"/{path}" if path else ""), port, problem
+
+
+def _split_host_port(hostport: str) -> tuple[str, str]:
+    """("[::1]:11434" -> "::1", "11434"), ("::1" -> "::1", ""), ("h:1" -> "h", "1"), ("h" -> "h", "")."""
+    if hostport.startswith("["):
+        host, _, after = hostport[1:].partition("]")
+        return host, after[1:] if after.startswith(":") else ""
+    if hostport.count(":") > 1:  # a bare IPv6 address has no port
+        return hostport, ""
+    host, _, port = hostport.partition(":")
+    return host, port
 
 
 @dataclass
@@ -102,6 +145,15 @@ class OllamaClient:
                           {"model": model, "prompt": prompt, "stream": False,
                            "options": {"num_predict": num_predict}},
                           read_timeout=GENERATE_READ_TIMEOUT)
+
+    def keep_alive(self, model: str, keep_alive: int | str) -> dict:
+        """Load a model and keep it loaded (-1: until unloaded, or seconds / "5m"), or unload it (0).
+
+        /api/generate with no prompt: Ollama loads or unloads without generating and answers
+        {"model", "done": true, "done_reason": "load" | "unload"}.
+        """
+        return self._call("POST", "/api/generate", {"model": model, "keep_alive": keep_alive, "stream": False},
+                          read_timeout=LOAD_READ_TIMEOUT)
 
     # -- streamed pull -----------------------------------------------------------------
     def pull(self, model: str) -> Iterator[PullProgress]:

@@ -19,6 +19,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 
 from common.background import BackgroundSource
 from common.config import Settings
+from common.sources.ollama_client import resolve_ollama
 from common.urls import public_url, url_for_port
 from exporter.collectors.base import PREFIX, WordslabCollector
 
@@ -26,8 +27,6 @@ log = logging.getLogger(__name__)
 
 PROBE_TIMEOUT_SECONDS = 2.0
 PROBE_INTERVAL_SECONDS = 10.0
-OLLAMA_DEFAULT = "127.0.0.1:11434"
-OLLAMA_DEFAULT_PORT = 11434
 _ANY_ADDRESS = ("", "0.0.0.0", "::", "[::]")
 
 # (app, port variable, the platform's default port, URL variable)
@@ -84,8 +83,8 @@ def vm_app(settings: Settings, app: str, port_var: str, default_port: int, url_v
     return App(app, url, port_var, str(internal), str(external), f"http://127.0.0.1:{internal}/")
 
 
-def url_app(settings: Settings, app: str, var: str, value: str, default_port: int | None = None) -> App:
-    """An app known by its URL; a bind-all host (0.0.0.0, ":11434") is probed on loopback."""
+def url_app(settings: Settings, app: str, var: str, value: str) -> App:
+    """An app known by its URL; a bind-all host (0.0.0.0, ":9090") is probed on loopback."""
     raw = value.strip() if "://" in value else f"http://{value.strip()}"
     try:
         parts = urlsplit(raw)
@@ -97,16 +96,19 @@ def url_app(settings: Settings, app: str, var: str, value: str, default_port: in
         return App(app, "", var, "", "", None)
     host = parts.hostname or ""
     host = "127.0.0.1" if host in _ANY_ADDRESS else (f"[{host}]" if ":" in host else host)
-    port = port or default_port or (443 if parts.scheme == "https" else 80)
+    port = port or (443 if parts.scheme == "https" else 80)
     base = public_url(f"{parts.scheme}://{host}:{port}{parts.path}")
     return App(app, base, var, str(port), str(_external_port(settings, port)), base.rstrip("/") + "/")
 
 
 def ollama_app(settings: Settings) -> App:
-    for var in ("OLLAMA_API_BASE", "OLLAMA_HOST"):
-        if settings.get(var):
-            return url_app(settings, "ollama", var, settings.get(var), OLLAMA_DEFAULT_PORT)
-    return url_app(settings, "ollama", "OLLAMA_HOST", OLLAMA_DEFAULT, OLLAMA_DEFAULT_PORT)
+    address = resolve_ollama(settings.env)
+    if address.problem:
+        log.warning("%s: ollama is not configured", address.problem)
+        return App("ollama", "", address.var, "", "", None)
+    base = public_url(address.base_url)
+    return App("ollama", base, address.var, str(address.port), str(_external_port(settings, address.port)),
+               base + "/")
 
 
 def resolve_apps(settings: Settings) -> list[App]:

@@ -121,3 +121,24 @@ def test_app_that_never_answers_is_down_after_the_timeout(services_down):
         collector.stop()
     finally:
         silent.close()
+
+
+def test_ollama_app_reads_the_same_address_as_the_ollama_client(services_down):
+    # OLLAMA_API_BASE with /api: the app link and its probe are the server root, as the client's.
+    seen = []
+    with serving(answering(200, seen)) as ok:
+        env = {**services_down, "OLLAMA_API_BASE": f"http://0.0.0.0:{port_of(ok)}/api/", "OLLAMA_HOST": "gpu-box:1"}
+        collector = AppsCollector(Settings.from_env(env))
+        collector.probe_source.refresh_now()
+        result = scrape(collector)
+        collector.stop()
+    assert up_values(result)["ollama"] == 1 and seen == ["/"]
+    info = {lbl["app"]: lbl for lbl in result.labels("wordslab_app_info")}["ollama"]
+    assert info == {"app": "ollama", "url": f"http://127.0.0.1:{port_of(ok)}", "port_var": "OLLAMA_API_BASE",
+                    "internal_port": port_of(ok), "external_port": port_of(ok)}
+
+
+def test_unusable_ollama_address_is_not_configured(services_down):
+    env = {**services_down, "OLLAMA_HOST": "ftp://gpu-box"}
+    result = scrape(AppsCollector(Settings.from_env(env)))
+    assert {lbl["app"]: v for lbl, v in result.series("wordslab_app_configured")}["ollama"] == 0

@@ -1,25 +1,56 @@
 """The Ollama client against an Ollama-speaking server on loopback."""
 import pytest
 
-from common.sources.ollama_client import (OllamaClient, OllamaError, OllamaNotFound,
-                                            ollama_base_url)
+from common.sources.ollama_client import (OllamaClient, OllamaError, OllamaNotFound, ollama_base_url,
+                                          resolve_ollama)
 from tests.fakes.ollama_server import fake_ollama, sample_state
 from tests.support.env import free_port
 
 
 @pytest.mark.parametrize("env, expected", [
     ({}, "http://127.0.0.1:11434"),
+    # host only, host:port, bind-all hosts: the ollama CLI's default scheme and port, on loopback
+    ({"OLLAMA_HOST": "gpu-box"}, "http://gpu-box:11434"),
+    ({"OLLAMA_HOST": "gpu-box:11500"}, "http://gpu-box:11500"),
     ({"OLLAMA_HOST": "0.0.0.0"}, "http://127.0.0.1:11434"),
     ({"OLLAMA_HOST": "0.0.0.0:11500"}, "http://127.0.0.1:11500"),
+    ({"OLLAMA_HOST": ":11500"}, "http://127.0.0.1:11500"),
     ({"OLLAMA_HOST": "[::]:11434"}, "http://127.0.0.1:11434"),
-    ({"OLLAMA_HOST": "gpu-box"}, "http://gpu-box:11434"),
-    ({"OLLAMA_HOST": "http://gpu-box:8080/"}, "http://gpu-box:8080"),
+    ({"OLLAMA_HOST": "::"}, "http://127.0.0.1:11434"),
+    # IPv6
+    ({"OLLAMA_HOST": "[::1]:11434"}, "http://[::1]:11434"),
+    ({"OLLAMA_HOST": "::1"}, "http://[::1]:11434"),
+    ({"OLLAMA_API_BASE": "http://[fd00::2]:8080/api"}, "http://[fd00::2]:8080"),
+    # a scheme without a port: its own port, as the ollama CLI reads it
     ({"OLLAMA_HOST": "https://ollama.example.org"}, "https://ollama.example.org:443"),
+    ({"OLLAMA_HOST": "http://gpu-box"}, "http://gpu-box:80"),
+    ({"OLLAMA_HOST": " HTTP://gpu-box:8080 "}, "http://gpu-box:8080"),
+    # trailing slash and trailing /api, the same rule for both variables
+    ({"OLLAMA_HOST": "http://gpu-box:8080/"}, "http://gpu-box:8080"),
+    ({"OLLAMA_HOST": "127.0.0.1:11434/api/"}, "http://127.0.0.1:11434"),
     ({"OLLAMA_API_BASE": "http://127.0.0.1:11434/api", "OLLAMA_HOST": "0.0.0.0:1"}, "http://127.0.0.1:11434"),
-    ({"OLLAMA_API_BASE": "https://proxy.example.org/ollama/"}, "https://proxy.example.org/ollama"),
+    ({"OLLAMA_API_BASE": "http://127.0.0.1:11434/"}, "http://127.0.0.1:11434"),
+    ({"OLLAMA_API_BASE": "0.0.0.0:11434/api"}, "http://127.0.0.1:11434"),
+    # a reverse-proxy prefix stays; credentials never travel in the URL
+    ({"OLLAMA_API_BASE": "https://proxy.example.org/ollama/"}, "https://proxy.example.org:443/ollama"),
+    ({"OLLAMA_API_BASE": "https://u:secret@proxy.example.org/ollama/api"}, "https://proxy.example.org:443/ollama"),
+    ({"OLLAMA_API_BASE": "", "OLLAMA_HOST": "gpu-box"}, "http://gpu-box:11434"),
 ])
 def test_base_url_from_the_platform_variables(env, expected):
     assert ollama_base_url(env) == expected
+    address = resolve_ollama(env)
+    assert address.problem == "" and address.base_url == expected
+    assert address.var == ("OLLAMA_API_BASE" if env.get("OLLAMA_API_BASE") else "OLLAMA_HOST")
+    assert f":{address.port}" in expected
+
+
+@pytest.mark.parametrize("value, problem", [
+    ("ftp://gpu-box", "OLLAMA_HOST='ftp://gpu-box' is not an http(s) address"),
+    ("gpu-box:port", "OLLAMA_HOST='gpu-box:port' has no valid port (1-65535)"),
+    ("gpu-box:70000", "OLLAMA_HOST='gpu-box:70000' has no valid port (1-65535)"),
+])
+def test_an_unusable_address_says_why(value, problem):
+    assert resolve_ollama({"OLLAMA_HOST": value}).problem == problem
 
 
 @pytest.fixture
@@ -41,6 +72,16 @@ def test_list_show_ps_and_delete(ollama):
     assert "qwen3:8b" not in [m["name"] for m in client.tags()]
     with pytest.raises(OllamaNotFound, match="not found"):
         client.delete("qwen3:8b")
+
+
+def test_keep_alive_loads_and_unloads_without_generating(ollama):
+    client = OllamaClient(ollama.base_url)
+    assert client.keep_alive("qwen3:8b", -1)["done_reason"] == "load"
+    assert [m["name"] for m in client.ps()] == ["qwen3:8b"]
+    assert client.keep_alive("qwen3:8b", 0)["done_reason"] == "unload"
+    assert client.ps() == []
+    with pytest.raises(OllamaNotFound, match="ghost:1b"):
+        client.keep_alive("ghost:1b", -1)
 
 
 def test_pull_sums_all_layers_into_one_progress_figure(ollama):

@@ -1,0 +1,59 @@
+"""The layout the README and docs/architecture.md describe, checked on the import graph (ast, no import)."""
+from __future__ import annotations
+
+import ast
+from functools import cache
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+PRODUCT_PACKAGES = ("common", "exporter", "admin", "wordslab_dashboard")
+# HTTP client libraries: product code speaks HTTP through common/http_client.py only.
+HTTP_LIBRARIES = ("requests", "httpx", "urllib3", "aiohttp")
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(REPO).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+@cache
+def product_modules() -> dict[str, Path]:
+    return {module_name(p): p for package in PRODUCT_PACKAGES for p in sorted((REPO / package).rglob("*.py"))}
+
+
+@cache
+def imports_of(module: str) -> frozenset[str]:
+    """Every module `module` imports, at the top or inside a function: "a.b" for `from a import b`
+    when a/b is a module, else "a"."""
+    path = product_modules()[module]
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*anchor, base] if base else anchor)
+            found.add(base)
+            found.update(f"{base}.{alias.name}" for alias in node.names
+                         if f"{base}.{alias.name}" in product_modules())
+    return frozenset(found)
+
+
+def top(name: str) -> str:
+    return name.split(".")[0]
+
+
+def test_the_import_walk_sees_function_level_and_from_imports():
+    # The checks below can fail: the walk finds what a module really imports.
+    assert "docker" in imports_of("admin.ops.endpoint_ops")  # imported inside a function
+    assert "common.sources.ollama_client" in imports_of("exporter.collectors.models")
+    assert "exporter.collectors.apps" in imports_of("exporter.registry")
+
+
+def test_no_second_http_client_library_in_product_code():
+    offenders = {module: sorted(name for name in imports_of(module) if top(name) in HTTP_LIBRARIES)
+                 for module in product_modules()}
+    assert {m: names for m, names in offenders.items() if names} == {}
