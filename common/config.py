@@ -29,13 +29,23 @@ class Settings:
     db_path: Path | None = None
     git_fetch_interval_seconds: float = 300.0
     slow_refresh_interval_seconds: float = 30.0
+    # Downloads kept across installs (the Grafana tarball and its unpacked copy).
+    cache_dir: Path | None = None
+    # Where the pinned Grafana tarball is fetched from (None: Grafana's own download site).
+    grafana_download_url: str | None = None
+    # A Grafana tarball already on disk, for machines without network.
+    grafana_tarball: Path | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> "Settings":
         env = dict(os.environ if env is None else env)
         state_dir = overrides.pop("state_dir", None) or _default_state_dir(env)
         db_path = overrides.pop("db_path", None) or default_db_path(env)
-        return cls(env=env, state_dir=Path(state_dir), db_path=Path(db_path), **overrides)
+        cache_dir = overrides.pop("cache_dir", None) or _default_cache_dir(env)
+        overrides.setdefault("grafana_download_url", env.get("WORDSLAB_DASHBOARD_GRAFANA_DOWNLOAD_URL") or None)
+        overrides.setdefault("grafana_tarball", _path_or_none(env.get("WORDSLAB_DASHBOARD_GRAFANA_TARBALL")))
+        return cls(env=env, state_dir=Path(state_dir), db_path=Path(db_path), cache_dir=Path(cache_dir),
+                   **overrides)
 
     def get(self, name: str, default: str | None = None) -> str | None:
         value = self.env.get(name)
@@ -78,6 +88,13 @@ def _dashboard_dir(env: Mapping[str, str]) -> Path:
 
 def _default_state_dir(env: Mapping[str, str]) -> Path:
     return Path(env.get("WORDSLAB_DASHBOARD_STATE_DIR") or _dashboard_dir(env))
+
+
+def _default_cache_dir(env: Mapping[str, str]) -> Path:
+    if env.get("WORDSLAB_DASHBOARD_CACHE_DIR"):
+        return Path(env["WORDSLAB_DASHBOARD_CACHE_DIR"])
+    xdg = env.get("XDG_CACHE_HOME") or str(Path(env.get("HOME") or ".") / ".cache")
+    return Path(xdg) / "wordslab-dashboard"
 
 
 def default_db_path(env: Mapping[str, str]) -> Path:

@@ -1,4 +1,4 @@
-"""`wordslab-dashboard up`: run exporter, admin, Prometheus (and Grafana if installed) natively.
+"""`wordslab-dashboard up`: run exporter, admin, Prometheus and Grafana natively.
 
 Cloud GPU boxes are often containers without Docker, so the same files that
 compose.yaml mounts are used here with local processes.
@@ -17,6 +17,9 @@ from pathlib import Path
 
 from common.config import Settings
 
+from wordslab_dashboard import grafana_install
+from wordslab_dashboard.grafana_install import (GrafanaInstall, GrafanaInstallError, GrafanaRelease,
+                                                ensure_grafana)
 from wordslab_dashboard.layout import REPO_ROOT, Layout
 
 
@@ -38,7 +41,46 @@ def _find(*names: str) -> str | None:
     return None
 
 
-def plan_services(args: argparse.Namespace, layout: Layout) -> tuple[list[Service], list[str]]:
+def find_grafana(args: argparse.Namespace, settings: Settings,
+                 release: GrafanaRelease | None = None) -> tuple[GrafanaInstall | None, str | None]:
+    """Grafana to run and, when there is none, a line saying why and what to do.
+
+    A system install on the PATH (Grafana's apt repository) wins; else the pinned tarball is
+    installed into the cache directory (downloaded once, or from --grafana-tarball).
+    """
+    if args.no_grafana:
+        return None, None
+    system = _find("grafana", "grafana-server")
+    if system and not settings.grafana_tarball:
+        home = Path(os.environ.get("GRAFANA_HOME", "/usr/share/grafana"))
+        return GrafanaInstall(home, Path(system)), None
+    try:
+        return ensure_grafana(settings.cache_dir, download_url=settings.grafana_download_url,
+                              tarball=settings.grafana_tarball,
+                              release=release or grafana_install.PINNED), None
+    except GrafanaInstallError as exc:
+        return None, f"grafana: {exc}"
+
+
+def grafana_service(args: argparse.Namespace, layout: Layout, grafana: GrafanaInstall,
+                    common: dict[str, str]) -> Service:
+    """Grafana with our provisioning (grafana/) and its data, logs and plugins under the state dir."""
+    return Service("grafana", grafana.argv(), f"http://127.0.0.1:{args.grafana_port}", {
+        **common,
+        "GF_SERVER_HTTP_ADDR": "127.0.0.1",
+        "GF_SERVER_HTTP_PORT": str(args.grafana_port),
+        "GF_PATHS_DATA": str(layout.grafana_data),
+        "GF_PATHS_LOGS": str(layout.grafana_data / "log"),
+        "GF_PATHS_PLUGINS": str(layout.grafana_data / "plugins"),
+        "GF_PATHS_PROVISIONING": str(layout.repo / "grafana" / "provisioning"),
+        "WORDSLAB_GRAFANA_DASHBOARDS_DIR": str(layout.repo / "grafana" / "dashboards"),
+        "GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH":
+            str(layout.repo / "grafana" / "dashboards" / "machine-resources.json"),
+    })
+
+
+def plan_services(args: argparse.Namespace, layout: Layout, grafana: GrafanaInstall | None = None,
+                  ) -> tuple[list[Service], list[str]]:
     """The services to start and, for what cannot start, a line saying what is missing."""
     py = sys.executable
     exporter_url = f"http://{args.exporter_address}"
@@ -66,24 +108,8 @@ def plan_services(args: argparse.Namespace, layout: Layout) -> tuple[list[Servic
         ], prometheus_url, common))
     else:
         missing.append("prometheus: not on PATH (Debian/Ubuntu: sudo apt-get install prometheus)")
-    grafana = _find("grafana", "grafana-server")
-    if grafana and not args.no_grafana:
-        home = Path(os.environ.get("GRAFANA_HOME", "/usr/share/grafana"))
-        argv = [grafana] + (["server"] if Path(grafana).name == "grafana" else [])
-        argv += ["--homepath", str(home)]
-        services.append(Service("grafana", argv, grafana_url, {
-            **common,
-            "GF_SERVER_HTTP_ADDR": "127.0.0.1",
-            "GF_SERVER_HTTP_PORT": str(args.grafana_port),
-            "GF_PATHS_DATA": str(layout.grafana_data),
-            "GF_PATHS_PROVISIONING": str(layout.repo / "grafana" / "provisioning"),
-            "WORDSLAB_GRAFANA_DASHBOARDS_DIR": str(layout.repo / "grafana" / "dashboards"),
-            "GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH":
-                str(layout.repo / "grafana" / "dashboards" / "machine-resources.json"),
-        }))
-    elif not args.no_grafana:
-        missing.append("grafana: not on PATH (install Grafana OSS from Grafana's apt repository, "
-                       "or use compose.yaml); the dashboards are in grafana/dashboards/")
+    if grafana:
+        services.append(grafana_service(args, layout, grafana, common))
     return services, missing
 
 
@@ -111,10 +137,15 @@ def stop_all(services: list[Service], grace: float = 10.0) -> None:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    settings = Settings.from_env(**({"state_dir": args.state_dir} if args.state_dir else {}))
+    overrides = {"state_dir": args.state_dir, "cache_dir": args.cache_dir,
+                 "grafana_tarball": Path(args.grafana_tarball) if args.grafana_tarball else None,
+                 "grafana_download_url": args.grafana_download_url}
+    settings = Settings.from_env(**{k: v for k, v in overrides.items() if v})
     layout = Layout(repo=REPO_ROOT, state=Path(settings.state_dir))
     layout.prepare_prometheus(args.exporter_address)
-    services, missing = plan_services(args, layout)
+    grafana, grafana_missing = find_grafana(args, settings)
+    services, missing = plan_services(args, layout, grafana)
+    missing += [grafana_missing] if grafana_missing else []
     logs = layout.state / "logs"
     for service in services:
         start(service, logs)
@@ -153,7 +184,15 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--grafana-port", type=int, default=3000)
     up.add_argument("--retention", default="15d", help="Prometheus retention (default %(default)s)")
     up.add_argument("--state-dir", help="runtime state (default $WORDSLAB_WORKSPACE/.wordslab-dashboard)")
-    up.add_argument("--no-grafana", action="store_true", help="do not start Grafana even if installed")
+    up.add_argument("--no-grafana", action="store_true", help="do not install or start Grafana")
+    up.add_argument("--grafana-tarball", metavar="PATH",
+                    help="install Grafana from this tarball already on disk (machines without network; "
+                         "default $WORDSLAB_DASHBOARD_GRAFANA_TARBALL)")
+    up.add_argument("--grafana-download-url", metavar="URL",
+                    help="where the pinned Grafana tarball is downloaded from (default "
+                         "$WORDSLAB_DASHBOARD_GRAFANA_DOWNLOAD_URL or Grafana's download site)")
+    up.add_argument("--cache-dir", help="downloads kept across installs (default "
+                                        "$WORDSLAB_DASHBOARD_CACHE_DIR or ~/.cache/wordslab-dashboard)")
     args = parser.parse_args(argv)
     if args.command == "up":
         return cmd_up(args)

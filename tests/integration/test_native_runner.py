@@ -1,16 +1,22 @@
 """`wordslab-dashboard up` starts exporter, admin and a real Prometheus that scrapes the exporter."""
+import functools
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 import urllib.request
+from http.server import SimpleHTTPRequestHandler
 from pathlib import Path
 
 import pytest
 
+from tests.fakes import grafana_tarball
+from tests.fakes.loopback import serving
 from tests.support.env import free_port, wordslab_env
+from wordslab_dashboard.grafana_install import machine_arch
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -38,7 +44,9 @@ def _wait(predicate, timeout: float, what: str):
 def test_up_runs_the_stack_and_prometheus_scrapes_the_exporter(tmp_path):
     ports = {name: free_port() for name in ("exporter", "admin", "prometheus", "grafana")}
     env = {**os.environ, **wordslab_env(tmp_path), "WORDSLAB_DASHBOARD_ADMIN_PASSWORD": "s3cret-pass",
-           "PYTHONPATH": str(ROOT)}
+           "PYTHONPATH": str(ROOT), "WORDSLAB_DASHBOARD_CACHE_DIR": str(tmp_path / "cache"),
+           # Grafana's download site is unreachable, as on a machine without network.
+           "WORDSLAB_DASHBOARD_GRAFANA_DOWNLOAD_URL": f"http://127.0.0.1:{free_port()}/"}
     env["PATH"] = os.environ["PATH"]
     argv = [sys.executable, "-m", "wordslab_dashboard", "up",
             "--exporter-address", f"127.0.0.1:{ports['exporter']}",
@@ -69,8 +77,66 @@ def test_up_runs_the_stack_and_prometheus_scrapes_the_exporter(tmp_path):
     assert "exporter" in output and "prometheus" in output
     if not any(Path(d, "grafana").exists() or Path(d, "grafana-server").exists()
                for d in env["PATH"].split(os.pathsep)):
-        assert "not started: grafana" in output
+        # Without network `up` says what to do, and starts the rest.
+        assert "not started: grafana: cannot download Grafana" in output
+        assert "--grafana-tarball PATH" in output
     # Every child is gone after the runner stops.
     for port in (ports["exporter"], ports["admin"], ports["prometheus"]):
         with pytest.raises(OSError):
             _get(f"http://127.0.0.1:{port}/", timeout=1)
+
+
+def _up_with_release(tmp_path: Path, name: str, sha256: str, url: str, ports: dict[str, int]) -> subprocess.Popen:
+    """`wordslab-dashboard up` whose pinned Grafana release is the fake tarball (the one seam:
+    its name and checksum), downloading from the loopback site `url`."""
+    env = {**os.environ, **wordslab_env(tmp_path), "WORDSLAB_DASHBOARD_ADMIN_PASSWORD": "s3cret-pass",
+           "PYTHONPATH": str(ROOT), "PATH": os.environ["PATH"],
+           "WORDSLAB_DASHBOARD_CACHE_DIR": str(tmp_path / "cache"),
+           "WORDSLAB_DASHBOARD_GRAFANA_DOWNLOAD_URL": url}
+    code = ("import sys; from wordslab_dashboard import grafana_install as g, cli; "
+            "from tests.fakes.grafana_tarball import release_for; "
+            f"g.PINNED = release_for({name!r}, {sha256!r}); sys.exit(cli.main(sys.argv[1:]))")
+    argv = [sys.executable, "-c", code, "up",
+            "--exporter-address", f"127.0.0.1:{ports['exporter']}",
+            "--admin-address", f"127.0.0.1:{ports['admin']}",
+            "--prometheus-address", f"127.0.0.1:{ports['prometheus']}",
+            "--grafana-port", str(ports["grafana"]), "--state-dir", str(tmp_path / "state")]
+    return subprocess.Popen(argv, env=env, cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(shutil.which("grafana") or shutil.which("grafana-server"),
+                    reason="a system Grafana on the PATH is used instead of the tarball")
+@pytest.mark.parametrize("good", [True, False], ids=["good-checksum", "bad-checksum"])
+def test_up_installs_grafana_from_the_download_site_only_with_the_pinned_checksum(tmp_path, good):
+    site = tmp_path / "site"
+    site.mkdir()
+    name = "grafana_12.4.2_1_linux_amd64.tar.gz"
+    sha = grafana_tarball.build(site / name)
+    ports = {name: free_port() for name in ("exporter", "admin", "prometheus", "grafana")}
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(site))
+    with serving(handler) as url:
+        proc = _up_with_release(tmp_path, name, sha if good else "0" * 64, url + "/", ports)
+        try:
+            _wait(lambda: _get(f"http://127.0.0.1:{ports['admin']}/health"), 40, "admin")
+            if good:
+                status, body = _wait(lambda: _get(f"http://127.0.0.1:{ports['grafana']}/api/health"),
+                                     30, "Grafana from the tarball")
+                assert json.loads(body)["fake"] == "grafana"
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            output = proc.communicate(timeout=30)[0]
+    install = tmp_path / "cache" / f"grafana-12.4.2-linux-{machine_arch()}"
+    if good:
+        assert install.joinpath("bin", "grafana").is_file()
+        assert "downloading Grafana 12.4.2" in output and "100 %" in output
+        # Run with its data under the state directory and our provisioning.
+        record = json.loads((tmp_path / "state" / "grafana-data" / "requests.jsonl").read_text().splitlines()[0])
+        assert record["env"]["GF_PATHS_PROVISIONING"] == str(ROOT / "grafana" / "provisioning")
+        assert record["env"]["GF_PATHS_DATA"] == str(tmp_path / "state" / "grafana-data")
+    else:
+        assert "not started: grafana: refusing Grafana" in output and "nothing was unpacked" in output
+        assert not install.exists() and not (tmp_path / "cache" / name).exists()
+        with pytest.raises(OSError):
+            _get(f"http://127.0.0.1:{ports['grafana']}/", timeout=1)

@@ -50,3 +50,9 @@ def test_dockerfile_installs_every_python_package():
     dockerfile = (ROOT / "Dockerfile").read_text()
     for package in ("exporter", "admin", "wordslab_dashboard"):
         assert f"COPY {package} ./{package}" in dockerfile
+
+
+def test_grafana_image_is_pinned_to_the_native_runners_version():
+    from wordslab_dashboard.grafana_install import PINNED
+    image = yaml.safe_load((ROOT / "compose.yaml").read_text())["services"]["grafana"]["image"]
+    assert image == f"grafana/grafana:{PINNED.version}"
