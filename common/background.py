@@ -3,6 +3,8 @@
 A collector reads `snapshot()`, which is always the last successful value (or None
 before the first success) plus how the last refresh went, so a source timing out
 shows as `wordslab_source_refresh_success 0` while its last good data stays visible.
+`Snapshot.version` changes only when the value does, so a reader (the exposition cache)
+can tell "nothing new" by comparing one integer instead of the whole value.
 """
 from __future__ import annotations
 
@@ -24,6 +26,16 @@ class Snapshot(Generic[T]):
     error: str | None
     refreshed_at: float | None  # unix time of the last successful refresh
     duration_seconds: float
+    version: int = 0  # bumped when `value` changes (not on an equal or failed refresh)
+
+
+def _same(old, new) -> bool:
+    if old is new:
+        return True
+    try:
+        return bool(old == new)
+    except Exception:  # values without a usable equality count as changed
+        return False
 
 
 class BackgroundSource(Generic[T]):
@@ -37,9 +49,11 @@ class BackgroundSource(Generic[T]):
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._listeners: list[Callable[[], None]] = []
+        self._change_listeners: list[Callable[[], None]] = []
 
     def refresh_now(self) -> Snapshot[T]:
         started = time.perf_counter()
+        changed = False
         try:
             value = self._refresh()
         except Exception as exc:  # keep the last good value, report the failure
@@ -47,42 +61,60 @@ class BackgroundSource(Generic[T]):
             with self._lock:
                 old = self._snapshot
                 self._snapshot = Snapshot(old.value, False, f"{type(exc).__name__}: {exc}",
-                                          old.refreshed_at, time.perf_counter() - started)
+                                          old.refreshed_at, time.perf_counter() - started, old.version)
         else:
             with self._lock:
-                self._snapshot = Snapshot(value, True, None, time.time(),
-                                          time.perf_counter() - started)
-        for listener in self._listeners:
+                old = self._snapshot
+            # Compared here, once per refresh in this thread, not by every reader.
+            changed = old.refreshed_at is None or not _same(old.value, value)
+            with self._lock:
+                self._snapshot = Snapshot(value if changed else old.value, True, None, time.time(),
+                                          time.perf_counter() - started,
+                                          old.version + 1 if changed else old.version)
+        self._notify(self._listeners)
+        if changed:
+            self._notify(self._change_listeners)
+        return self.snapshot()
+
+    def _notify(self, listeners: list[Callable[[], None]]) -> None:
+        for listener in listeners:
             try:
                 listener()
             except Exception:  # a listener's failure must not stop the refresh loop
                 log.exception("listener of source %s failed", self.name)
-        return self.snapshot()
 
     def add_listener(self, listener: Callable[[], None]) -> None:
         """Called in the refreshing thread after every refresh, successful or not."""
         self._listeners.append(listener)
+
+    def on_change(self, listener: Callable[[], None]) -> None:
+        """Called in the refreshing thread after a refresh that changed the value."""
+        self._change_listeners.append(listener)
 
     def snapshot(self) -> Snapshot[T]:
         with self._lock:
             return self._snapshot
 
     def request_refresh(self) -> None:
-        """Ask the thread to refresh soon (e.g. after an admin action)."""
+        """Ask the thread to refresh soon (e.g. after an admin action or a file change)."""
         self._wake.set()
 
     def start(self) -> None:
-        if self._thread is not None:
-            return
-        self._thread = threading.Thread(target=self._run, name=f"source-{self.name}", daemon=True)
-        self._thread.start()
+        """Start the refresh thread; idempotent, and a stopped source can be started again."""
+        with self._lock:
+            if self._thread is not None and not self._stop.is_set():
+                return
+            self._stop, self._wake = threading.Event(), threading.Event()
+            self._thread = threading.Thread(target=self._run, args=(self._stop, self._wake),
+                                            name=f"source-{self.name}", daemon=True)
+            self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
+    def _run(self, stop: threading.Event, wake: threading.Event) -> None:
+        while not stop.is_set():
             self.refresh_now()
-            self._wake.wait(self.interval_seconds)
-            self._wake.clear()
+            wake.wait(self.interval_seconds)
+            wake.clear()

@@ -13,7 +13,7 @@ import gzip
 import logging
 import threading
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Iterable, Sequence
 
 from prometheus_client import generate_latest
 from prometheus_client.core import Metric
@@ -35,7 +35,7 @@ class _Families:
 
 @dataclass(frozen=True)
 class Rendered:
-    key: tuple[Any, ...]  # the sources' snapshot values it was rendered from
+    key: tuple[int, ...]  # the versions of the sources' snapshots it was rendered from
     text: bytes
     gzipped: bytes
     ok: bool
@@ -57,20 +57,19 @@ class Exposition:
                     source.add_listener(lambda c=collector: self.prerender(c))
 
     @staticmethod
-    def _key(collector: WordslabCollector) -> tuple[Any, ...]:
-        return tuple(source.snapshot().value for source in collector.sources)
+    def _key(collector: WordslabCollector) -> tuple[int, ...]:
+        return tuple(source.snapshot().version for source in collector.sources)
 
     def prerender(self, collector: WordslabCollector) -> Rendered:
         """Text of a snapshot-only collector, rendered again only when a snapshot's value changed.
 
-        Compared by equality: a source polled often (the models' DB settings, every 5 s) usually
-        returns an equal value, and re-rendering 500 models for it would be wasted work.
+        Keyed on the sources' version counters (BackgroundSource bumps one when its value
+        changes, after comparing in its own thread), so a scrape compares a few integers.
         """
         key = self._key(collector)
         with self._locks[collector.name]:
             cached = self._cache.get(collector.name)
-            if cached is not None and len(cached.key) == len(key) and all(
-                    a is b or a == b for a, b in zip(cached.key, key)):
+            if cached is not None and cached.key == key:
                 return cached
             families, ok, seconds = run_collector(collector)
             text = _render(families)

@@ -19,7 +19,7 @@ from common import http_client
 from common.config import Settings
 from common.nvml import Nvml
 from common.store.services import Endpoint
-from common.sources.config_rows import read_rows
+from common.sources import config_db
 from common.sources.ollama_client import OllamaClient, OllamaError, ollama_base_url
 
 PROBE_TIMEOUT = (1.0, 3.0)
@@ -218,7 +218,10 @@ def target_from_row(row: Endpoint) -> EndpointTarget:
 
 
 def configured_targets(settings: Settings) -> list[EndpointTarget]:
-    return read_rows(settings.db_path, Endpoint, target_from_row)
+    """The endpoints configured in the admin, from the exporter's shared DB snapshot."""
+    db = config_db.shared(settings.db_path)
+    db.add_read("endpoints", config_db.all_rows(Endpoint, target_from_row), ())
+    return list(db.fresh("endpoints"))
 
 
 def discovered_targets(env: Mapping[str, str]) -> list[EndpointTarget]:

@@ -21,7 +21,7 @@ from typing import Callable, Iterator, Mapping
 from common import http_client
 from common.config import Settings
 from common.store.services import ExternalApi
-from common.sources.config_rows import read_rows
+from common.sources import config_db
 
 PROBE_TIMEOUT = (3.0, 10.0)
 COST_INTERVAL_SECONDS = 3600.0
@@ -130,7 +130,10 @@ def _target_from_row(row: ExternalApi) -> ApiTarget:
 
 
 def configured_apis(settings: Settings) -> list[ApiTarget]:
-    return read_rows(settings.db_path, ExternalApi, _target_from_row)
+    """The external APIs configured in the admin, from the exporter's shared DB snapshot."""
+    db = config_db.shared(settings.db_path)
+    db.add_read("external_apis", config_db.all_rows(ExternalApi, _target_from_row), ())
+    return list(db.fresh("external_apis"))
 
 
 def resolve_key(stored: str, var: str, settings: Settings, user_env: Mapping[str, str]) -> str:

@@ -2,9 +2,7 @@
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 from typing import Any
 
 from sqlalchemy import Boolean, Engine, Float, Integer, Numeric, String, Text, create_engine, event, inspect, text
@@ -42,12 +40,14 @@ def _ensure_private_file(db_path: Path) -> None:
             pass
 
 
-def connect(db_path: Path | str, *, readonly: bool = False) -> Engine:
+def connect(db_path: Path | str, *, readonly: bool = False, busy_timeout_ms: int = 5000) -> Engine:
     """Engine over the SQLite file, in WAL mode so the exporter reads while the admin writes.
 
     A read-only engine never creates the file; opening a missing one fails, so callers
     check `Path(db_path).exists()` first ("nothing configured"). A writer process makes one
     engine at start and keeps it (the file's mode is set here, before SQLite opens it).
+    `busy_timeout_ms` is how long a statement waits for another process's lock before failing
+    with "database is locked".
     """
     db_path = Path(db_path)
     if readonly:
@@ -55,7 +55,7 @@ def connect(db_path: Path | str, *, readonly: bool = False) -> Engine:
     else:
         _ensure_private_file(db_path)
         url = f"sqlite:///{db_path}"
-    engine = create_engine(url, connect_args={"timeout": 10, "check_same_thread": False})
+    engine = create_engine(url, connect_args={"timeout": busy_timeout_ms / 1000, "check_same_thread": False})
 
     @event.listens_for(engine, "connect")
     def _pragmas(dbapi_conn, _record):
@@ -65,24 +65,10 @@ def connect(db_path: Path | str, *, readonly: bool = False) -> Engine:
             # Safe with WAL (only the last commits can be lost on power failure) and far fewer fsyncs.
             cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=5000")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cursor.close()
 
     return engine
-
-
-@contextmanager
-def read_session(db_path: Path | str | None) -> Iterator[Session | None]:
-    """A read-only session for the exporter, or None while the file does not exist (nothing configured)."""
-    if db_path is None or not Path(db_path).exists():
-        yield None
-        return
-    engine = connect(db_path, readonly=True)
-    try:
-        with Session(engine) as session:
-            yield session
-    finally:
-        engine.dispose()
 
 
 def session_factory(engine: Engine) -> sessionmaker:

@@ -93,7 +93,8 @@ def self_metrics(outcomes: Iterable[tuple[str, bool, float]],
         duration.add_metric([name], seconds)
     yield success
     yield duration
-    yield from source_health(s for c in collectors for s in c.sources)
+    # A source several collectors read (the config DB) is reported once.
+    yield from source_health({id(s): s for c in collectors for s in c.sources}.values())
 
 
 def add_state_set(family: GaugeMetricFamily, labels: Sequence[str], states: Iterable[str], current: str) -> None:

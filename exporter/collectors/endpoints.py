@@ -7,6 +7,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 
 from common import nvml as nvml_module
 from common.background import BackgroundSource
+from common.sources import config_db
 from common.config import Settings
 from common.nvml import Nvml
 from common.sources.endpoint_probe import REFRESH_SECONDS, EndpointProber
@@ -22,7 +23,8 @@ class EndpointsCollector(WordslabCollector):
         super().__init__(settings)
         self.prober = EndpointProber(settings, nvml or nvml_module.shared())
         self.source = BackgroundSource("endpoints", self.prober.refresh, REFRESH_SECONDS)
-        self.sources = [self.source]
+        # The DB reader its rows come from: its health is published with this collector's.
+        self.sources = [self.source, config_db.shared(settings.db_path).source]
 
     def collect_metrics(self) -> Iterable[Metric]:
         info = GaugeMetricFamily(

@@ -6,6 +6,7 @@ from typing import Iterable
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from common.background import BackgroundSource
+from common.sources import config_db
 from common.config import Settings
 from common.sources.external_api_probe import API_STATES, ExternalApiMonitor
 from exporter.collectors.base import PREFIX, WordslabCollector, add_state_set
@@ -20,7 +21,8 @@ class ExternalApisCollector(WordslabCollector):
         super().__init__(settings)
         self.monitor = ExternalApiMonitor(settings)
         self.source = BackgroundSource("external_apis", self.monitor.refresh, TICK_SECONDS)
-        self.sources = [self.source]
+        # The DB reader its rows come from: its health is published with this collector's.
+        self.sources = [self.source, config_db.shared(settings.db_path).source]
 
     def collect_metrics(self) -> Iterable[Metric]:
         def gauge(name, help_text, labels=("api",)):

@@ -6,24 +6,38 @@ file models still come; the scrape only merges snapshots.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Iterable
 
 from prometheus_client.core import GaugeMetricFamily, Metric
+from sqlalchemy.orm import Session
 
 from common.background import BackgroundSource
 from common.config import Settings
 from common.sources.file_models import scan_model_files
 from common.sources.hf_models import scan_hf_cache
-from common.sources.model_db import ModelSettings, read_model_settings
+from common.sources import config_db
 from common.sources.model_dirs import hf_hub_cache, ollama_models
 from common.sources.model_record import ModelRecord
 from common.sources.ollama_client import OllamaClient
 from common.sources.ollama_models import OllamaScanner
+from common.store.models import speeds, type_overrides
 from exporter.collectors.base import PREFIX, WordslabCollector
 
-# Type overrides and benchmark figures change by hand in the admin: poll the DB often, cheaply.
-DB_INTERVAL_SECONDS = 5.0
 LABELS = ("provider", "model")
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """The admin's per-model settings: type overrides and measured speeds."""
+    types: dict[tuple[str, str], str] = field(default_factory=dict)
+    # (provider, model, unit) -> value
+    speeds: dict[tuple[str, str, str], float] = field(default_factory=dict)
+
+
+def read_model_settings(session: Session) -> ModelSettings:
+    return ModelSettings(types=type_overrides(session),
+                         speeds={(s.provider, s.model, s.unit): s.value for s in speeds(session)})
 
 
 def _gauge(name: str, doc: str, labels: tuple[str, ...] = LABELS) -> GaugeMetricFamily:
@@ -43,16 +57,16 @@ class ModelsCollector(WordslabCollector):
         self.hf_source = BackgroundSource("models_huggingface", lambda: scan_hf_cache(hf_hub_cache(env)),
                                           interval)
         self.files_source = BackgroundSource("models_files", lambda: scan_model_files(env), interval)
-        self.db_source = BackgroundSource("models_settings", lambda: read_model_settings(settings.db_path),
-                                          DB_INTERVAL_SECONDS)
-        self.sources = [self.ollama_source, self.hf_source, self.files_source, self.db_source]
+        self.config = config_db.shared(settings.db_path)
+        self.config.add_read("model_settings", read_model_settings, ModelSettings())
+        self.sources = [self.ollama_source, self.hf_source, self.files_source, self.config.source]
 
     def records(self) -> list[ModelRecord]:
         return [r for source in (self.ollama_source, self.hf_source, self.files_source)
                 for r in (source.snapshot().value or [])]
 
     def collect_metrics(self) -> Iterable[Metric]:
-        db: ModelSettings = self.db_source.snapshot().value or ModelSettings()
+        db: ModelSettings = self.config.value("model_settings")
         info = _gauge("model_info", "Downloaded model (value 1). model_type is LLM, VLM, Embed, ImgGen, STT, "
                       "TTS (from metadata or set in the admin) or Other; quantization is the quantization "
                       "level or the dominant weight dtype.",

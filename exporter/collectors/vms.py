@@ -1,13 +1,13 @@
 """Cloud VMs (Runpod, Vast.ai, Jarvislabs): what they are, their status and this month's cost.
 
-Read from the config store on each scrape (a few small SQLite rows, read-only): the admin's
-refresher asks the providers and writes status, intervals and costs; nothing here calls out.
+Read from the config store's shared snapshot (common/sources/config_db.py), never on the
+scrape path: the admin's refresher asks the providers and writes status, intervals and costs;
+nothing here calls out.
 """
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Iterable
 
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -15,7 +15,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from common.sources.vm_costs import month_key
-from common.store.db import read_session
+from sqlalchemy.orm import Session
+
+from common.sources import config_db
 from common.store.settings import get_setting
 from common.store.vms import BUDGET_SETTING, VM_STATUSES, Vm, VmMonthlyCost, VmTemplate
 from exporter.collectors.base import PREFIX, WordslabCollector, add_state_set
@@ -56,18 +58,15 @@ def _facts(vm: Vm, cost: VmMonthlyCost | None) -> VmFacts:
                    (cost.compute_usd, cost.storage_usd, cost.total_usd, cost.source) if cost else None)
 
 
-def load(db_path: Path | None, now: float) -> tuple[list[VmFacts], float | None]:
-    """Every VM with its current-month cost row, and the monthly budget; none without a DB."""
-    with read_session(db_path) as session:
-        if session is None:
-            return [], None
-        month = month_key(now)
-        costs = {c.vm_id: c for c in session.scalars(
-            select(VmMonthlyCost).where(VmMonthlyCost.month == month))}
-        vms = session.scalars(select(Vm).order_by(Vm.name).options(
-            selectinload(Vm.template).selectinload(VmTemplate.platform))).all()
-        facts = [_facts(vm, costs.get(vm.id)) for vm in vms]
-        budget = get_setting(session, BUDGET_SETTING)
+def load(session: Session, now: float | None = None) -> tuple[tuple[VmFacts, ...], float | None]:
+    """Every VM with its current-month cost row, and the monthly budget (USD, None when unset)."""
+    month = month_key(time.time() if now is None else now)
+    costs = {c.vm_id: c for c in session.scalars(
+        select(VmMonthlyCost).where(VmMonthlyCost.month == month))}
+    vms = session.scalars(select(Vm).order_by(Vm.name).options(
+        selectinload(Vm.template).selectinload(VmTemplate.platform))).all()
+    facts = tuple(_facts(vm, costs.get(vm.id)) for vm in vms)
+    budget = get_setting(session, BUDGET_SETTING)
     return facts, float(budget) if budget else None
 
 
@@ -77,9 +76,16 @@ def _gauge(name: str, doc: str, *labels: str) -> GaugeMetricFamily:
 
 class VmsCollector(WordslabCollector):
     name = "vms"
+    output_from_sources_only = True
+
+    def __init__(self, settings):
+        super().__init__(settings)
+        self.config = config_db.shared(settings.db_path)
+        self.config.add_read("vms", load, ((), None))
+        self.sources = [self.config.source]
 
     def collect_metrics(self) -> Iterable[Metric]:
-        vms, budget = load(self.settings.db_path, time.time())
+        vms, budget = self.config.value("vms")
         info = _gauge("vm_info", "Cloud VM configured in the admin, value 1.",
                       "vm", "provider", "region", "gpu", "terminal_url", "dashboard_url")
         status = _gauge("vm_status", "VM status as a state set: 1 for its current status "

@@ -28,6 +28,13 @@ class Scrape:
         return [lbl for lbl, _ in self.series(name)]
 
 
+def refreshed(collector):
+    """The collector after one synchronous refresh of each of its background sources."""
+    for source in collector.sources:
+        source.refresh_now()
+    return collector
+
+
 def scrape(*collectors) -> Scrape:
     text = Exposition(list(collectors)).render().decode()
     samples = [s for family in text_string_to_metric_families(text) for s in family.samples]

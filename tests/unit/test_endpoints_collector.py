@@ -99,8 +99,11 @@ def test_missing_db_is_nothing_configured_and_corrupt_db_does_not_break_the_scra
     assert {dict(k)["endpoint"] for k in samples(text, "wordslab_endpoint_info")} == {"hermes-agent"}
     settings.db_path.write_bytes(b"this is not a sqlite database" * 100)
     text = scrape(collector)
-    assert 'wordslab_source_refresh_success{source="endpoints"} 0.0' in text
+    # The one DB reader fails and says so; the endpoints keep being probed from the last good rows.
+    assert 'wordslab_source_refresh_success{source="config_db"} 0.0' in text
+    assert 'wordslab_source_refresh_success{source="endpoints"} 1.0' in text
     assert 'wordslab_collector_success{collector="endpoints"} 1.0' in text
+    assert {dict(k)["endpoint"] for k in samples(text, "wordslab_endpoint_info")} == {"hermes-agent"}
 
 
 def test_a_row_that_cannot_be_probed_is_an_error_not_a_lost_source(vm_env):

@@ -10,10 +10,11 @@ from common.config import Settings
 from exporter.exposition import Exposition
 from common.store import connect, init_db, session_factory
 from common.store.jobs import JOB_STATUSES, Job, utcnow
+from tests.support.metrics import refreshed
 
 
 def _samples(collector) -> dict[str, list]:
-    text = Exposition([collector]).render().decode()
+    text = Exposition([refreshed(collector)]).render().decode()
     by_name: dict[str, list] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
@@ -84,7 +85,7 @@ def test_credentials_never_reach_metrics(vm_env):
     with sessions.begin() as s:  # a row written by something other than JobRunner.submit
         s.add(Job(kind="clone", target="https://bob:ghp_SECRET@example.org/x.git", status="running",
                   created_at=utcnow()))
-    text = Exposition([JobsCollector(Settings.from_env(vm_env))]).render().decode()
+    text = Exposition([refreshed(JobsCollector(Settings.from_env(vm_env)))]).render().decode()
     assert "ghp_SECRET" not in text and 'target="https://example.org/x.git"' in text
 
 
@@ -92,7 +93,7 @@ def test_exposition_passes_promtool(vm_env, tmp_path):
     sessions = _sessions(vm_env)
     with sessions.begin() as s:
         s.add(Job(kind="clone", target="a", status="running", progress=0.5, created_at=utcnow()))
-    text = Exposition([JobsCollector(Settings.from_env(vm_env))]).render()
+    text = Exposition([refreshed(JobsCollector(Settings.from_env(vm_env)))]).render()
     result = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, timeout=60)
     assert result.returncode == 0 and not result.stdout and not result.stderr, result.stdout + result.stderr
 

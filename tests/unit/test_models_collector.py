@@ -8,13 +8,7 @@ from common.store.models import record_speed, set_type_override
 from tests.fakes.model_files import hf_llm, provider_file
 from tests.fakes.ollama_server import fake_ollama, sample_state
 from tests.support.env import free_port
-from tests.support.metrics import promtool_problems, scrape
-
-
-def refreshed(collector: ModelsCollector) -> ModelsCollector:
-    for source in collector.sources:
-        source.refresh_now()
-    return collector
+from tests.support.metrics import promtool_problems, refreshed, scrape
 
 
 @pytest.fixture

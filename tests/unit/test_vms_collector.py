@@ -10,7 +10,7 @@ from admin.cloud import vm_status
 from common.store import connect, init_db, session_factory
 from common.store.settings import set_setting
 from common.store.vms import BUDGET_SETTING, VM_STATUSES, HostingPlatform, Vm, VmTemplate
-from tests.support.metrics import promtool_problems, scrape
+from tests.support.metrics import promtool_problems, refreshed, scrape
 
 HOUR = 3600.0
 
@@ -46,7 +46,7 @@ def _populate(settings, now):
 def test_vm_metrics_from_the_store(settings):
     now = time.time()
     _populate(settings, now)
-    result = scrape(VmsCollector(settings))
+    result = scrape(refreshed(VmsCollector(settings)))
     assert promtool_problems(result.text) == ""
     assert result.value("wordslab_collector_success", collector="vms") == 1.0
     assert result.labels("wordslab_vm_info")[0] == {
@@ -92,7 +92,7 @@ def test_full_month_cost_figures_are_exported_exactly(settings):
         vm.created_at = start - 20 * HOUR
     vm_status.refresh_costs(sessions, settings, clock=lambda: now, ask_provider=False)
     engine.dispose()
-    result = scrape(VmsCollector(settings))
+    result = scrape(refreshed(VmsCollector(settings)))
     elapsed = now - start
     expected_compute = elapsed / HOUR * 1.5
     expected_storage = (20 + 100) * 0.10 * elapsed / (end - start)  # running: both disks at 0.10
@@ -102,7 +102,7 @@ def test_full_month_cost_figures_are_exported_exactly(settings):
 
 def test_no_database_means_no_vms_and_no_failure(settings):
     assert not settings.db_path.exists()
-    result = scrape(VmsCollector(settings))
+    result = scrape(refreshed(VmsCollector(settings)))
     assert result.series("wordslab_vm_info") == []
     assert result.value("wordslab_cost_budget_month_usd") is None
     assert result.value("wordslab_collector_success", collector="vms") == 1.0
