@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -22,8 +23,8 @@ from common.config import Settings
 from admin.file_sd import remove_targets, write_targets
 from common.store.settings import get_setting
 from common.store.vms import (BILLED_STATUSES, COST_INTERVAL_SECONDS, DEFAULT_STATUS_INTERVAL_SECONDS,
-                         STATUS_INTERVAL_SETTING, HostingPlatform, Vm, VmInterval, VmMonthlyCost,
-                         VmTemplate)
+                              MISSING_ANSWERS, MISSING_MIN_SECONDS, STATUS_INTERVAL_SETTING,
+                              HostingPlatform, Vm, VmInterval, VmMonthlyCost, VmTemplate)
 from common.sources import vm_costs
 from admin.cloud.providers import InstanceState, ProviderClient, ProviderError, make_client, resolve_api_key
 
@@ -31,7 +32,7 @@ log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
 # States in which compute is surely not billed: an open interval closes.
-_NOT_BILLED = ("stopped", "terminated", "error")
+_NOT_BILLED = ("stopped", "terminated", "gone", "error")
 
 
 def client_for(platform: HostingPlatform, template: VmTemplate | None, settings: Settings,
@@ -59,7 +60,7 @@ def record_status(vm: Vm, status: str, now: float, provider_state: str = "") -> 
     elif status in _NOT_BILLED and open_interval is not None:
         open_interval.ended_at = now
         vm.last_stopped_at = now
-    if status == "terminated" and vm.terminated_at is None:
+    if status in ("terminated", "gone") and vm.terminated_at is None:
         vm.terminated_at = now
     vm.status = status
     if provider_state:
@@ -70,6 +71,7 @@ def apply_state(vm: Vm, state: InstanceState, now: float) -> None:
     record_status(vm, state.status, now, state.provider_state)
     vm.last_error = ""
     vm.status_checked_at = now
+    vm.missing_answers, vm.missing_since, vm.create_requested_at = 0, None, None
     if state.terminal_url:
         vm.terminal_url = state.terminal_url
     template = vm.template
@@ -81,30 +83,106 @@ def apply_state(vm: Vm, state: InstanceState, now: float) -> None:
 
 def apply_failure(vm: Vm, error: str, now: float) -> None:
     """Keep intervals as they are (we do not know), say what went wrong."""
-    vm.status = "unknown"
+    if vm.status != "creating":  # a half-done create stays one until the provider lists it
+        vm.status = "unknown"
     vm.last_error = error
     vm.status_checked_at = now
 
 
-def refresh_platform(session: Session, platform: HostingPlatform, settings: Settings, now: float) -> int:
-    """One provider call for all of the platform's live VMs. Returns how many were updated."""
-    vms = [vm for t in platform.templates for vm in t.vms
-           if vm.instance_id and vm.status != "terminated"]
-    if not vms:
-        return 0
-    try:
-        states = client_for(platform, vms[0].template, settings, provider_timeout(settings)).statuses()
-    except ProviderError as exc:
-        for vm in vms:
-            apply_failure(vm, str(exc), now)
-        return 0
-    for vm in vms:
-        state = states.get(vm.instance_id)
+def _when(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ts))
+
+
+def apply_missing(vm: Vm, provider: str, now: float) -> None:
+    """A successful answer left the instance out: "missing" until the rule of
+    common.store.vms (MISSING_ANSWERS answers over MISSING_MIN_SECONDS) says it is gone."""
+    vm.status_checked_at = now
+    vm.missing_answers = (vm.missing_answers or 0) + 1
+    if vm.missing_since is None:
+        vm.missing_since = now
+    seen = f"{vm.missing_answers} answer(s) since {_when(vm.missing_since)}"
+    settled = vm.missing_answers >= MISSING_ANSWERS and now - vm.missing_since >= MISSING_MIN_SECONDS
+    if vm.status == "creating":
+        if settled:
+            vm.status, vm.create_requested_at = "new", None
+            vm.missing_answers, vm.missing_since = 0, None
+            vm.last_error = (f"the create sent earlier never appeared at {provider} ({seen}): "
+                             "nothing was rented; you can create it again")
+        else:
+            vm.last_error = (f"create sent, instance id not recorded yet: waiting for {provider} to list "
+                             f"an instance named {vm.name} ({seen}); check its console if this lasts")
+        return
+    if settled:
+        record_status(vm, "gone", now, "not listed")
+        vm.last_error = (f"not listed by {provider} in {seen}: presumed terminated, billing presumed "
+                         "ended; check the provider's console before deleting this row")
+    else:
+        vm.status, vm.provider_state = "missing", "not listed"
+        vm.last_error = (f"not listed by {provider} ({seen}): it may still bill; stop or terminate it, "
+                         "or wait for the next answers")
+
+
+@dataclass
+class _Poll:
+    """What one platform's refresh asks for, read before the provider call."""
+    provider: str
+    client: ProviderClient | None
+    # vm id -> (instance id, status) as read: a row changed meanwhile is left to whoever changed it.
+    vms: dict[int, tuple[str | None, str]]
+    error: str = ""
+    states: dict[str, InstanceState] | None = None
+
+
+def _watched(vm: Vm) -> bool:
+    if vm.status == "creating":
+        return True
+    return bool(vm.instance_id) and vm.status not in ("terminated", "gone")
+
+
+def _plan(sessions: sessionmaker, settings: Settings) -> list[_Poll]:
+    polls = []
+    with sessions() as session:
+        for platform in session.scalars(select(HostingPlatform)):
+            vms = [vm for t in platform.templates for vm in t.vms if _watched(vm)]
+            if not vms:
+                continue
+            poll = _Poll(platform.provider, None, {vm.id: (vm.instance_id, vm.status) for vm in vms})
+            try:
+                poll.client = client_for(platform, vms[0].template, settings, provider_timeout(settings))
+            except ProviderError as exc:
+                poll.error = str(exc)
+            polls.append(poll)
+    return polls
+
+
+def _adopt(vm: Vm, states: dict[str, InstanceState], tracked: set[str]) -> InstanceState | None:
+    """The one listed instance named like this VM that no row tracks: a create whose id was lost."""
+    found = [s for i, s in states.items() if s.name == vm.name and i not in tracked]
+    return found[0] if len(found) == 1 else None
+
+
+def _apply(session: Session, poll: _Poll, now: float) -> int:
+    tracked = set(session.scalars(select(Vm.instance_id).where(Vm.instance_id.is_not(None))))
+    count = 0
+    for vm_id, seen in poll.vms.items():
+        vm = session.get(Vm, vm_id)
+        if vm is None or (vm.instance_id, vm.status) != seen:
+            continue  # deleted, or an action changed it while we asked
+        if poll.states is None:
+            apply_failure(vm, poll.error, now)
+            continue
+        state = poll.states.get(vm.instance_id) if vm.instance_id else _adopt(vm, poll.states, tracked)
         if state is None:
-            # Providers drop terminated instances from their lists.
-            state = InstanceState(vm.instance_id, "terminated", "gone")
+            apply_missing(vm, poll.provider, now)
+            continue
+        if not vm.instance_id:
+            log.warning("VM %s: adopting instance %s found by name at %s", vm.name, state.instance_id,
+                        poll.provider)
+            vm.instance_id = state.instance_id
+            vm.created_at = vm.create_requested_at or now
         apply_state(vm, state, now)
-    return len(vms)
+        count += 1
+    return count
 
 
 def sync_targets(settings: Settings, vm: Vm) -> None:
@@ -119,11 +197,25 @@ def sync_targets(settings: Settings, vm: Vm) -> None:
 
 
 def refresh_statuses(sessions: sessionmaker, settings: Settings, clock: Clock = time.time) -> int:
+    """Ask every platform for its instances and record what they say. Returns VMs updated.
+
+    Never holds a transaction across a provider call: read what to ask (session closed), ask
+    with no transaction open, then write the answers in one short transaction that re-reads
+    each row and skips one deleted or changed meanwhile.
+    """
+    polls = _plan(sessions, settings)
+    for poll in polls:
+        if poll.client is not None:
+            try:
+                poll.states = poll.client.statuses()
+            except ProviderError as exc:
+                poll.error = str(exc)
     now = clock()
+    count = 0
     with sessions.begin() as session:
-        count = 0
-        for platform in session.scalars(select(HostingPlatform)):
-            count += refresh_platform(session, platform, settings, now)
+        for poll in polls:
+            count += _apply(session, poll, now)
+    with sessions() as session:
         for vm in session.scalars(select(Vm)):
             sync_targets(settings, vm)
     return count
@@ -154,24 +246,35 @@ def store_cost(session: Session, vm: Vm, cost: vm_costs.MonthCost, now: float) -
 
 def refresh_costs(sessions: sessionmaker, settings: Settings, clock: Clock = time.time,
                   ask_provider: bool = True) -> int:
-    """This month's cost of every VM that exists or existed; provider billing where offered."""
+    """This month's cost of every VM that exists or existed; provider billing where offered.
+
+    The billing calls run with no transaction open; the costs are written in a short one after.
+    """
     now = clock()
     start, end = vm_costs.month_bounds(now)
+    billed: dict[int, dict] = {}  # platform id -> instance id -> BilledCost
+    if ask_provider:
+        asks = []
+        with sessions() as session:
+            for platform in session.scalars(select(HostingPlatform)):
+                vms = [vm for t in platform.templates for vm in t.vms if vm.created_at is not None]
+                if vms:
+                    try:
+                        client = client_for(platform, vms[0].template, settings, provider_timeout(settings))
+                    except ProviderError as exc:
+                        log.warning("billing of %s unavailable: %s", platform.name, exc)
+                        continue
+                    asks.append((platform.id, platform.name, client, [vm.instance_id for vm in vms]))
+        for platform_id, name, client, instance_ids in asks:
+            try:
+                billed[platform_id] = client.billing(instance_ids, start, min(end, now)) or {}
+            except ProviderError as exc:  # the estimate stands
+                log.warning("billing of %s unavailable: %s", name, exc)
     count = 0
     with sessions.begin() as session:
         for platform in session.scalars(select(HostingPlatform)):
-            vms = [vm for t in platform.templates for vm in t.vms if vm.created_at is not None]
-            if not vms:
-                continue
-            billed = {}
-            if ask_provider:
-                try:
-                    client = client_for(platform, vms[0].template, settings, provider_timeout(settings))
-                    billed = client.billing([vm.instance_id for vm in vms], start, min(end, now)) or {}
-                except ProviderError as exc:  # the estimate stands
-                    log.warning("billing of %s unavailable: %s", platform.name, exc)
-            for vm in vms:
-                cost = vm_costs.reconcile(estimate_month(vm, now), billed.get(vm.instance_id))
+            for vm in (vm for t in platform.templates for vm in t.vms if vm.created_at is not None):
+                cost = vm_costs.reconcile(estimate_month(vm, now), billed.get(platform.id, {}).get(vm.instance_id))
                 store_cost(session, vm, cost, now)
                 count += 1
     return count

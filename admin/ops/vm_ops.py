@@ -1,19 +1,26 @@
 """Create / start / stop / terminate a cloud VM at its provider, and record what follows.
 
-Each action is one provider call (bounded by the client's timeout), then the recorded
-status, running intervals, this month's cost and Prometheus' file_sd targets follow.
+Each action is one provider call (bounded by the client's timeout), made with no database
+transaction open (SQLite's write lock is never held across the network): a short transaction
+checks and claims the row, the call runs, a short transaction records its result. A create
+records its intent ("creating", committed) BEFORE the call, so an instance the provider
+accepted is never lost: if recording its id fails, the status refresh adopts it by name.
 """
 from __future__ import annotations
 
+import logging
 import time
 from typing import Callable
 
+from sqlalchemy import update
 from sqlalchemy.orm import sessionmaker
 
 from common.config import Settings
 from admin.cloud import vm_status
-from admin.cloud.providers import CreateRequest, ProviderError
-from common.store.vms import Vm
+from admin.cloud.providers import CreateRequest, ProviderClient, ProviderError, ProviderRefused
+from common.store.vms import MAY_BILL_STATUSES, Vm
+
+log = logging.getLogger(__name__)
 
 ACTIONS = ("create", "start", "stop", "terminate")
 # Actions that spend money or lose data: refused unless the user ticked "confirm".
@@ -23,10 +30,12 @@ _EXPECTED = {"start": "starting", "stop": "stopped", "terminate": "terminated"}
 
 
 class VmActionError(Exception):
-    """The action was refused or failed; the message is for the user. Nothing was changed."""
+    """The action was refused or failed; the message is for the user."""
 
 
 def allowed_actions(vm: Vm) -> tuple[str, ...]:
+    if vm.status == "creating":
+        return ()  # no instance id yet: the status refresh completes or undoes it
     if not vm.instance_id:
         return ("create",) if vm.status != "terminated" else ()
     if vm.status == "terminated":
@@ -34,10 +43,15 @@ def allowed_actions(vm: Vm) -> tuple[str, ...]:
     actions = []
     if vm.status in ("stopped", "error", "unknown"):
         actions.append("start")
-    if vm.status in ("starting", "running", "stopping", "unknown"):
+    if vm.status in ("starting", "running", "stopping", "unknown", "missing"):
         actions.append("stop")
     actions.append("terminate")
     return tuple(actions)
+
+
+def may_bill(vm: Vm) -> bool:
+    """The provider may still bill for it: its row must stay until it is terminated or gone."""
+    return vm.status in MAY_BILL_STATUSES and (bool(vm.instance_id) or vm.status == "creating")
 
 
 def confirmation_text(vm: Vm, action: str) -> str | None:
@@ -51,47 +65,96 @@ def confirmation_text(vm: Vm, action: str) -> str | None:
     return None
 
 
+# Test seam: runs in the transaction that records a create's result (a test makes it raise).
+before_create_recorded: Callable[[Vm], None] = lambda vm: None
+
+
 def run_action(sessions: sessionmaker, settings: Settings, vm_id: int, action: str, confirmed: bool,
                clock: Callable[[], float] = time.time) -> str:
     """Do `action` on VM `vm_id`. Returns a message for the user; raises VmActionError."""
     if action not in ACTIONS:
         raise VmActionError(f"unknown action {action!r}")
-    name = f"VM {vm_id}"
+    name, provider, client, request, seen = _claim(sessions, settings, vm_id, action, confirmed, clock)
+    try:
+        if action == "create":
+            state = client.create(request)
+        elif action == "start":
+            new_id = client.start(seen[0])
+        else:
+            getattr(client, action)(seen[0])
+    except ProviderError as exc:
+        surely_nothing = isinstance(exc, ProviderRefused)
+        _record_failure(sessions, vm_id, action, str(exc), surely_nothing)
+        if action == "create" and not surely_nothing:
+            raise VmActionError(f"create {name}: {provider} may have created it ({exc}); it is shown as "
+                                "creating until the status refresh finds it or finds it never was") from None
+        raise VmActionError(f"{action} {name} failed: {exc}") from None
     try:
         with sessions.begin() as session:
             vm = session.get(Vm, vm_id)
-            if vm is None:
-                raise VmActionError("no such VM")
-            name, provider = vm.name, vm.template.platform.provider
-            if action not in allowed_actions(vm):
-                raise VmActionError(f"cannot {action} {name} while it is {vm.status}")
-            if action in NEEDS_CONFIRMATION and not confirmed:
-                raise VmActionError(f"{action} {name} not done: tick the confirmation box first "
-                                    f"({confirmation_text(vm, action)})")
-            _call_provider(vm, action, settings, clock)
-    except ProviderError as exc:
-        # The transaction rolled back: the row is as it was; the error is noted on the VM.
-        _note_error(sessions, vm_id, str(exc))
-        raise VmActionError(f"{action} {name} failed: {exc}") from None
+            if action == "create":
+                before_create_recorded(vm)
+                vm.instance_id = state.instance_id
+                vm.created_at = clock()
+                vm_status.apply_state(vm, state, vm.created_at)
+            elif vm is not None and vm.instance_id == seen[0]:
+                if action == "start":
+                    vm.instance_id = new_id
+                vm_status.record_status(vm, _EXPECTED[action], clock())
+                vm.last_error = ""
+    except Exception:
+        if action != "create":
+            raise
+        # The provider runs it: never lose its id. The row stays "creating"; the refresh adopts it.
+        log.exception("VM %s: %s created instance %s but recording it failed; the status refresh "
+                      "adopts it by name", name, provider, state.instance_id)
+        return (f"create {name}: accepted by {provider} (instance {state.instance_id}) but not recorded yet; "
+                "it shows as creating until the status refresh adopts it")
     _follow_up(sessions, settings, clock)
     return f"{action} {name}: accepted by {provider}"
 
 
-def _call_provider(vm: Vm, action: str, settings: Settings, clock) -> None:
-    client = vm_status.client_for(vm.template.platform, vm.template, settings,
-                                  vm_status.provider_timeout(settings))
-    if action == "create":
-        state = client.create(_create_request(vm))
-        vm.instance_id = state.instance_id
-        vm.created_at = clock()
-        vm_status.apply_state(vm, state, vm.created_at)
-    else:
-        if action == "start":
-            vm.instance_id = client.start(vm.instance_id)
-        else:
-            getattr(client, action)(vm.instance_id)
-        vm_status.record_status(vm, _EXPECTED[action], clock())
-        vm.last_error = ""
+def _claim(sessions: sessionmaker, settings: Settings, vm_id: int, action: str, confirmed: bool,
+           clock) -> tuple[str, str, ProviderClient, CreateRequest | None, tuple[str | None, str]]:
+    """Check the action and take the row for it in one short transaction (a create commits its
+    intent here); returns what the provider call needs. Raises VmActionError."""
+    with sessions.begin() as session:
+        vm = session.get(Vm, vm_id)
+        if vm is None:
+            raise VmActionError("no such VM")
+        name, provider = vm.name, vm.template.platform.provider
+        if action not in allowed_actions(vm):
+            raise VmActionError(f"cannot {action} {name} while it is {vm.status}")
+        if action in NEEDS_CONFIRMATION and not confirmed:
+            raise VmActionError(f"{action} {name} not done: tick the confirmation box first "
+                                f"({confirmation_text(vm, action)})")
+        try:
+            client = vm_status.client_for(vm.template.platform, vm.template, settings,
+                                          vm_status.provider_timeout(settings))
+        except ProviderError as exc:
+            raise VmActionError(f"{action} {name} failed: {exc}") from None
+        seen = (vm.instance_id, vm.status)
+        request = _create_request(vm) if action == "create" else None
+        if action == "create":
+            # Conditional: of two concurrent creates, one claims the row, the other is refused.
+            claimed = session.execute(
+                update(Vm).where(Vm.id == vm_id, Vm.instance_id.is_(None), Vm.status == vm.status)
+                .values(status="creating", create_requested_at=clock(), last_error="",
+                        missing_answers=0, missing_since=None)
+                .execution_options(synchronize_session=False)).rowcount
+            if not claimed:
+                raise VmActionError(f"cannot create {name}: it changed meanwhile, reload the page")
+    return name, provider, client, request, seen
+
+
+def _record_failure(sessions: sessionmaker, vm_id: int, action: str, error: str, surely_nothing: bool) -> None:
+    with sessions.begin() as session:
+        vm = session.get(Vm, vm_id)
+        if vm is None:
+            return
+        vm.last_error = error
+        if action == "create" and surely_nothing and vm.status == "creating" and not vm.instance_id:
+            vm.status, vm.create_requested_at = "new", None
 
 
 def _create_request(vm: Vm) -> CreateRequest:
@@ -100,13 +163,6 @@ def _create_request(vm: Vm) -> CreateRequest:
                          vcpus=t.vcpus, ram_gb=t.ram_gb, container_gb=vm.container_gb,
                          volume_gb=vm.volume_gb, image=t.image,
                          ports=(t.dashboard_port, t.exporter_port) if t.runs_dashboard else (t.dashboard_port,))
-
-
-def _note_error(sessions: sessionmaker, vm_id: int, error: str) -> None:
-    with sessions.begin() as session:
-        vm = session.get(Vm, vm_id)
-        if vm is not None:
-            vm.last_error = error
 
 
 def _follow_up(sessions: sessionmaker, settings: Settings, clock) -> None:

@@ -18,7 +18,7 @@ from common.store.settings import get_setting, set_setting
 from common.store.vms import (BUDGET_SETTING, PROVIDERS, STATUS_INTERVAL_SETTING, HostingPlatform, Vm,
                                 VmTemplate)
 
-from admin.ops.vm_ops import VmActionError, allowed_actions, confirmation_text, run_action
+from admin.ops.vm_ops import VmActionError, allowed_actions, confirmation_text, may_bill, run_action
 from admin.security import SecureBaseView, SecureModelView, confirmed, csrf_token, mask_secret
 from admin.validation import check_env_var_name, check_http_url, check_name, check_unique_name
 
@@ -134,7 +134,8 @@ def _cost_cell(view, context, vm, name):
 
 def _status_cell(view, context, vm, name):
     colour = {"running": "success", "starting": "info", "stopping": "info", "stopped": "secondary",
-              "error": "danger", "unknown": "warning", "terminated": "dark"}.get(vm.status, "light")
+              "error": "danger", "unknown": "warning", "missing": "warning", "creating": "warning",
+              "gone": "dark", "terminated": "dark"}.get(vm.status, "light")
     badge = f'<span class="badge badge-{colour} vm-status">{escape(vm.status)}</span>'
     if vm.last_error:
         badge += f'<br><small class="text-danger vm-error">{escape(vm.last_error)}</small>'
@@ -205,7 +206,8 @@ class VmView(SecureModelView):
         check_unique_name(self, model, "VM")
         if model.template is None:
             raise ValidationError("choose a VM template")
-        if not is_created and model.instance_id:
+        if not is_created and (model.instance_id or model.status == "creating"):
+            # The name is how a half-recorded create is found again at the provider.
             state = sa_inspect(model)
             for field in ("name", "template", "container_gb", "volume_gb"):
                 if state.attrs[field].history.has_changes():
@@ -215,8 +217,8 @@ class VmView(SecureModelView):
             model.status = "new"
 
     def on_model_delete(self, model):
-        if model.instance_id and model.status != "terminated":
-            raise ValidationError(f"{model.name} still exists at {model.template.platform.provider} "
+        if may_bill(model):
+            raise ValidationError(f"{model.name} may still exist at {model.template.platform.provider} "
                                   f"({model.status}): terminate it first, nothing was deleted")
 
     @expose("/action/<int:vm_id>/<action>/", methods=["POST"])

@@ -13,10 +13,23 @@ from common.store.db import Base
 
 PROVIDERS = ("runpod.io", "vast.ai", "jarvislabs.ai")
 
-# Our status vocabulary; each provider client maps its own states onto it.
-VM_STATUSES = ("new", "starting", "running", "stopping", "stopped", "terminated", "error", "unknown")
+# Our status vocabulary; each provider client maps its own states onto it, and the admin adds
+# "creating" (a create was sent, its instance id not recorded yet), "missing" (the provider's
+# list left the instance out: it may still bill) and "gone" (left out long enough, see below).
+VM_STATUSES = ("new", "creating", "starting", "running", "stopping", "stopped", "missing", "gone",
+               "terminated", "error", "unknown")
 # While in these states the provider bills compute (a loading instance is already rented).
 BILLED_STATUSES = ("starting", "running")
+# The provider may still bill in these: the row cannot be deleted, stop/terminate stay offered.
+MAY_BILL_STATUSES = ("creating", "starting", "running", "stopping", "stopped", "missing", "error", "unknown")
+
+# The "gone" rule: an instance the provider's successful list answers leave out is "missing"
+# (intervals stay open, buttons stay) until it is left out of MISSING_ANSWERS consecutive
+# answers spanning at least MISSING_MIN_SECONDS; then it is "gone" (billing presumed ended
+# then, row deletable). A half-done create ("creating") that never appears goes back to "new"
+# under the same rule. One answer that lies never loses a VM.
+MISSING_ANSWERS = 3
+MISSING_MIN_SECONDS = 600.0
 
 # Settings keys (common.store.settings) the admin edits and the collector publishes.
 BUDGET_SETTING = "vm_cost_budget_month_usd"
@@ -98,6 +111,12 @@ class Vm(Base):
     last_started_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     last_stopped_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     status_checked_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # When the create was sent (the intent, committed before the provider call): the status
+    # refresh adopts the provider's instance of this VM's name if recording its id failed.
+    create_requested_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # Consecutive successful provider answers that left the instance out, since when.
+    missing_answers: Mapped[int] = mapped_column(Integer, default=0)
+    missing_since: Mapped[float | None] = mapped_column(Float, nullable=True)
 
     template: Mapped[VmTemplate] = relationship(back_populates="vms")
     intervals: Mapped[list["VmInterval"]] = relationship(

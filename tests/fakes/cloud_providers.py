@@ -4,6 +4,11 @@ clients use, with each provider's instance state machine and failure knobs.
     fake = FakeRunpod()
     with serve(fake) as base_url: ...           # or world.serve(fake.handler())
     fake.fail = "timeout" | "401" | "500" | "malformed" | None
+    fake.delay_seconds = 14        # a slow provider: every call answers after this long
+    fake.hidden = {"pod1"}         # list answers leave these instances out (a provider that lies)
+    fake.lose_create_answer = 502  # rent the next create, then answer this status instead (a
+                                   # create the provider accepted but whose answer was lost)
+    fake.on_call = fn              # fn(method, path) called after the call was done, before answering
 
 State machines (one status read moves a booting instance on):
     Runpod:     create -> RUNNING (no runtime, then runtime) -> podStop EXITED -> podResume RUNNING;
@@ -34,6 +39,10 @@ class FakeProvider:
         self.hang_seconds = hang_seconds
         self.instances: dict[str, dict] = {}
         self.fail: str | None = None
+        self.delay_seconds = 0.0
+        self.hidden: set[str] = set()
+        self.lose_create_answer: int | None = None
+        self.on_call = None
         # (method, path-with-query, authorization header) of every request, for assertions.
         self.requests: list[tuple[str, str, str]] = []
         self.lock = threading.Lock()
@@ -42,7 +51,14 @@ class FakeProvider:
     def next_id(self) -> str:
         return str(next(self._ids))
 
+    def listed(self) -> list[tuple[str, dict]]:
+        """(id, instance) pairs a list answer shows: all but the hidden ones."""
+        return [(k, v) for k, v in self.instances.items() if k not in self.hidden]
+
     def route(self, method: str, path: str, query: dict, body) -> tuple[int, object]:
+        raise NotImplementedError
+
+    def is_create(self, method: str, path: str, body) -> bool:
         raise NotImplementedError
 
     def handler(self) -> type[BaseHTTPRequestHandler]:
@@ -70,8 +86,17 @@ class FakeProvider:
                     body = json.loads(raw) if raw else None
                 except ValueError:
                     return self._send(400, {"error": "bad json"})
+                if fake.delay_seconds:
+                    time.sleep(fake.delay_seconds)
                 with fake.lock:
                     status, payload = fake.route(self.command, split.path, parse_qs(split.query), body)
+                    broken = None
+                    if fake.lose_create_answer and fake.is_create(self.command, split.path, body):
+                        broken, fake.lose_create_answer = fake.lose_create_answer, None
+                if fake.on_call is not None:
+                    fake.on_call(self.command, split.path)
+                if broken:
+                    return self._send(broken, {"error": "upstream connection lost"})
                 self._send(status, payload)
 
             _send = send_json
@@ -83,6 +108,9 @@ class FakeProvider:
 
 class FakeRunpod(FakeProvider):
     provider = "runpod.io"
+
+    def is_create(self, method, path, body):
+        return path == "/graphql" and "podFindAndDeployOnDemand" in (body or {}).get("query", "")
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -102,7 +130,7 @@ class FakeRunpod(FakeProvider):
                                       "runtime": None, "input": data_input}
             return 200, {"data": {"podFindAndDeployOnDemand": {"id": pod_id, "desiredStatus": "RUNNING"}}}
         if "myself" in q:
-            pods = [dict(p) for p in self.instances.values()]
+            pods = [dict(p) for _, p in self.listed()]
             for pod in self.instances.values():  # booted by the time anyone looks again
                 if pod["desiredStatus"] == "RUNNING":
                     pod["runtime"] = {"uptimeInSeconds": 1}
@@ -136,6 +164,9 @@ class FakeRunpod(FakeProvider):
 class FakeVast(FakeProvider):
     provider = "vast.ai"
 
+    def is_create(self, method, path, body):
+        return method == "PUT" and path.startswith("/asks/")
+
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.offers = [{"id": 9001, "gpu_name": "RTX 4090", "num_gpus": 1, "dph_total": 0.4}]
@@ -154,7 +185,7 @@ class FakeVast(FakeProvider):
                                        "ports": {}, "disk_space": body.get("disk")}
             return 200, {"success": True, "new_contract": int(inst_id)}
         if parts == ["instances"] and method == "GET":
-            listed = [dict(i) for i in self.instances.values()]
+            listed = [dict(i) for _, i in self.listed()]
             for inst in self.instances.values():
                 if inst["intended_status"] == "running":
                     inst["actual_status"] = "loading" if inst["actual_status"] is None else "running"
@@ -179,9 +210,12 @@ class FakeVast(FakeProvider):
 class FakeJarvislabs(FakeProvider):
     provider = "jarvislabs.ai"
 
+    def is_create(self, method, path, body):
+        return method == "POST" and path.startswith("/templates/") and path.endswith("/create")
+
     def route(self, method, path, query, body):
         if path == "/users/fetch" and method == "GET":
-            listed = [dict(i) for i in self.instances.values()]
+            listed = [dict(i) for _, i in self.listed()]
             for inst in self.instances.values():
                 if inst["status"] in ("Creating", "Resuming"):
                     inst["status"] = "Running"

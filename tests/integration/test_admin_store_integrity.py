@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 
 import pytest
 import requests
 
 from tests.support.admin_http import AdminHttp
 from tests.support.admin_server import start_admin
+from tests.support.polling import wait_for
 from tests.support.prometheus import start_exporter
 
 
@@ -76,15 +76,6 @@ def _metric_budget(address: str) -> str | None:
     return None
 
 
-def _wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
 
 def test_admin_writes_survive_reader_processes_and_the_exporter_and_a_restart(root, tmp_path):
     server = start_admin(root)
@@ -98,7 +89,7 @@ def test_admin_writes_survive_reader_processes_and_the_exporter_and_a_restart(ro
             _save_budget(web, str(value))
             if value % 4 == 0:
                 _sqlite3(server.db_path, "select count(*) from sqlite_master")
-                _wait_for(lambda: _metric_budget(address) == f"{value:.1f}", 30,
+                wait_for(lambda: _metric_budget(address) == f"{value:.1f}", 30,
                           f"the exporter to read budget {value}")
             assert _budget_from_file(server.db_path) == str(value)
         for reader in readers:

@@ -227,3 +227,158 @@ def test_running_dashboard_vm_becomes_a_prometheus_target(client, env):
         _action(client, vm.id, "stop")
         assert not target_file.exists()
         connect_engine.dispose()
+
+
+def _refresh(env, at: float | None = None) -> None:
+    """One status refresh, as the admin's background thread does it (optionally at a given time)."""
+    from common.config import Settings
+    from admin.cloud.vm_status import refresh_statuses
+    engine = connect(env["WORDSLAB_DASHBOARD_DB"])
+    try:
+        clock = (lambda: at) if at is not None else __import__("time").time
+        refresh_statuses(session_factory(engine), Settings.from_env(env), clock)
+    finally:
+        engine.dispose()
+
+
+def _delete(client, vm_id):
+    return client.post("/admin/vms/delete/", data={"id": str(vm_id), "csrf_token": csrf_from(
+        client.get("/admin/vms/").text)}, follow_redirects=True).text
+
+
+def _created_vm(client, env, provider):
+    fake = FAKES[provider]()
+    stack = serve(fake)
+    base_url = stack.__enter__()
+    _platform(client, base_url, provider)
+    _template(client, _rows(env, HostingPlatform)[0].id)
+    _vm(client, _rows(env, VmTemplate)[0].id)
+    return fake, stack, _vm_row(env)
+
+
+@pytest.mark.parametrize("provider", list(FAKES))
+def test_one_answer_that_leaves_a_live_instance_out_never_loses_the_vm(client, env, provider):
+    fake, stack, vm = _created_vm(client, env, provider)
+    try:
+        _action(client, vm.id, "create", confirm=True)
+        vm = _vm_row(env)
+        fake.hidden = {vm.instance_id}  # the provider lies once
+        _refresh(env)
+        vm = _vm_row(env)
+        assert vm.status == "missing" and vm.terminated_at is None
+        assert "it may still bill" in vm.last_error
+        page = client.get("/admin/vms/").text
+        assert 'data-action="stop"' in page and 'data-action="terminate"' in page
+        assert "may still exist" in _delete(client, vm.id) and len(_rows(env, Vm)) == 1
+        assert [i.ended_at for i in _rows(env, VmInterval)] == [None]  # still counted as billing
+        fake.hidden = set()
+        _refresh(env)
+        vm = _vm_row(env)
+        assert vm.status == "running" and vm.missing_answers == 0 and vm.last_error == ""
+        assert len(_rows(env, VmInterval)) == 1  # the same interval, never closed
+    finally:
+        stack.__exit__(None, None, None)
+
+
+def test_an_instance_left_out_long_enough_is_gone_and_shown_so(client, env):
+    from common.store.vms import MISSING_ANSWERS, MISSING_MIN_SECONDS
+    fake, stack, vm = _created_vm(client, env, "runpod.io")
+    try:
+        _action(client, vm.id, "create", confirm=True)
+        fake.hidden = {_vm_row(env).instance_id}
+        t0 = 2_000_000_000.0
+        for i in range(MISSING_ANSWERS + 2):  # enough answers, but all within the minimum time
+            _refresh(env, t0 + i)
+        assert _vm_row(env).status == "missing"
+        assert "may still exist" in _delete(client, vm.id)
+        _refresh(env, t0 + MISSING_MIN_SECONDS)
+        vm = _vm_row(env)
+        assert vm.status == "gone" and vm.terminated_at == t0 + MISSING_MIN_SECONDS
+        assert "presumed terminated" in vm.last_error
+        assert all(i.ended_at is not None for i in _rows(env, VmInterval))
+        page = client.get("/admin/vms/").text
+        assert ">gone<" in page and "presumed terminated" in page
+        assert 'data-action="terminate"' in page  # still offered, in case the rule was wrong
+        assert "may still exist" not in _delete(client, vm.id) and _rows(env, Vm) == []
+    finally:
+        stack.__exit__(None, None, None)
+
+
+def test_a_create_the_provider_accepted_but_that_could_not_be_recorded_is_adopted(client, env, monkeypatch):
+    from admin.ops import vm_ops
+
+    def fail(vm):
+        raise RuntimeError("disk full")
+    monkeypatch.setattr(vm_ops, "before_create_recorded", fail)
+    fake, stack, vm = _created_vm(client, env, "vast.ai")
+    try:
+        page = _action(client, vm.id, "create", confirm=True).text
+        (instance_id,) = fake.instances
+        assert f"accepted by vast.ai (instance {instance_id}) but not recorded yet" in page
+        vm = _vm_row(env)
+        assert (vm.status, vm.instance_id) == ("creating", None) and vm.create_requested_at
+        page = client.get("/admin/vms/").text
+        assert ">creating<" in page
+        assert "may still exist" in _delete(client, vm.id)
+        _refresh(env)
+        vm = _vm_row(env)
+        assert (vm.status, vm.instance_id) in {("starting", instance_id), ("running", instance_id)}
+        assert vm.created_at is not None and vm.create_requested_at is None
+        assert len(_rows(env, VmInterval)) == 1
+    finally:
+        stack.__exit__(None, None, None)
+
+
+@pytest.mark.parametrize("provider", list(FAKES))
+def test_a_create_whose_answer_was_lost_shows_as_creating_and_is_adopted(client, env, provider):
+    fake, stack, vm = _created_vm(client, env, provider)
+    try:
+        fake.lose_create_answer = 502  # the provider rents it, the answer never arrives intact
+        page = _action(client, vm.id, "create", confirm=True).text
+        assert f"create box: {provider} may have created it" in page
+        assert len(fake.instances) == 1
+        assert _vm_row(env).status == "creating"
+        assert "waiting for" not in _vm_row(env).last_error  # the call's own error until a refresh
+        _refresh(env)
+        vm = _vm_row(env)
+        assert vm.instance_id == next(iter(fake.instances)) and vm.status in ("starting", "running")
+    finally:
+        stack.__exit__(None, None, None)
+
+
+def test_a_create_that_never_appears_goes_back_to_new_under_the_rule(client, env):
+    from common.store.vms import MISSING_ANSWERS, MISSING_MIN_SECONDS
+    fake, stack, vm = _created_vm(client, env, "runpod.io")
+    try:
+        fake.lose_create_answer = 502
+        _action(client, vm.id, "create", confirm=True)
+        fake.instances.clear()  # it never existed after all
+        t0 = 2_000_000_000.0
+        _refresh(env, t0)
+        vm = _vm_row(env)
+        assert vm.status == "creating" and "waiting for runpod.io to list an instance named box" in vm.last_error
+        page = client.get("/admin/vms/").text
+        assert 'data-action="create"' not in page  # no second rent while the first may exist
+        for i in range(1, MISSING_ANSWERS - 1):
+            _refresh(env, t0 + i)
+        _refresh(env, t0 + MISSING_MIN_SECONDS)
+        vm = _vm_row(env)
+        assert vm.status == "new" and "nothing was rented" in vm.last_error
+        assert 'data-action="create"' in client.get("/admin/vms/").text
+    finally:
+        stack.__exit__(None, None, None)
+
+
+def test_a_refused_create_changes_nothing_and_can_be_retried(client, env):
+    fake, stack, vm = _created_vm(client, env, "jarvislabs.ai")
+    try:
+        fake.fail = "401"
+        page = _action(client, vm.id, "create", confirm=True).text
+        assert "create box failed: jarvislabs.ai POST" in page and "API key refused" in page
+        vm = _vm_row(env)
+        assert (vm.status, vm.instance_id) == ("new", None) and not fake.instances
+        fake.fail = None
+        _action(client, vm.id, "create", confirm=True)
+        assert len(fake.instances) == 1
+    finally:
+        stack.__exit__(None, None, None)

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Mapping
 
 from admin.cloud.providers.base import (BilledCost, CreateRequest, InstanceState, ProviderAuthError,  # noqa: F401
-                   ProviderClient, ProviderError)
+                   ProviderClient, ProviderError, ProviderRefused)
 from admin.cloud.providers.jarvislabs import JarvislabsClient
 from admin.cloud.providers.runpod import RunpodClient
 from admin.cloud.providers.vastai import VastClient

@@ -18,10 +18,18 @@ DEFAULT_TIMEOUT_SECONDS = 15.0
 
 
 class ProviderError(Exception):
-    """A provider call failed; the message says why, for the user."""
+    """A provider call failed; the message says why, for the user.
+
+    A plain ProviderError may have taken effect at the provider (a timeout, a 5xx, an answer
+    we could not read): a create that fails so is recorded as half-done, never forgotten.
+    """
 
 
-class ProviderAuthError(ProviderError):
+class ProviderRefused(ProviderError):
+    """The provider said no (HTTP 4xx or an API-level refusal): the call surely did nothing."""
+
+
+class ProviderAuthError(ProviderRefused):
     """The provider refused the API key (401/403)."""
 
 
@@ -47,6 +55,7 @@ class InstanceState:
     terminal_url: str = ""
     # private port -> public base URL ("https://abc-8888.proxy.runpod.net")
     public_urls: dict[int, str] = field(default_factory=dict)
+    name: str = ""         # the name given at create: how a half-recorded create is found again
 
 
 class ProviderClient:
@@ -104,6 +113,8 @@ class ProviderClient:
             raise ProviderError(f"{what}: cannot connect ({type(exc).__name__})") from None
         if response.status_code in (401, 403):
             raise ProviderAuthError(f"{what}: API key refused (HTTP {response.status_code})")
+        if 400 <= response.status_code < 500:
+            raise ProviderRefused(f"{what}: HTTP {response.status_code} {_short(response.text)}")
         if response.status_code >= 400:
             raise ProviderError(f"{what}: HTTP {response.status_code} {_short(response.text)}")
         if not response.content:

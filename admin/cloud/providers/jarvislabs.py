@@ -16,7 +16,7 @@ URL), and a resume may answer a new machine_id (we keep tracking the old one).
 from __future__ import annotations
 
 from common.urls import public_url
-from admin.cloud.providers.base import CreateRequest, InstanceState, ProviderClient, ProviderError, expect
+from admin.cloud.providers.base import CreateRequest, InstanceState, ProviderClient, ProviderError, ProviderRefused, expect
 
 STATES = {"running": "running", "paused": "stopped", "failed": "error", "creating": "starting",
           "resuming": "starting", "pausing": "stopping", "destroying": "stopping",
@@ -47,12 +47,13 @@ class JarvislabsClient(ProviderClient):
         # The instance URL is JupyterLab (with its terminal); its ?token= never leaves here.
         terminal = public_url(str(inst.get("url") or "")) if status == "running" else ""
         return InstanceState(machine_id, status, state, terminal_url=terminal,
-                             public_urls=urls if status == "running" else {})
+                             public_urls=urls if status == "running" else {},
+                             name=str(inst.get("name") or ""))
 
     def _post(self, path: str, body: dict | None = None, params: dict | None = None) -> dict:
         answer = expect(self._call("POST", path, json=body, params=params), dict, f"jarvislabs {path}")
         if not _succeeded(answer):
-            raise ProviderError(f"jarvislabs.ai: {answer.get('error') or answer.get('message') or 'refused'}")
+            raise ProviderRefused(f"jarvislabs.ai: {answer.get('error') or answer.get('message') or 'refused'}")
         return answer
 
     def create(self, request: CreateRequest) -> InstanceState:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from admin.cloud.providers.base import BilledCost, CreateRequest, InstanceState, ProviderClient, ProviderError, expect
+from admin.cloud.providers.base import BilledCost, CreateRequest, InstanceState, ProviderClient, ProviderRefused, expect
 
 # desiredStatus -> ours. RUNNING without a runtime yet means the container is still starting.
 STATES = {"RUNNING": "running", "CREATED": "starting", "RESTARTING": "starting",
@@ -52,7 +52,7 @@ class RunpodClient(ProviderClient):
         if payload.get("errors"):
             first = payload["errors"][0]
             message = first.get("message") if isinstance(first, dict) else str(first)
-            raise ProviderError(f"runpod: {message}")
+            raise ProviderRefused(f"runpod: {message}")
         return expect(payload.get("data"), dict, "runpod graphql data")
 
     def _state(self, pod: dict) -> InstanceState:
@@ -62,7 +62,7 @@ class RunpodClient(ProviderClient):
         urls = {p: proxy_url(pod_id, p) for p in self.ports} if status == "running" else {}
         return InstanceState(pod_id, status, desired,
                              terminal_url=f"https://console.runpod.io/pods?id={pod_id}",
-                             public_urls=urls)
+                             public_urls=urls, name=str(pod.get("name") or ""))
 
     def create(self, request: CreateRequest) -> InstanceState:
         pod_input = {"cloudType": "ALL", "name": request.name, "gpuTypeId": request.gpu,

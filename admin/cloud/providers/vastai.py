@@ -16,7 +16,7 @@ Not verified: "loading"/"stopped"/"destroying" as actual_status words, the docke
 """
 from __future__ import annotations
 
-from admin.cloud.providers.base import BilledCost, CreateRequest, InstanceState, ProviderClient, ProviderError, expect
+from admin.cloud.providers.base import BilledCost, CreateRequest, InstanceState, ProviderClient, ProviderError, ProviderRefused, expect
 
 # actual_status -> ours; "loading" is the image pull/boot, already billed.
 STATES = {"created": "starting", "loading": "starting", "running": "running",
@@ -48,7 +48,8 @@ class VastClient(ProviderClient):
             if host and private.isdigit() and isinstance(mappings, list) and mappings:
                 urls[int(private)] = f"http://{host}:{mappings[0].get('HostPort')}"
         return InstanceState(inst_id, status, str(actual or inst.get("intended_status") or ""),
-                             terminal_url="https://cloud.vast.ai/instances/", public_urls=urls)
+                             terminal_url="https://cloud.vast.ai/instances/", public_urls=urls,
+                             name=str(inst.get("label") or ""))
 
     def create(self, request: CreateRequest) -> InstanceState:
         # As the CLI's parse_query: "RTX_4090" in a query means the gpu_name "RTX 4090".
@@ -56,24 +57,27 @@ class VastClient(ProviderClient):
                  "rentable": {"eq": True}, "type": "on-demand", "order": [["dph_total", "asc"]]}
         if request.region:
             query["geolocation"] = {"eq": request.region.replace("_", " ")}
-        offers = expect(self._call("POST", "/bundles/", json=query), dict, "vast offers").get("offers")
-        offers = expect(offers or [], list, "vast offers")
+        try:
+            offers = expect(self._call("POST", "/bundles/", json=query), dict, "vast offers").get("offers")
+            offers = expect(offers or [], list, "vast offers")
+        except ProviderError as exc:  # only a search so far: nothing was rented
+            raise ProviderRefused(str(exc)) from None
         if not offers:
-            raise ProviderError(f"vast.ai: no rentable offer for {request.gpu_count} x {request.gpu}")
+            raise ProviderRefused(f"vast.ai: no rentable offer for {request.gpu_count} x {request.gpu}")
         ask_id = offers[0].get("id")
         body = {"client_id": "me", "image": request.image, "disk": request.container_gb + request.volume_gb,
                 "label": request.name, "runtype": "jupyter_direct ssh_direct",
                 "env": {f"-p {p}:{p}": "1" for p in request.ports}}
         answer = expect(self._call("PUT", f"/asks/{ask_id}/", json=body), dict, "vast create")
         if not answer.get("success") or answer.get("new_contract") is None:
-            raise ProviderError(f"vast.ai: offer {ask_id} not rented: {answer.get('msg') or answer}")
+            raise ProviderRefused(f"vast.ai: offer {ask_id} not rented: {answer.get('msg') or answer}")
         return InstanceState(str(answer["new_contract"]), "starting", "created",
                              terminal_url="https://cloud.vast.ai/instances/")
 
     def _set_state(self, instance_id: str, state: str) -> None:
         answer = self._call("PUT", f"/instances/{instance_id}/", json={"state": state})
         if isinstance(answer, dict) and answer.get("success") is False:
-            raise ProviderError(f"vast.ai: instance {instance_id}: {answer.get('msg') or 'refused'}")
+            raise ProviderRefused(f"vast.ai: instance {instance_id}: {answer.get('msg') or 'refused'}")
 
     def start(self, instance_id: str) -> str:
         self._set_state(instance_id, "running")
