@@ -395,8 +395,8 @@ def benchmark_ollama(env: Mapping[str, str], name: str) -> float:
         reply = OllamaClient.from_env(env).generate(name, BENCHMARK_PROMPT)
     except OllamaError as exc:
         raise ModelOpError(str(exc)) from None
-    count, duration = reply.get("eval_count"), reply.get("eval_duration")
-    if not count or not duration:
+    speed = OllamaClient.tokens_per_second(reply)
+    if speed is None:
         raise ModelOpError(f"Ollama did not report eval_count/eval_duration for {name}")
-    return count / (duration / 1e9)
+    return speed
 

@@ -32,6 +32,16 @@ class ModelRecord:
     vram_estimate_bytes: int | None = None
     download_timestamp: float | None = None
     last_used_timestamp: float | None = None
+    # Where last_used_timestamp comes from (a label on the metric): LAST_USED_SOURCES.
+    last_used_source: str = "file_atime"
+
+
+# ollama_ps: Ollama's /api/ps (expires_at minus the keep-alive, or when a scan saw it loaded);
+# file_atime: the weights' access time (relatime: about daily precision).
+LAST_USED_SOURCES = ("ollama_ps", "file_atime")
+# Ollama's default keep-alive (OLLAMA_KEEP_ALIVE unset): a loaded model's expires_at is its
+# last request plus this.
+OLLAMA_DEFAULT_KEEP_ALIVE_SECONDS = 300.0
 
 
 @dataclass(frozen=True)

@@ -146,6 +146,14 @@ class OllamaClient:
                            "options": {"num_predict": num_predict}},
                           read_timeout=GENERATE_READ_TIMEOUT)
 
+    @staticmethod
+    def tokens_per_second(reply: dict) -> float | None:
+        """Generation speed of a reply: eval_count / eval_duration (nanoseconds); None if absent."""
+        count, duration = reply.get("eval_count"), reply.get("eval_duration")
+        if not isinstance(count, (int, float)) or not isinstance(duration, (int, float)) or count <= 0 or duration <= 0:
+            return None
+        return count / (duration / 1e9)
+
     def keep_alive(self, model: str, keep_alive: int | str) -> dict:
         """Load a model and keep it loaded (-1: until unloaded, or seconds / "5m"), or unload it (0).
 

@@ -16,8 +16,9 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from common.sources.model_record import (KvShape, ModelRecord, parse_parameter_size, type_from_capabilities,
-                           vram_estimate)
+from common.sources.model_record import (OLLAMA_DEFAULT_KEEP_ALIVE_SECONDS, KvShape, ModelRecord,
+                                        parse_parameter_size, type_from_capabilities,
+                                        vram_estimate)
 from common.sources.ollama_client import OllamaClient, OllamaError
 
 DEFAULT_REGISTRY = "registry.ollama.ai"
@@ -55,9 +56,11 @@ def parse_time(text: str | None) -> float | None:
 class OllamaScanner:
     """Keeps /api/show answers per model digest and when each model was last seen loaded."""
 
-    def __init__(self, client: OllamaClient, models_dir: Path | None):
+    def __init__(self, client: OllamaClient, models_dir: Path | None,
+                 keep_alive_seconds: float = OLLAMA_DEFAULT_KEEP_ALIVE_SECONDS):
         self.client = client
         self.models_dir = models_dir
+        self.keep_alive_seconds = keep_alive_seconds
         self._show_cache: dict[tuple[str, str], dict] = {}
         self._last_loaded: dict[str, float] = {}
 
@@ -65,7 +68,9 @@ class OllamaScanner:
         tags = self.client.tags()  # Ollama down: raises, the source shows the failure
         now = time.time()
         for running in self.client.ps():
-            self._last_loaded[running.get("name") or running.get("model", "")] = now
+            name = running.get("name") or running.get("model", "")
+            self._last_loaded[name] = last_request_time(running, now, self._last_loaded.get(name),
+                                                        self.keep_alive_seconds)
         models = sorted(tags, key=lambda m: (parse_time(m.get("modified_at")) or 0, m.get("name", "")))
         seen_blobs: set[str] = set()
         groups: dict[str, int] = {}  # weights digest -> smallest size in the group (fallback)
@@ -90,8 +95,8 @@ class OllamaScanner:
                 size, weights = self._fallback_size(m, show, groups, owners)
                 blob_atime = None
             record = self._record(m, show, size, weights or m.get("size", 0))
-            used = [t for t in (record.last_used_timestamp, blob_atime) if t]
-            record.last_used_timestamp = max(used) if used else None
+            if record.last_used_timestamp is None:
+                record.last_used_timestamp, record.last_used_source = blob_atime, "file_atime"
             records.append(record)
         return records
 
@@ -150,6 +155,7 @@ class OllamaScanner:
             manifest = manifest_path(self.models_dir, name)
             path = str(manifest) if manifest.exists() else ""
         return ModelRecord(
+            last_used_source="ollama_ps",
             provider="ollama", model=name,
             model_type=type_from_capabilities(show.get("capabilities") or ["completion"]),
             path=path,
@@ -162,6 +168,21 @@ class OllamaScanner:
             download_timestamp=parse_time(model.get("modified_at")),
             last_used_timestamp=last_used,
         )
+
+
+def last_request_time(running: dict, now: float, previous: float | None, keep_alive: float) -> float:
+    """When a loaded model last served a request, from /api/ps.
+
+    Ollama sets expires_at to the last request plus the keep-alive, so under the server's
+    keep-alive it is expires_at - keep_alive. A model kept longer (keep_alive -1, or a
+    per-request value) says nothing exact: it counts as used when a scan first saw it loaded.
+    """
+    expires = parse_time(running.get("expires_at"))
+    if expires is not None and now <= expires <= now + keep_alive:
+        estimate = expires - keep_alive
+    else:
+        estimate = previous if previous is not None else now
+    return max(estimate, previous or 0.0)
 
 
 def _from_digest(show: dict) -> str | None:

@@ -21,8 +21,14 @@ class ModelTypeOverride(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+# How a stored speed was measured: benchmark = the admin's benchmark action (the only Ollama
+# generation the admin makes; loads and probes generate nothing). vLLM speeds come from vLLM's
+# own metrics through Prometheus, not from here.
+SPEED_SOURCES = ("benchmark",)
+
+
 class ModelSpeed(Base):
-    """A processing speed measured by the admin's benchmark action (e.g. tokens per second)."""
+    """The last processing speed measured for a model (e.g. tokens per second), and how."""
 
     __tablename__ = "model_speeds"
 
@@ -30,6 +36,7 @@ class ModelSpeed(Base):
     model: Mapped[str] = mapped_column(String(400), primary_key=True)
     unit: Mapped[str] = mapped_column(String(40), primary_key=True)
     value: Mapped[float] = mapped_column(Float)
+    source: Mapped[str] = mapped_column(String(40), default="benchmark")
     measured_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -53,12 +60,13 @@ def set_type_override(session: Session, provider: str, model: str, model_type: s
         row.model_type, row.updated_at = model_type, utcnow()
 
 
-def record_speed(session: Session, provider: str, model: str, unit: str, value: float) -> None:
+def record_speed(session: Session, provider: str, model: str, unit: str, value: float,
+                 source: str = "benchmark") -> None:
     row = session.get(ModelSpeed, (provider, model, unit))
     if row is None:
-        session.add(ModelSpeed(provider=provider, model=model, unit=unit, value=value))
+        session.add(ModelSpeed(provider=provider, model=model, unit=unit, value=value, source=source))
     else:
-        row.value, row.measured_at = value, utcnow()
+        row.value, row.source, row.measured_at = value, source, utcnow()
 
 
 def forget_model(session: Session, provider: str, model: str) -> None:

@@ -31,13 +31,14 @@ LABELS = ("provider", "model")
 class ModelSettings:
     """The admin's per-model settings: type overrides and measured speeds."""
     types: dict[tuple[str, str], str] = field(default_factory=dict)
-    # (provider, model, unit) -> value
-    speeds: dict[tuple[str, str, str], float] = field(default_factory=dict)
+    # (provider, model, unit) -> (value, source), source one of common.store.models.SPEED_SOURCES
+    speeds: dict[tuple[str, str, str], tuple[float, str]] = field(default_factory=dict)
 
 
 def read_model_settings(session: Session) -> ModelSettings:
     return ModelSettings(types=type_overrides(session),
-                         speeds={(s.provider, s.model, s.unit): s.value for s in speeds(session)})
+                         speeds={(s.provider, s.model, s.unit): (s.value, s.source or "benchmark")
+                                 for s in speeds(session)})
 
 
 def _gauge(name: str, doc: str, labels: tuple[str, ...] = LABELS) -> GaugeMetricFamily:
@@ -82,23 +83,29 @@ class ModelsCollector(WordslabCollector):
                       "(2 * layers * context * kv_heads * head_dim * 2 bytes).")
         downloaded = _gauge("model_download_timestamp_seconds", "When the model was downloaded "
                             "(Ollama modified_at, newest blob mtime in the Hugging Face cache, file mtime).")
-        used = _gauge("model_last_used_timestamp_seconds", "When the model was last used: last scan that saw "
-                      "it loaded in Ollama, else the weights' access time (relatime: about daily precision).")
-        speed = _gauge("model_processing_speed", "Processing speed measured by the admin's benchmark "
-                       "action (tokens/s from Ollama's eval_count / eval_duration).",
-                       ("provider", "model", "unit"))
+        used = _gauge("model_last_used_timestamp_seconds", "When the model was last used. source: "
+                      "ollama_ps (Ollama's /api/ps: expires_at minus the default 5 min keep-alive, or the "
+                      "scan that first saw it loaded) or file_atime (the weights' access time, relatime: "
+                      "about daily precision). vLLM models: the instance_model_name:vllm_last_request_timestamp_seconds:max "
+                      "recording rule.", (*LABELS, "source"))
+        speed = _gauge("model_processing_speed", "Last measured processing speed, in `unit` (tokens_per_second: "
+                       "Ollama's eval_count / eval_duration). source: benchmark (the admin's benchmark "
+                       "action). vLLM models: the "
+                       "instance_model_name:vllm_tokens_per_second:rate1m recording rule.",
+                       ("provider", "model", "unit", "source"))
         for r in self.records():
             key = [r.provider, r.model]
             model_type = db.types.get((r.provider, r.model), r.model_type)
             info.add_metric([*key, model_type, r.path, r.quantization], 1.0)
             size.add_metric(key, r.size_bytes)
             for family, value in ((params, r.parameters), (context, r.context_length),
-                                  (vram, r.vram_estimate_bytes), (downloaded, r.download_timestamp),
-                                  (used, r.last_used_timestamp)):
+                                  (vram, r.vram_estimate_bytes), (downloaded, r.download_timestamp)):
                 if value is not None:
                     family.add_metric(key, value)
+            if r.last_used_timestamp is not None:
+                used.add_metric([*key, r.last_used_source], r.last_used_timestamp)
         present = {(r.provider, r.model) for r in self.records()}
-        for (provider, model, unit), value in sorted(db.speeds.items()):
+        for (provider, model, unit), (value, source) in sorted(db.speeds.items()):
             if (provider, model) in present:
-                speed.add_metric([provider, model, unit], value)
+                speed.add_metric([provider, model, unit, source], value)
         yield from (info, size, params, context, vram, downloaded, used, speed)

@@ -23,6 +23,15 @@ vllm:num_requests_running{{model_name="{model}"}} 0.0
 # HELP vllm:gpu_cache_usage_perc GPU KV-cache usage. 1 means 100 percent usage.
 # TYPE vllm:gpu_cache_usage_perc gauge
 vllm:gpu_cache_usage_perc{{model_name="{model}"}} 0.0
+# HELP vllm:request_success_total Count of successfully processed requests.
+# TYPE vllm:request_success_total counter
+vllm:request_success_total{{finished_reason="stop",model_name="{model}"}} {requests}
+vllm:request_success_total{{finished_reason="length",model_name="{model}"}} 0.0
+# HELP vllm:time_per_output_token_seconds Histogram of time per output token in seconds.
+# TYPE vllm:time_per_output_token_seconds histogram
+vllm:time_per_output_token_seconds_bucket{{le="+Inf",model_name="{model}"}} {tokens}
+vllm:time_per_output_token_seconds_count{{model_name="{model}"}} {tokens}
+vllm:time_per_output_token_seconds_sum{{model_name="{model}"}} {decode_seconds}
 """
 
 
@@ -30,6 +39,16 @@ class VllmHandler(BaseHTTPRequestHandler):
     model = "fake-org/fake-model"
     engine_dead = False
     dead_file: str | None = None  # the engine dies when this file appears
+    # A steady load since the server started: one request a second decoding this many tokens
+    # per second (0: idle, the counters stay at 0).
+    load_tokens_per_second = 0.0
+    started = time.time()
+
+    def _counters(self) -> dict:
+        busy = max(0.0, time.time() - self.started) if self.load_tokens_per_second else 0.0
+        return {"requests": float(int(busy)), "tokens": float(int(busy * self.load_tokens_per_second)),
+                "decode_seconds": float(int(busy * self.load_tokens_per_second)) / self.load_tokens_per_second
+                if self.load_tokens_per_second else 0.0}
 
     def log_message(self, format, *args):
         pass
@@ -55,15 +74,17 @@ class VllmHandler(BaseHTTPRequestHandler):
                 "root": self.model, "parent": None, "max_model_len": 4096}]}
             self._send(200, json.dumps(body).encode())
         elif self.path == "/metrics":
-            self._send(200, METRICS.format(model=self.model).encode(), "text/plain; version=0.0.4")
+            self._send(200, METRICS.format(model=self.model, **self._counters()).encode(),
+                       "text/plain; version=0.0.4")
         else:
             self._send(404, json.dumps({"detail": "Not Found"}).encode())
 
 
 def make_handler(model: str = VllmHandler.model, engine_dead: bool = False,
-                 dead_file: str | None = None) -> type[VllmHandler]:
+                 dead_file: str | None = None, load_tokens_per_second: float = 0.0) -> type[VllmHandler]:
     return type("ConfiguredVllmHandler", (VllmHandler,),
-                {"model": model, "engine_dead": engine_dead, "dead_file": dead_file})
+                {"model": model, "engine_dead": engine_dead, "dead_file": dead_file,
+                 "load_tokens_per_second": load_tokens_per_second, "started": time.time()})
 
 
 def _interrupt(*_):

@@ -152,11 +152,23 @@ def test_ollama_without_local_manifests_groups_variants_by_weights_digest(ollama
     assert records["qwen3:8b-32k"].size_bytes == models["qwen3:8b-32k"].size - models["qwen3:8b"].size
 
 
-def test_ollama_last_used_is_when_a_scan_saw_it_loaded(ollama):
+def test_ollama_last_used_is_the_last_request_from_api_ps_and_outlives_the_unload(ollama):
     scanner = OllamaScanner(OllamaClient(ollama.base_url), None)
     assert by_model(scanner.scan())["qwen3:8b"].last_used_timestamp is None
-    OllamaClient(ollama.base_url).generate("qwen3:8b", "hi")
     before = time.time()
-    assert by_model(scanner.scan())["qwen3:8b"].last_used_timestamp >= before
-    ollama.state.loaded.clear()  # unloaded: the last time seen loaded stays
-    assert by_model(scanner.scan())["qwen3:8b"].last_used_timestamp >= before
+    OllamaClient(ollama.base_url).generate("qwen3:8b", "hi")  # expires_at = request + 5 min
+    after = time.time()
+    time.sleep(0.05)
+    record = by_model(scanner.scan())["qwen3:8b"]
+    assert before - 0.01 <= record.last_used_timestamp <= after and record.last_used_source == "ollama_ps"
+    used = record.last_used_timestamp
+    ollama.state.loaded.clear()  # unloaded: the last request time stays
+    assert by_model(scanner.scan())["qwen3:8b"].last_used_timestamp == used
+
+
+def test_ollama_model_kept_loaded_forever_counts_as_used_when_first_seen_loaded(ollama):
+    scanner = OllamaScanner(OllamaClient(ollama.base_url), None)
+    OllamaClient(ollama.base_url).keep_alive("qwen3:8b", -1)  # expires_at far in the future
+    first = by_model(scanner.scan())["qwen3:8b"].last_used_timestamp
+    time.sleep(0.05)
+    assert by_model(scanner.scan())["qwen3:8b"].last_used_timestamp == first  # loaded is not used

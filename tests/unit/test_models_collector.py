@@ -66,7 +66,8 @@ def test_admin_type_override_and_measured_speed(models_env):
     (torch,) = [lbl for lbl in result.labels("wordslab_model_info") if lbl["provider"] == "torch"]
     assert torch["model_type"] == "ImgGen"
     assert result.series("wordslab_model_processing_speed") == [
-        ({"provider": "ollama", "model": "qwen3:8b", "unit": "tokens_per_second"}, 42.5)]
+        ({"provider": "ollama", "model": "qwen3:8b", "unit": "tokens_per_second",
+          "source": "benchmark"}, 42.5)]
 
 
 def test_a_deleted_model_disappears(models_env, ollama):

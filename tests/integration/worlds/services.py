@@ -1,6 +1,7 @@
 """AI services for the integration world: local endpoints and external APIs on loopback fakes.
 
-Endpoints: a vLLM that answers (running), a vLLM whose engine died (/health 503: error, with
+Endpoints: a vLLM that answers (running, under a steady 50 tokens/s load, scraped by
+Prometheus as the admin sets it up: a file_sd target with job="vllm"), a vLLM whose engine died (/health 503: error, with
 its last error), an Ollama model loaded in memory (running, with VRAM from /api/ps).
 External APIs: an OpenRouter-like API that is up with its month cost read from the
 provider, and one answering 500 (down) whose cost comes from the figure entered in the admin.
@@ -8,6 +9,10 @@ provider, and one answering 500 (down) whose cost comes from the figure entered 
 from __future__ import annotations
 
 import time
+from urllib.parse import urlsplit
+
+from admin.file_sd import write_targets
+from common.config import Settings
 
 from common.store.services import Endpoint, ExternalApi
 from tests.fakes import vllm_server
@@ -19,7 +24,8 @@ OPENROUTER_KEY = "sk-or-v1-world-0000000000000000"
 
 
 def build(world: World) -> None:
-    vllm_up = world.serve(vllm_server.make_handler(model="Qwen/Qwen3-0.6B"))
+    vllm_up = world.serve(vllm_server.make_handler(model="Qwen/Qwen3-0.6B", load_tokens_per_second=50.0))
+    write_targets(Settings.from_env(world.env), "vllm-qwen", [urlsplit(vllm_up).netloc], {"job": "vllm"})
     vllm_dead = world.serve(vllm_server.make_handler(model="mistralai/Mistral-7B", engine_dead=True))
     ollama_state = OllamaState()
     ollama_state.install(fake_model("llama3.2:3b", weights_size=2_000_000))
