@@ -21,6 +21,11 @@ log = logging.getLogger(__name__)
 PREFIX = "wordslab_"
 
 
+def gauge(name: str, doc: str, labels: Sequence[str] = ()) -> GaugeMetricFamily:
+    """An empty gauge family `wordslab_<name>` with these label names; fill it with add_metric()."""
+    return GaugeMetricFamily(PREFIX + name, doc, labels=list(labels))
+
+
 class PartialCollection(Exception):
     """Raised by a collector that still has metrics to publish after some reads failed.
 

@@ -3,15 +3,16 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import Metric
 
 from common.background import BackgroundSource
 from common.sources import config_db
 from common.config import Settings
 from common.sources.external_api_probe import API_STATES, ExternalApiMonitor
-from exporter.collectors.base import PREFIX, WordslabCollector, add_state_set
+from exporter.collectors.base import WordslabCollector, add_state_set, gauge
 
 TICK_SECONDS = 5.0  # how often due probes are looked for; each API has its own interval
+API = ("api",)
 
 
 class ExternalApisCollector(WordslabCollector):
@@ -25,28 +26,29 @@ class ExternalApisCollector(WordslabCollector):
         self.sources = [self.source, config_db.shared(settings.db_path).source]
 
     def collect_metrics(self) -> Iterable[Metric]:
-        def gauge(name, help_text, labels=("api",)):
-            return GaugeMetricFamily(PREFIX + "external_api_" + name, help_text, labels=list(labels))
-
-        info = gauge("info", "External AI API as configured, value 1 (never carries a key).",
+        info = gauge("external_api_info", "External AI API as configured, value 1 (never carries a key).",
                      ("api", "provider", "api_type", "base_url", "api_key_var"))
-        up = gauge("up", "1 if the last authenticated probe got a valid 2xx answer.")
-        duration = gauge("probe_duration_seconds", "Latency of the last probe.")
-        http_status = gauge("last_http_status",
-                            "HTTP status of the last probe; 0 when no HTTP answer came (timeout, refused).")
-        state = gauge("state", "Probe outcome as a state set: ok, out_of_credit (429 insufficient_quota "
+        up = gauge("external_api_up", "1 if the last authenticated probe got a valid 2xx answer.", API)
+        duration = gauge("external_api_probe_duration_seconds", "Latency of the last probe.", API)
+        http_status = gauge("external_api_last_http_status",
+                            "HTTP status of the last probe; 0 when no HTTP answer came (timeout, refused).", API)
+        state = gauge("external_api_state",
+                      "Probe outcome as a state set: ok, out_of_credit (429 insufficient_quota "
                       "or 402), rate_limited (other 429), unauthorized (401/403), error, unreachable.",
                       ("api", "state"))
-        out_of_credit = gauge("out_of_credit", "1 when the provider says the account has no credit left "
+        out_of_credit = gauge("external_api_out_of_credit",
+                              "1 when the provider says the account has no credit left "
                               "(429 insufficient_quota, 402, or OpenRouter key limit reached), "
-                              "as opposed to being rate limited.")
-        probed_at = gauge("last_probe_timestamp_seconds", "Unix time of the last probe.")
-        cost = gauge("cost_month_usd", "Spend this calendar month (UTC) in USD; source=provider when read "
+                              "as opposed to being rate limited.", API)
+        probed_at = gauge("external_api_last_probe_timestamp_seconds", "Unix time of the last probe.", API)
+        cost = gauge("external_api_cost_month_usd",
+                     "Spend this calendar month (UTC) in USD; source=provider when read "
                      "from the provider's usage/cost API, source=manual when entered in the admin.",
                      ("api", "source"))
-        remaining = gauge("credit_remaining_usd", "Credit left on the key's limit, where the provider "
-                          "reports it (OpenRouter limit_remaining).")
-        error = gauge("last_error_info", "Last probe or cost error text, value 1 (keys scrubbed).",
+        remaining = gauge("external_api_credit_remaining_usd",
+                          "Credit left on the key's limit, where the provider "
+                          "reports it (OpenRouter limit_remaining).", API)
+        error = gauge("external_api_last_error_info", "Last probe or cost error text, value 1 (keys scrubbed).",
                       ("api", "error"))
         for s in self.source.snapshot().value or []:
             t, p, c = s.target, s.probe, s.cost

@@ -18,12 +18,12 @@ from types import ModuleType
 from typing import Any, Callable, Iterable
 
 import psutil
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import Metric
 
 from common.config import Settings
 from exporter.gpu_specs import theoretical_flops
 from common.nvml import Nvml, cpu_only_marker, shared
-from exporter.collectors.base import PREFIX, PartialCollection, WordslabCollector
+from exporter.collectors.base import PartialCollection, WordslabCollector, gauge
 
 GPU = ["gpu"]
 
@@ -47,9 +47,6 @@ class _Reader:
 
 class _Families:
     def __init__(self):
-        def gauge(name: str, doc: str, labels=GPU) -> GaugeMetricFamily:
-            return GaugeMetricFamily(PREFIX + name, doc, labels=labels)
-
         self.nvml_available = gauge(
             "gpu_nvml_available", "1 if the NVIDIA management library (driver) answers, 0 if it is "
             "missing: no NVIDIA GPU or no driver in this VM. The reason wordslab_gpus can be 0.", [])
@@ -63,13 +60,13 @@ class _Families:
             "See docs/gpu-flops.md; absent for unknown models.", ["gpu", "precision"])
         self.utilization = gauge(
             "gpu_utilization_ratio", "Fraction of the last sample period (1/6 to 1 s) during which "
-            "one or more kernels ran on the GPU.")
-        self.memory_total = gauge("gpu_memory_total_bytes", "GPU memory installed.")
+            "one or more kernels ran on the GPU.", GPU)
+        self.memory_total = gauge("gpu_memory_total_bytes", "GPU memory installed.", GPU)
         self.memory_used = gauge("gpu_memory_used_bytes", "GPU memory in use, including the "
-                                 "driver's reservation (total - free).")
-        self.temperature = gauge("gpu_temperature_celsius", "GPU core temperature.")
-        self.power = gauge("gpu_power_watts", "GPU board power draw.")
-        self.power_limit = gauge("gpu_power_limit_watts", "Power limit the driver enforces.")
+                                 "driver's reservation (total - free).", GPU)
+        self.temperature = gauge("gpu_temperature_celsius", "GPU core temperature.", GPU)
+        self.power = gauge("gpu_power_watts", "GPU board power draw.", GPU)
+        self.power_limit = gauge("gpu_power_limit_watts", "Power limit the driver enforces.", GPU)
         self.process_memory = gauge(
             "gpu_process_memory_bytes", "GPU memory used by a compute or graphics process. "
             "Absent where the driver cannot tell (Windows WDDM).", ["gpu", "pid", "process", "user"])

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterable
 
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import Metric
 from sqlalchemy.orm import Session
 
 from common.background import BackgroundSource
@@ -22,7 +22,7 @@ from common.sources.model_record import ModelRecord
 from common.sources.ollama_client import OllamaClient
 from common.sources.ollama_models import OllamaScanner
 from common.store.models import speeds, type_overrides
-from exporter.collectors.base import PREFIX, WordslabCollector
+from exporter.collectors.base import WordslabCollector, gauge
 
 LABELS = ("provider", "model")
 
@@ -39,10 +39,6 @@ def read_model_settings(session: Session) -> ModelSettings:
     return ModelSettings(types=type_overrides(session),
                          speeds={(s.provider, s.model, s.unit): (s.value, s.source or "benchmark")
                                  for s in speeds(session)})
-
-
-def _gauge(name: str, doc: str, labels: tuple[str, ...] = LABELS) -> GaugeMetricFamily:
-    return GaugeMetricFamily(PREFIX + name, doc, labels=list(labels))
 
 
 class ModelsCollector(WordslabCollector):
@@ -68,31 +64,31 @@ class ModelsCollector(WordslabCollector):
 
     def collect_metrics(self) -> Iterable[Metric]:
         db: ModelSettings = self.config.value("model_settings")
-        info = _gauge("model_info", "Downloaded model (value 1). model_type is LLM, VLM, Embed, ImgGen, STT, "
-                      "TTS (from metadata or set in the admin) or Other; quantization is the quantization "
-                      "level or the dominant weight dtype.",
-                      ("provider", "model", "model_type", "path", "quantization"))
-        size = _gauge("model_size_bytes", "Disk space of the model. Blobs shared between Ollama models (a "
-                      "model and its -Nk context variants) count once, for the first model downloaded.")
-        params = _gauge("model_parameters", "Parameter count from the model's metadata (Ollama show, "
-                        "safetensors headers). Absent when the format does not say.")
-        context = _gauge("model_context_length", "Context length in tokens the model runs with (Ollama "
-                         "num_ctx if set, else the trained context from the metadata / config.json).")
-        vram = _gauge("model_vram_estimate_bytes", "Estimated GPU memory to run the model: weights as "
-                      "stored plus an fp16 KV cache at the context length "
-                      "(2 * layers * context * kv_heads * head_dim * 2 bytes).")
-        downloaded = _gauge("model_download_timestamp_seconds", "When the model was downloaded "
-                            "(Ollama modified_at, newest blob mtime in the Hugging Face cache, file mtime).")
-        used = _gauge("model_last_used_timestamp_seconds", "When the model was last used. source: "
-                      "ollama_ps (Ollama's /api/ps: expires_at minus the default 5 min keep-alive, or the "
-                      "scan that first saw it loaded) or file_atime (the weights' access time, relatime: "
-                      "about daily precision). vLLM models: the instance_model_name:vllm_last_request_timestamp_seconds:max "
-                      "recording rule.", (*LABELS, "source"))
-        speed = _gauge("model_processing_speed", "Last measured processing speed, in `unit` (tokens_per_second: "
-                       "Ollama's eval_count / eval_duration). source: benchmark (the admin's benchmark "
-                       "action). vLLM models: the "
-                       "instance_model_name:vllm_tokens_per_second:rate1m recording rule.",
-                       ("provider", "model", "unit", "source"))
+        info = gauge("model_info", "Downloaded model (value 1). model_type is LLM, VLM, Embed, ImgGen, STT, "
+                     "TTS (from metadata or set in the admin) or Other; quantization is the quantization "
+                     "level or the dominant weight dtype.",
+                     ("provider", "model", "model_type", "path", "quantization"))
+        size = gauge("model_size_bytes", "Disk space of the model. Blobs shared between Ollama models (a "
+                     "model and its -Nk context variants) count once, for the first model downloaded.", LABELS)
+        params = gauge("model_parameters", "Parameter count from the model's metadata (Ollama show, "
+                       "safetensors headers). Absent when the format does not say.", LABELS)
+        context = gauge("model_context_length", "Context length in tokens the model runs with (Ollama "
+                        "num_ctx if set, else the trained context from the metadata / config.json).", LABELS)
+        vram = gauge("model_vram_estimate_bytes", "Estimated GPU memory to run the model: weights as "
+                     "stored plus an fp16 KV cache at the context length "
+                     "(2 * layers * context * kv_heads * head_dim * 2 bytes).", LABELS)
+        downloaded = gauge("model_download_timestamp_seconds", "When the model was downloaded "
+                           "(Ollama modified_at, newest blob mtime in the Hugging Face cache, file mtime).", LABELS)
+        used = gauge("model_last_used_timestamp_seconds", "When the model was last used. source: "
+                     "ollama_ps (Ollama's /api/ps: expires_at minus the default 5 min keep-alive, or the "
+                     "scan that first saw it loaded) or file_atime (the weights' access time, relatime: "
+                     "about daily precision). vLLM models: the instance_model_name:vllm_last_request_timestamp_seconds:max "
+                     "recording rule.", (*LABELS, "source"))
+        speed = gauge("model_processing_speed", "Last measured processing speed, in `unit` (tokens_per_second: "
+                      "Ollama's eval_count / eval_duration). source: benchmark (the admin's benchmark "
+                      "action). vLLM models: the "
+                      "instance_model_name:vllm_tokens_per_second:rate1m recording rule.",
+                      ("provider", "model", "unit", "source"))
         for r in self.records():
             key = [r.provider, r.model]
             model_type = db.types.get((r.provider, r.model), r.model_type)

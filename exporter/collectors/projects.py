@@ -7,20 +7,19 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import Metric
 
 from common.background import BackgroundSource
 from common.config import Settings
 from common.sources import git_status
-from exporter.collectors.base import PREFIX, WordslabCollector
+from exporter.collectors.base import WordslabCollector, gauge
 
 # Walking every file is the costly part: a few status cycles per walk is fresh enough
 # for sizes and "last modified" ages.
 FILES_INTERVAL_FACTOR = 4
 
 
-def _gauge(name: str, doc: str, labels: tuple[str, ...] = ("project",)) -> GaugeMetricFamily:
-    return GaugeMetricFamily(PREFIX + name, doc, labels=list(labels))
+PROJECT = ("project",)
 
 
 class ProjectsCollector(WordslabCollector):
@@ -52,32 +51,32 @@ class ProjectsCollector(WordslabCollector):
         files = self.files_source.snapshot().value or {}
         fetches = (self.fetch_source.snapshot().value if self.fetch_source else None) or {}
 
-        info = _gauge("project_info", "Git project directly under WORDSLAB_WORKSPACE (value 1); "
-                      "git_url is the upstream's remote URL without credentials.",
-                      ("project", "path", "git_url"))
-        branch_info = _gauge("project_branch_info", "Checked-out branch and its upstream (value 1); "
-                             "branch is empty on a detached HEAD, upstream empty when none is set.",
-                             ("project", "branch", "upstream"))
-        state = _gauge("project_status", "The project's sync state in label status (value 1, one series "
-                       "per project): tracking (upstream set, ahead/behind known), no_upstream, upstream_gone, "
-                       "no_remote, detached (no ahead/behind series for these), error (git status failed, "
-                       "e.g. a corrupt repo: only info, size and modification time are then reported).",
-                       ("project", "status"))
-        changed = _gauge("project_changed_files", "Files modified, staged, untracked or conflicted "
-                         "(an untracked directory counts once, as in `git status`).")
-        behind = _gauge("project_commits_behind", "Commits on the upstream not yet pulled, as of the last "
-                        "background fetch. Absent without an upstream (see wordslab_project_status).")
-        ahead = _gauge("project_commits_ahead", "Local commits not yet pushed to the upstream. "
-                       "Absent without an upstream (see wordslab_project_status).")
-        last_commit = _gauge("project_last_commit_timestamp_seconds",
-                             "Commit time of HEAD. Absent before the first commit.")
-        last_sync = _gauge("project_last_sync_timestamp_seconds", "Last successful fetch, pull or push "
-                           "with a remote. Absent if the project never synced since it was cloned.")
-        fetch_ok = _gauge("project_fetch_success", "1 if the last background `git fetch` succeeded, "
-                          "0 if it failed (offline, credentials needed, timeout). Absent without a remote.")
-        size = _gauge("project_size_bytes", "Disk usage of the project directory, .git included.")
-        modified = _gauge("project_last_modified_timestamp_seconds",
-                          "Modification time of the newest file or directory outside .git.")
+        info = gauge("project_info", "Git project directly under WORDSLAB_WORKSPACE (value 1); "
+                     "git_url is the upstream's remote URL without credentials.",
+                     ("project", "path", "git_url"))
+        branch_info = gauge("project_branch_info", "Checked-out branch and its upstream (value 1); "
+                            "branch is empty on a detached HEAD, upstream empty when none is set.",
+                            ("project", "branch", "upstream"))
+        state = gauge("project_status", "The project's sync state in label status (value 1, one series "
+                      "per project): tracking (upstream set, ahead/behind known), no_upstream, upstream_gone, "
+                      "no_remote, detached (no ahead/behind series for these), error (git status failed, "
+                      "e.g. a corrupt repo: only info, size and modification time are then reported).",
+                      ("project", "status"))
+        changed = gauge("project_changed_files", "Files modified, staged, untracked or conflicted "
+                        "(an untracked directory counts once, as in `git status`).", PROJECT)
+        behind = gauge("project_commits_behind", "Commits on the upstream not yet pulled, as of the last "
+                       "background fetch. Absent without an upstream (see wordslab_project_status).", PROJECT)
+        ahead = gauge("project_commits_ahead", "Local commits not yet pushed to the upstream. "
+                      "Absent without an upstream (see wordslab_project_status).", PROJECT)
+        last_commit = gauge("project_last_commit_timestamp_seconds",
+                            "Commit time of HEAD. Absent before the first commit.", PROJECT)
+        last_sync = gauge("project_last_sync_timestamp_seconds", "Last successful fetch, pull or push "
+                          "with a remote. Absent if the project never synced since it was cloned.", PROJECT)
+        fetch_ok = gauge("project_fetch_success", "1 if the last background `git fetch` succeeded, "
+                         "0 if it failed (offline, credentials needed, timeout). Absent without a remote.", PROJECT)
+        size = gauge("project_size_bytes", "Disk usage of the project directory, .git included.", PROJECT)
+        modified = gauge("project_last_modified_timestamp_seconds",
+                         "Modification time of the newest file or directory outside .git.", PROJECT)
 
         for name, project in sorted(statuses.items()):
             info.add_metric([name, str(project.path), project.git_url], 1.0)

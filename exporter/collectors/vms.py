@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from common.sources import config_db
 from common.store.settings import get_setting
 from common.store.vms import BUDGET_SETTING, VM_STATUSES, Vm, VmMonthlyCost, VmTemplate
-from exporter.collectors.base import PREFIX, WordslabCollector, add_state_set
+from exporter.collectors.base import PREFIX, WordslabCollector, add_state_set, gauge
 
 GIB = 1024 ** 3   # VRAM and RAM "GB" are binary, as GPU and instance specs mean them
 GB = 1000 ** 3    # disk sizes are decimal GB, as providers bill them
@@ -70,8 +70,7 @@ def load(session: Session, now: float | None = None) -> tuple[tuple[VmFacts, ...
     return facts, float(budget) if budget else None
 
 
-def _gauge(name: str, doc: str, *labels: str) -> GaugeMetricFamily:
-    return GaugeMetricFamily(PREFIX + name, doc, labels=list(labels))
+VM = ("vm",)
 
 
 class VmsCollector(WordslabCollector):
@@ -86,26 +85,26 @@ class VmsCollector(WordslabCollector):
 
     def collect_metrics(self) -> Iterable[Metric]:
         vms, budget = self.config.value("vms")
-        info = _gauge("vm_info", "Cloud VM configured in the admin, value 1.",
-                      "vm", "provider", "region", "gpu", "terminal_url", "dashboard_url")
-        status = _gauge("vm_status", "VM status as a state set: 1 for its current status "
-                        f"({'/'.join(VM_STATUSES)}).", "vm", "status")
-        vram = _gauge("vm_gpu_memory_bytes", "GPU memory of the VM's instance type (all its GPUs).", "vm")
-        cpus = _gauge("vm_cpus", "vCPUs of the VM's instance type.", "vm")
-        memory = _gauge("vm_memory_bytes", "RAM of the VM's instance type.", "vm")
-        price = _gauge("vm_price_usd_per_hour", "Compute price of the VM while running, USD per hour.", "vm")
-        storage = _gauge("vm_storage_bytes", "Disk size of the VM by kind (container/volume).", "vm", "kind")
-        started = _gauge("vm_last_started_timestamp_seconds", "Unix time the VM last started running.", "vm")
-        stopped = _gauge("vm_last_stopped_timestamp_seconds", "Unix time the VM last stopped running.", "vm")
-        cost = _gauge("vm_cost_month_usd", "VM cost this calendar month (UTC) by kind "
-                      "(compute/storage/total), refreshed hourly and after each admin action.", "vm", "kind")
-        from_provider = _gauge("vm_cost_from_provider", "1 when this month's VM cost comes from the "
-                               "provider's billing, 0 when from recorded intervals x template rates.", "vm")
-        max_running = _gauge("vm_max_running_seconds", "Configured longest run of the VM before the "
-                             "alert fires; absent when unlimited.", "vm")
-        provider_ok = _gauge("vm_provider_ok", "1 if the last provider call for the VM succeeded.", "vm")
-        checked = _gauge("vm_status_checked_timestamp_seconds",
-                         "Unix time the VM's status was last read from its provider.", "vm")
+        info = gauge("vm_info", "Cloud VM configured in the admin, value 1.",
+                     ("vm", "provider", "region", "gpu", "terminal_url", "dashboard_url"))
+        status = gauge("vm_status", "VM status as a state set: 1 for its current status "
+                       f"({'/'.join(VM_STATUSES)}).", ("vm", "status"))
+        vram = gauge("vm_gpu_memory_bytes", "GPU memory of the VM's instance type (all its GPUs).", VM)
+        cpus = gauge("vm_cpus", "vCPUs of the VM's instance type.", VM)
+        memory = gauge("vm_memory_bytes", "RAM of the VM's instance type.", VM)
+        price = gauge("vm_price_usd_per_hour", "Compute price of the VM while running, USD per hour.", VM)
+        storage = gauge("vm_storage_bytes", "Disk size of the VM by kind (container/volume).", ("vm", "kind"))
+        started = gauge("vm_last_started_timestamp_seconds", "Unix time the VM last started running.", VM)
+        stopped = gauge("vm_last_stopped_timestamp_seconds", "Unix time the VM last stopped running.", VM)
+        cost = gauge("vm_cost_month_usd", "VM cost this calendar month (UTC) by kind "
+                     "(compute/storage/total), refreshed hourly and after each admin action.", ("vm", "kind"))
+        from_provider = gauge("vm_cost_from_provider", "1 when this month's VM cost comes from the "
+                              "provider's billing, 0 when from recorded intervals x template rates.", VM)
+        max_running = gauge("vm_max_running_seconds", "Configured longest run of the VM before the "
+                            "alert fires; absent when unlimited.", VM)
+        provider_ok = gauge("vm_provider_ok", "1 if the last provider call for the VM succeeded.", VM)
+        checked = gauge("vm_status_checked_timestamp_seconds",
+                        "Unix time the VM's status was last read from its provider.", VM)
         for vm in vms:
             info.add_metric([vm.name, vm.provider, vm.region, vm.gpu, vm.terminal_url, vm.dashboard_url], 1.0)
             add_state_set(status, [vm.name], VM_STATUSES, vm.status)
