@@ -74,14 +74,14 @@ case "${1:-}" in
   up)
     shift
     python_ok
-    apt_install_missing git=git prometheus=prometheus
+    apt_install_missing git=git prometheus=prometheus prometheus-alertmanager=prometheus-alertmanager
     python_env ""
     exec "$VENV/bin/wordslab-dashboard" up "$@"
     ;;
   test)
     shift
     python_ok
-    apt_install_missing git=git prometheus=prometheus promtool=prometheus \
+    apt_install_missing git=git prometheus=prometheus promtool=prometheus prometheus-alertmanager=prometheus-alertmanager \
       prometheus-node-exporter=prometheus-node-exporter sqlite3=sqlite3 chromium=chromium docker-compose=docker-compose
     python_env "[test]"
     exec "$VENV/bin/python" -m pytest "$@"

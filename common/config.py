@@ -7,6 +7,9 @@ from pathlib import Path
 from typing import Mapping
 
 DEFAULT_LISTEN_ADDRESS = "127.0.0.1:9877"
+DEFAULT_ALERTMANAGER_URL = "http://127.0.0.1:9093"
+DEFAULT_PROMETHEUS_URL = "http://127.0.0.1:9090"
+DEFAULT_ADMIN_URL = "http://127.0.0.1:9878"
 
 
 def _path_or_none(value: str | None) -> Path | None:
@@ -35,6 +38,14 @@ class Settings:
     grafana_download_url: str | None = None
     # A Grafana tarball already on disk, for machines without network.
     grafana_tarball: Path | None = None
+    # Alerts and autostop (admin): where Alertmanager, Prometheus and the admin itself answer
+    # (Alertmanager posts Teams/ntfy notifications to the admin's relay), how often autostop
+    # checks the VMs, and a factor on its windows (0.01 turns 30 min into 18 s; tests only).
+    alertmanager_url: str = DEFAULT_ALERTMANAGER_URL
+    prometheus_url: str = DEFAULT_PROMETHEUS_URL
+    admin_url: str = DEFAULT_ADMIN_URL
+    autostop_interval_seconds: float = 60.0
+    autostop_time_scale: float = 1.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> "Settings":
@@ -44,6 +55,11 @@ class Settings:
         cache_dir = overrides.pop("cache_dir", None) or _default_cache_dir(env)
         overrides.setdefault("grafana_download_url", env.get("WORDSLAB_DASHBOARD_GRAFANA_DOWNLOAD_URL") or None)
         overrides.setdefault("grafana_tarball", _path_or_none(env.get("WORDSLAB_DASHBOARD_GRAFANA_TARBALL")))
+        for name, var, kind in _ALERTING_ENV:
+            if overrides.get(name) is None:
+                overrides.pop(name, None)
+                if env.get(var):
+                    overrides[name] = kind(env[var])
         return cls(env=env, state_dir=Path(state_dir), db_path=Path(db_path), cache_dir=Path(cache_dir),
                    **overrides)
 
@@ -78,6 +94,16 @@ class Settings:
     @property
     def root_url(self) -> str | None:
         return self.get("WORDSLAB_ROOT_URL")
+
+
+# Settings field, environment variable, type.
+_ALERTING_ENV = (
+    ("alertmanager_url", "WORDSLAB_ALERTMANAGER_URL", str),
+    ("prometheus_url", "WORDSLAB_PROMETHEUS_URL", str),
+    ("admin_url", "WORDSLAB_ADMIN_URL", str),
+    ("autostop_interval_seconds", "WORDSLAB_AUTOSTOP_INTERVAL_SECONDS", float),
+    ("autostop_time_scale", "WORDSLAB_AUTOSTOP_TIME_SCALE", float),
+)
 
 
 def _dashboard_dir(env: Mapping[str, str]) -> Path:

@@ -87,8 +87,9 @@ def plan_services(args: argparse.Namespace, layout: Layout, grafana: GrafanaInst
     admin_url = f"http://{args.admin_address}"
     prometheus_url = f"http://{args.prometheus_address}"
     grafana_url = f"http://127.0.0.1:{args.grafana_port}"
+    alertmanager_url = f"http://{args.alertmanager_address}"
     common = {"WORDSLAB_ADMIN_URL": admin_url, "WORDSLAB_GRAFANA_URL": grafana_url,
-              "WORDSLAB_PROMETHEUS_URL": prometheus_url,
+              "WORDSLAB_PROMETHEUS_URL": prometheus_url, "WORDSLAB_ALERTMANAGER_URL": alertmanager_url,
               "WORDSLAB_DASHBOARD_STATE_DIR": str(layout.state)}
     services = [
         Service("exporter", [py, "-m", "exporter", "--listen-address", args.exporter_address],
@@ -108,6 +109,17 @@ def plan_services(args: argparse.Namespace, layout: Layout, grafana: GrafanaInst
         ], prometheus_url, common))
     else:
         missing.append("prometheus: not on PATH (Debian/Ubuntu: sudo apt-get install prometheus)")
+    alertmanager = _find("prometheus-alertmanager", "alertmanager")
+    if alertmanager:
+        # No cluster: one Alertmanager, and its gossip port would listen on every interface.
+        services.append(Service("alertmanager", [
+            alertmanager, f"--config.file={layout.alertmanager_config}",
+            f"--storage.path={layout.alertmanager_data}",
+            f"--web.listen-address={args.alertmanager_address}", "--cluster.listen-address=",
+        ], alertmanager_url, common))
+    else:
+        missing.append("alertmanager: not on PATH (Debian/Ubuntu: sudo apt-get install "
+                       "prometheus-alertmanager); alerts show in Prometheus but reach nobody")
     if grafana:
         services.append(grafana_service(args, layout, grafana, common))
     return services, missing
@@ -142,7 +154,8 @@ def cmd_up(args: argparse.Namespace) -> int:
                  "grafana_download_url": args.grafana_download_url}
     settings = Settings.from_env(**{k: v for k, v in overrides.items() if v})
     layout = Layout(repo=REPO_ROOT, state=Path(settings.state_dir))
-    layout.prepare_prometheus(args.exporter_address)
+    layout.prepare_prometheus(args.exporter_address, args.alertmanager_address)
+    layout.prepare_alertmanager()
     grafana, grafana_missing = find_grafana(args, settings)
     services, missing = plan_services(args, layout, grafana)
     missing += [grafana_missing] if grafana_missing else []
@@ -181,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--exporter-address", default="127.0.0.1:9877")
     up.add_argument("--admin-address", default="127.0.0.1:9878")
     up.add_argument("--prometheus-address", default="127.0.0.1:9090")
+    up.add_argument("--alertmanager-address", default="127.0.0.1:9093")
     up.add_argument("--grafana-port", type=int, default=3000)
     up.add_argument("--retention", default="15d", help="Prometheus retention (default %(default)s)")
     up.add_argument("--state-dir", help="runtime state (default $WORDSLAB_WORKSPACE/.wordslab-dashboard)")

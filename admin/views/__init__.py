@@ -1,10 +1,10 @@
 """Admin views, one module per domain; each exposes `register(admin, ctx)`."""
 from __future__ import annotations
 
-from admin.views import endpoints, external_apis, jobs, models, projects, vms
+from admin.views import alerts, endpoints, external_apis, jobs, models, projects, vms
 
 # Menu order. Add a domain's view module here.
-VIEW_MODULES = (projects, models, jobs, vms, endpoints, external_apis)
+VIEW_MODULES = (projects, models, jobs, vms, endpoints, external_apis, alerts)
 
 
 def register_views(admin, ctx, names=None) -> None:

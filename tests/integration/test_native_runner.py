@@ -42,7 +42,7 @@ def _wait(predicate, timeout: float, what: str):
 
 @pytest.mark.integration
 def test_up_runs_the_stack_and_prometheus_scrapes_the_exporter(tmp_path):
-    ports = {name: free_port() for name in ("exporter", "admin", "prometheus", "grafana")}
+    ports = {name: free_port() for name in ("exporter", "admin", "prometheus", "grafana", "alertmanager")}
     env = {**os.environ, **wordslab_env(tmp_path), "WORDSLAB_DASHBOARD_ADMIN_PASSWORD": "s3cret-pass",
            "PYTHONPATH": str(ROOT), "WORDSLAB_DASHBOARD_CACHE_DIR": str(tmp_path / "cache"),
            # Grafana's download site is unreachable, as on a machine without network.
@@ -53,6 +53,7 @@ def test_up_runs_the_stack_and_prometheus_scrapes_the_exporter(tmp_path):
             "--admin-address", f"127.0.0.1:{ports['admin']}",
             "--prometheus-address", f"127.0.0.1:{ports['prometheus']}",
             "--grafana-port", str(ports["grafana"]),
+            "--alertmanager-address", f"127.0.0.1:{ports['alertmanager']}",
             "--state-dir", str(tmp_path / "state")]
     proc = subprocess.Popen(argv, env=env, cwd=tmp_path, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
@@ -71,6 +72,17 @@ def test_up_runs_the_stack_and_prometheus_scrapes_the_exporter(tmp_path):
         assert result[0]["metric"]["instance"] == f"127.0.0.1:{ports['exporter']}"
         # The runtime copy of prometheus/ has the dynamic targets directory the admin writes to.
         assert (tmp_path / "state" / "prometheus" / "targets" / "dynamic").is_dir()
+
+        # Alertmanager runs on loopback with the config the admin renders, and Prometheus sends to it.
+        def alertmanager_known():
+            _, text = _get(f"http://127.0.0.1:{ports['prometheus']}/api/v1/alertmanagers")
+            return json.loads(text)["data"]["activeAlertmanagers"]
+        active = _wait(alertmanager_known, 30, "Prometheus to find Alertmanager")
+        assert active[0]["url"] == f"http://127.0.0.1:{ports['alertmanager']}/api/v2/alerts"
+        _wait(lambda: _get(f"http://127.0.0.1:{ports['alertmanager']}/-/ready")[0] == 200, 30, "Alertmanager")
+        rendered = _wait(lambda: "wordslab-admin" in (tmp_path / "state" / "alertmanager" / "alertmanager.yml")
+                         .read_text(), 30, "the admin to render alertmanager.yml")
+        assert rendered
     finally:
         proc.send_signal(signal.SIGTERM)
         output = proc.communicate(timeout=30)[0]
@@ -81,7 +93,7 @@ def test_up_runs_the_stack_and_prometheus_scrapes_the_exporter(tmp_path):
         assert "not started: grafana: cannot download Grafana" in output
         assert "--grafana-tarball PATH" in output
     # Every child is gone after the runner stops.
-    for port in (ports["exporter"], ports["admin"], ports["prometheus"]):
+    for port in (ports["exporter"], ports["admin"], ports["prometheus"], ports["alertmanager"]):
         with pytest.raises(OSError):
             _get(f"http://127.0.0.1:{port}/", timeout=1)
 

@@ -33,7 +33,7 @@ def test_schema_check_rejects_a_broken_file(tmp_path):
 def test_stack_uses_the_repo_files_the_native_runner_uses():
     compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
     services = compose["services"]
-    assert set(services) == {"exporter", "admin", "prometheus", "grafana"}
+    assert set(services) == {"exporter", "admin", "prometheus", "alertmanager", "grafana"}
     for name, service in services.items():
         assert service["network_mode"] == "host", name
         for volume in service.get("volumes", []):
@@ -44,6 +44,13 @@ def test_stack_uses_the_repo_files_the_native_runner_uses():
     assert (ROOT / "grafana" / "dashboards" / Path(home).name).exists()
     prom_cmd = " ".join(services["prometheus"]["command"])
     assert "--config.file=/etc/prometheus/prometheus.yml" in prom_cmd
+    # Alertmanager reads the file the admin renders under its state dir (/state in the containers).
+    assert "./.wordslab-run/state/alertmanager:/etc/alertmanager:ro" in services["alertmanager"]["volumes"]
+    assert "--config.file=/etc/alertmanager/alertmanager.yml" in services["alertmanager"]["command"]
+    assert services["admin"]["environment"]["WORDSLAB_DASHBOARD_STATE_DIR"] == "/state"
+    prometheus_yml = yaml.safe_load((ROOT / "prometheus" / "prometheus.yml").read_text())
+    targets = prometheus_yml["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"]
+    assert targets == ["127.0.0.1:9093"] and "--web.listen-address=127.0.0.1:9093" in services["alertmanager"]["command"]
 
 
 def test_dockerfile_installs_every_python_package():

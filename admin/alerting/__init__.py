@@ -1,0 +1,1 @@
+"""Alert delivery: Alertmanager's config rendered from the receivers, its API, the relay."""

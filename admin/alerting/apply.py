@@ -1,0 +1,60 @@
+"""Receivers in the store -> alertmanager.yml -> Alertmanager reloaded.
+
+A config Alertmanager refuses is never left behind: the previous file is put back, so a
+restart of Alertmanager still starts.
+"""
+from __future__ import annotations
+
+import secrets
+
+from sqlalchemy import select
+from sqlalchemy.orm import sessionmaker
+
+from common.config import Settings
+from common.store.alerts import RELAY_TOKEN_SETTING, AlertReceiver
+from common.store.settings import get_setting, set_setting
+
+from admin.alerting import config
+from admin.alerting.alertmanager import Alertmanager, AlertmanagerError
+
+
+def relay_token(sessions: sessionmaker) -> str:
+    """The bearer token Alertmanager sends to the admin's relay; generated once, kept in the store."""
+    with sessions.begin() as session:
+        token = get_setting(session, RELAY_TOKEN_SETTING)
+        if not token:
+            token = secrets.token_urlsafe(32)
+            set_setting(session, RELAY_TOKEN_SETTING, token)
+        return token
+
+
+def scrub(message: str, secret_values: list[str]) -> str:
+    """`message` with every secret replaced (Alertmanager may quote the line it refused)."""
+    for value in sorted(secret_values, key=len, reverse=True):
+        message = message.replace(value, "••••")
+    return message
+
+
+def apply(sessions: sessionmaker, settings: Settings, *, reload: bool = True) -> str:
+    """Render and write the config, then reload Alertmanager. Returns a message for the user;
+    raises AlertmanagerError when Alertmanager is unreachable or refuses the file (restored)."""
+    token = relay_token(sessions)
+    with sessions() as session:
+        receivers = session.scalars(select(AlertReceiver).order_by(AlertReceiver.name)).all()
+        rendered = config.render(receivers, settings, token)
+        enabled = sum(1 for r in receivers if r.enabled)
+        secret_values = [v for r in receivers for v in (r.url, r.token, r.smtp_password) if v] + [token]
+    path = config.config_path(settings)
+    previous = path.read_bytes() if path.exists() else None
+    config.write(path, rendered)
+    if not reload:
+        return f"Alertmanager config written ({enabled} receiver(s))"
+    try:
+        Alertmanager(settings.alertmanager_url).reload()
+    except AlertmanagerError as exc:
+        refused = "refused" in str(exc)
+        if refused and previous is not None:
+            path.write_bytes(previous)
+        raise AlertmanagerError(scrub(str(exc), secret_values) + (" (previous config kept)" if refused else
+                                            " (config written; it applies when Alertmanager starts)")) from None
+    return f"Alertmanager reloaded with {enabled} receiver(s)"
