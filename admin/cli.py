@@ -44,6 +44,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--grafana-url", default=None,
                         help="Grafana base URL for links back to the dashboards "
                              "(default $WORDSLAB_GRAFANA_URL or http://127.0.0.1:3000)")
+    parser.add_argument("--alertmanager-url", help="Alertmanager the admin configures and asks for alerts "
+                        "(default $WORDSLAB_ALERTMANAGER_URL or http://127.0.0.1:9093)")
+    parser.add_argument("--prometheus-url", help="Prometheus autostop and the budget guard query "
+                        "(default $WORDSLAB_PROMETHEUS_URL or http://127.0.0.1:9090)")
+    parser.add_argument("--admin-url", help="this admin's URL as Alertmanager reaches it, for the Teams/ntfy "
+                        "relay (default $WORDSLAB_ADMIN_URL or http://127.0.0.1:9878)")
+    parser.add_argument("--autostop-interval", type=float, dest="autostop_interval_seconds",
+                        help="seconds between autostop checks (default $WORDSLAB_AUTOSTOP_INTERVAL_SECONDS or 60; 0: off)")
+    parser.add_argument("--autostop-time-scale", type=float, dest="autostop_time_scale",
+                        help="factor on autostop windows, for tests (default $WORDSLAB_AUTOSTOP_TIME_SCALE or 1)")
     parser.add_argument("--reset-password", action="store_true",
                         help=f"generate a new admin password and show it once (unless ${PASSWORD_ENV} is set)")
     parser.add_argument("--log-level", default="INFO")
@@ -64,6 +74,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wordslab-admin: warning: listening on {host}, not loopback: anyone who can reach "
               "this port sees the login page", file=sys.stderr)
     overrides = {"db_path": args.db_path} if args.db_path else {}
+    for name in ("alertmanager_url", "prometheus_url", "admin_url", "autostop_interval_seconds",
+                 "autostop_time_scale"):
+        if getattr(args, name) is not None:
+            overrides[name] = getattr(args, name)
     settings = Settings.from_env(**overrides)
     from admin.app import create_app
     app = create_app(settings, password=os.environ.get(PASSWORD_ENV) or None,

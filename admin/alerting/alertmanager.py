@@ -64,7 +64,7 @@ class Alertmanager:
     def send_test(self, receiver: str | None = None, now: float | None = None) -> None:
         """A short test alert, routed to one receiver (by name) or to all of them."""
         start = time.time() if now is None else now
-        labels = {"alertname": TEST_ALERT, "severity": "info"}
+        labels = {"alertname": TEST_ALERT, "severity": "info", "test_id": f"{start:.3f}"}
         if receiver:
             labels["wordslab_receiver"] = receiver
         self.post_alerts([{"labels": labels, "startsAt": iso(start), "endsAt": iso(start + 300),
@@ -78,16 +78,17 @@ INTEGRATIONS = {"email": "email", "webhook": "webhook", "slack": "slack", "disco
 
 
 def delivery_counts(am: Alertmanager, integration: str) -> tuple[float, float]:
-    """(notifications attempted, failed) so far for one integration, from Alertmanager's /metrics."""
+    """(requests sent, requests failed) so far for one integration, from Alertmanager's /metrics
+    (alertmanager_notification_requests_*: one per attempt, retries included; >= 0.22)."""
     from prometheus_client.parser import text_string_to_metric_families
     sent = failed = 0.0
     for family in text_string_to_metric_families(am._call("GET", "/metrics").text):
         for sample in family.samples:
             if sample.labels.get("integration") != integration:
                 continue
-            if sample.name == "alertmanager_notifications_total":
+            if sample.name == "alertmanager_notification_requests_total":
                 sent += sample.value
-            elif sample.name == "alertmanager_notifications_failed_total":
+            elif sample.name == "alertmanager_notification_requests_failed_total":
                 failed += sample.value
     return sent, failed
 
@@ -101,7 +102,7 @@ def wait_for_delivery(am: Alertmanager, integration: str, before: tuple[float, f
         if failed > before[1]:
             return "failed"
         if sent > before[0]:
-            time.sleep(1.5)  # an attempt counts before it ends; a failure follows it
+            time.sleep(0.5)  # an attempt counts before it ends; a failure follows it
             return "failed" if delivery_counts(am, integration)[1] > before[1] else "sent"
         time.sleep(0.5)
     return None

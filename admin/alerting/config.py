@@ -79,9 +79,11 @@ def render(receivers: Iterable[AlertReceiver], settings: Settings, relay_token: 
     """The whole Alertmanager config as a dict: one receiver with every enabled integration
     (the default route), plus one per receiver for its test notifications."""
     enabled = [r for r in receivers if r.enabled]
-    test_routes = [{"receiver": f"test-{r.id}", "matchers": [f'wordslab_receiver="{r.name}"'],
-                    "group_wait": "0s"} for r in enabled]
-    test_all = {"receiver": ALL if enabled else NOBODY, "group_wait": "0s",
+    # Each test alert (unique test_id label) is its own group ("..."), sent at once.
+    test = {"group_by": ["..."], "group_wait": "0s"}
+    test_routes = [{"receiver": f"test-{r.id}", "matchers": [f'wordslab_receiver="{r.name}"'], **test}
+                   for r in enabled]
+    test_all = {"receiver": ALL if enabled else NOBODY, **test,
                 "matchers": ['alertname="WordslabTestNotification"']}
     return {
         "route": {"receiver": ALL if enabled else NOBODY, "group_by": GROUP_BY, **TIMINGS,

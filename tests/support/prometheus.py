@@ -108,6 +108,18 @@ def prepare_config(state_dir: Path, exporter_address: str) -> Path:
     return layout.prometheus_runtime
 
 
+def start_ready(name: str, args: Sequence[str], port: int, workdir: Path) -> tuple[Process, str]:
+    """Start a Prometheus-family server listening on `port`; returns once /-/ready answers."""
+    process = Process(name, args, workdir / f"{name}.log")
+    url = f"http://127.0.0.1:{port}"
+    try:
+        process.wait_http(f"{url}/-/ready", timeout=30)
+    except StartupError:
+        process.stop()
+        raise
+    return process, url
+
+
 class PrometheusServer:
     def __init__(self, process: Process, url: str):
         self.process = process
@@ -118,14 +130,7 @@ class PrometheusServer:
         port = free_port()
         args = [PROMETHEUS_BIN, f"--config.file={config_dir / 'prometheus.yml'}",
                 f"--storage.tsdb.path={workdir / 'tsdb'}", f"--web.listen-address=127.0.0.1:{port}"]
-        process = Process("prometheus", args, workdir / "prometheus.log")
-        url = f"http://127.0.0.1:{port}"
-        try:
-            process.wait_http(f"{url}/-/ready", timeout=30)
-        except StartupError:
-            process.stop()
-            raise
-        return cls(process, url)
+        return cls(*start_ready("prometheus", args, port, workdir))
 
     def api(self, path: str, **params: str) -> dict:
         """GET /api/v1/<path>; returns the whole response, errors included (status, error)."""
