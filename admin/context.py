@@ -13,6 +13,7 @@ from admin.jobs import JobRunner
 DEFAULT_GRAFANA_URL = "http://127.0.0.1:3000"
 # Dashboard uids are fixed: Grafana panels and the admin link to them by uid.
 GRAFANA_DASHBOARDS = {
+    "wordslab-home": "wordslab home",
     "wordslab-machine": "Machine resources",
     "wordslab-devenv": "Development environment",
     "wordslab-ai-services": "AI services",

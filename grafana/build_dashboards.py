@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import string
 import sys
 from pathlib import Path
 
@@ -93,9 +94,17 @@ def value_colors(*entries: tuple[str, str, str]) -> list[dict]:
 
 
 UP_DOWN = value_colors(("1", "up", "green"), ("0", "down", "red"))
+OK_FAILED = value_colors(("1", "ok", "green"), ("0", "failed", "red"))
+PROJECT_STATES = value_colors(
+    ("tracking", "tracking", "green"), ("no_upstream", "no upstream", "text"), ("upstream_gone", "upstream gone", "orange"),
+    ("no_remote", "no remote", "text"), ("detached", "detached", "orange"), ("error", "error", "red"))
+YES_NO = value_colors(("1", "yes", "green"), ("0", "no", "text"))
 STATE_COLORS = value_colors(("running", "running", "green"), ("starting", "starting", "yellow"),
                             ("error", "error", "red"), ("stopped", "stopped", "text"),
                             ("exited", "exited", "text"), ("terminated", "terminated", "text"))
+API_STATES = value_colors(("ok", "ok", "green"), ("out_of_credit", "out of credit", "red"),
+                          ("rate_limited", "rate limited", "orange"), ("unauthorized", "unauthorized", "red"),
+                          ("error", "error", "red"), ("unreachable", "unreachable", "red"))
 COLOR_CELL = {"type": "color-background", "mode": "basic"}
 GAUGE_CELL = {"type": "gauge", "mode": "basic", "valueDisplayMode": "text"}
 
@@ -110,7 +119,7 @@ def hide(*names: str) -> dict:
 def panel(kind: str, title: str, description: str, targets: list[dict], unit: str, *,
           defaults: dict | None = None, overrides: list | None = None, options: dict | None = None,
           transformations: list | None = None, links: list | None = None) -> dict:
-    for ref, target in zip("ABCDEFGHIJ", targets):
+    for ref, target in zip(string.ascii_uppercase, targets):
         target["refId"] = ref
     field_defaults = {"unit": unit, "color": {"mode": "thresholds"},
                       "thresholds": thresholds((None, "green"))}
@@ -220,6 +229,28 @@ class Layout:
         self.x = self.line_height = 0
 
 
+class Columns:
+    """Places panels in side-by-side columns of equal width, each filled top to bottom."""
+
+    def __init__(self, count: int):
+        self.width = GRID_WIDTH // count
+        self.heights = [0] * count
+        self.panels: list[dict] = []
+
+    def add(self, column: int, item: dict, h: int) -> None:
+        item["id"] = len(self.panels) + 1
+        item["gridPos"] = {"h": h, "w": self.width, "x": column * self.width, "y": self.heights[column]}
+        self.panels.append(item)
+        self.heights[column] += h
+
+
+def text(title: str, description: str, markdown: str) -> dict:
+    """A markdown panel: headings and links, no data."""
+    return {"type": "text", "title": title, "description": description,
+            "options": {"mode": "markdown", "content": markdown,
+                        "code": {"language": "plaintext", "showLineNumbers": False, "showMiniMap": False}}}
+
+
 # ---------------------------------------------------------------------------------------
 # Dashboard shell
 
@@ -277,6 +308,15 @@ def dashboard(uid: str, title: str, description: str, layout: Layout, extra_vari
 # ---------------------------------------------------------------------------------------
 # Section 1: Machine resources
 
+def gpu_count_stat() -> dict:
+    return stat("GPUs", "Usable NVIDIA GPUs (0 without a GPU, without its driver, or with a .cpu-only "
+                "marker) and whether the NVIDIA driver (NVML) answers.",
+                [instant(f"wordslab_gpus{{{INSTANCE}}}", "usable GPUs"),
+                 instant(f"wordslab_gpu_nvml_available{{{INSTANCE}}}", "NVIDIA driver")], "none",
+                graph=False, overrides=[override("NVIDIA driver", mappings=value_colors(
+                    ("1", "driver ok", "green"), ("0", "no driver", "text")))])
+
+
 def machine_resources() -> dict:
     lay = Layout()
     lay.row("System")
@@ -306,7 +346,8 @@ def machine_resources() -> dict:
         "(Python, PyTorch) and the CUDA driver version when a GPU is usable.",
         [table_query(f"wordslab_app_version_info{{{INSTANCE}}}")],
         order=("app", "version"), sort_by="Software",
-        overrides=[override("app", name="Software"), override("version", name="Version")]), 8, 4)
+        overrides=[override("app", name="Software"), override("version", name="Version")]), 5, 4)
+    lay.add(gpu_count_stat(), 3, 4)
 
     lay.row("CPU and memory")
     lay.add(gauge("CPU usage", "Share of CPU time in use on the whole machine over the last sampling "
@@ -375,28 +416,33 @@ def machine_resources() -> dict:
     info = f"wordslab_storage_path_info{{{INSTANCE}}}"
     used_ratio = f"instance:wordslab_disk_used:ratio{{{INSTANCE}}}"
     lay.add(table(
-        "Disks", "The disk behind each wordslab storage role (/, home, workspace, models): two roles on "
-        "one disk show the same disk. Size, used and available space as df shows them (blocks reserved "
+        "Disks", "The disk behind each wordslab storage role (/, home, workspace, models) and whether "
+        "its path is usable: two roles on one disk show the same disk. Size, used and available space as df shows them (blocks reserved "
         "for root are neither used nor available, so Used % is used / (used + available)), and "
         "read/write throughput per disk.",
         [table_query(info),
+         table_query(f"wordslab_storage_path_state{{{INSTANCE}}} == 1"),
          table_query(joined(info, f"wordslab_disk_size_bytes{{{INSTANCE}}}", "disk")),
          table_query(joined(info, f"wordslab_disk_used_bytes{{{INSTANCE}}}", "disk")),
          table_query(joined(info, f"wordslab_disk_available_bytes{{{INSTANCE}}}", "disk")),
          table_query(joined(info, used_ratio, "disk")),
          table_query(joined(info, f"rate(wordslab_disk_read_bytes_total{{{INSTANCE}}}[$__rate_interval])", "disk")),
          table_query(joined(info, f"rate(wordslab_disk_written_bytes_total{{{INSTANCE}}}[$__rate_interval])", "disk"))],
-        exclude=("Value #A",), sort_by="Role",
-        order=("role", "path", "disk", "Value #B", "Value #C", "Value #D", "Value #E", "Value #F", "Value #G"),
+        exclude=("Value #A", "Value #B"), sort_by="Role",
+        order=("role", "path", "state", "disk", "Value #C", "Value #D", "Value #E", "Value #F", "Value #G",
+               "Value #H"),
         overrides=[
             override("role", name="Role"), override("path", name="Path"), override("disk", name="Disk"),
-            override("Value #B", name="Size", unit="bytes"),
-            override("Value #C", name="Used", unit="bytes"),
-            override("Value #D", name="Available", unit="bytes"),
-            override("Value #E", name="Used %", unit="percentunit", min=0, max=1, cell=GAUGE_CELL,
+            override("state", name="Path state", cell=COLOR_CELL, width=110, mappings=value_colors(
+                ("ok", "ok", "green"), ("unset", "unset", "text"), ("missing", "missing", "red"),
+                ("unreadable", "unreadable", "red"))),
+            override("Value #C", name="Size", unit="bytes"),
+            override("Value #D", name="Used", unit="bytes"),
+            override("Value #E", name="Available", unit="bytes"),
+            override("Value #F", name="Used %", unit="percentunit", min=0, max=1, cell=GAUGE_CELL,
                      thresholds=USAGE_THRESHOLDS, color={"mode": "thresholds"}),
-            override("Value #F", name="Read", unit="Bps"),
-            override("Value #G", name="Write", unit="Bps"),
+            override("Value #G", name="Read", unit="Bps"),
+            override("Value #H", name="Write", unit="Bps"),
         ]), 24, 7)
     vhdx = f"wordslab_virtual_disk_info{{{INSTANCE}}}"
     lay.add(table(
@@ -463,6 +509,28 @@ def machine_resources() -> dict:
          query(f"{tx_max} and on (instance, interface) {net}", "max out")], "Bps",
         overrides=[override("max in", **dashed), override("max out", **dashed)]), 24, 7)
 
+    lay.row("Exporter health")
+    lay.add(table(
+        "Collectors", "Each collector of the exporter: whether its last collection succeeded and how "
+        "long it took. A failing one has its metrics missing from the panels above.",
+        [table_query(f"wordslab_collector_success{{{INSTANCE}}}"),
+         table_query(f"wordslab_collector_duration_seconds{{{INSTANCE}}}")],
+        order=("collector", "Value #A", "Value #B"), sort_by="Collector",
+        overrides=[override("collector", name="Collector"),
+                   override("Value #A", name="Last collection", unit="none", cell=COLOR_CELL, mappings=OK_FAILED),
+                   override("Value #B", name="Duration", unit="s")]), 12, 8)
+    lay.add(table(
+        "Background sources", "Slow sources refreshed off the scrape path (git, model caches, probes, "
+        "providers): last refresh outcome, its duration and the age of the last good one.",
+        [table_query(f"wordslab_source_refresh_success{{{INSTANCE}}}"),
+         table_query(f"wordslab_source_refresh_duration_seconds{{{INSTANCE}}}"),
+         table_query(f"time() - wordslab_source_last_success_timestamp_seconds{{{INSTANCE}}}")],
+        order=("source", "Value #A", "Value #B", "Value #C"), sort_by="Source",
+        overrides=[override("source", name="Source"),
+                   override("Value #A", name="Last refresh", unit="none", cell=COLOR_CELL, mappings=OK_FAILED),
+                   override("Value #B", name="Duration", unit="s"),
+                   override("Value #C", name="Last success", unit="dtdurations")]), 12, 8)
+
     gpu_variable = query_variable("gpu", "GPU", f"label_values(wordslab_gpu_info{{{INSTANCE}}}, gpu)", all_values=True)
     return dashboard("wordslab-machine", "Machine resources",
                      "CPU, memory, GPUs, disks and network of a wordslab machine.", lay, [gpu_variable])
@@ -481,9 +549,11 @@ def development_environment() -> dict:
     lay.add(table(
         "Applications", "Every app of the VM with its URL (click to open) and whether it answers an "
         "HTTP probe. Apps whose port variables are unset show as not configured.",
-        [table_query(f"wordslab_app_info{{{INSTANCE}}}"), table_query(f"wordslab_app_up{{{INSTANCE}}}")],
+        [table_query(f"wordslab_app_info{{{INSTANCE}}}"), table_query(f"wordslab_app_up{{{INSTANCE}}}"),
+         table_query(f"wordslab_app_configured{{{INSTANCE}}}"),
+         table_query(f"wordslab_app_probe_duration_seconds{{{INSTANCE}}}")],
         exclude=("Value #A",), sort_by="App",
-        order=("app", "Value #B", "url", "internal_port", "external_port", "port_var"),
+        order=("app", "Value #B", "url", "internal_port", "external_port", "port_var", "Value #C", "Value #D"),
         overrides=[
             override("app", name="App", width=160),
             override("Value #B", name="Status", unit="none", width=130, cell=COLOR_CELL,
@@ -492,13 +562,15 @@ def development_environment() -> dict:
             override("url", name="URL", links=open_link("Open the app")),
             override("internal_port", name="Internal port"), override("external_port", name="External port"),
             override("port_var", name="Port variable"),
+            override("Value #C", name="Configured", unit="none", mappings=YES_NO),
+            override("Value #D", name="Probe time", unit="s"),
         ]), 24, 9)
 
     lay.row("Projects")
     lay.add(table(
-        "Projects", "Git repositories directly under the workspace: size, files changed, commits to "
-        "pull and to push (against the last background fetch), and ages of the last commit, sync "
-        "and file change.",
+        "Projects", "Git repositories directly under the workspace: sync state, branch and upstream, "
+        "size, files changed, commits to pull and to push (against the last background fetch), ages "
+        "of the last commit, sync and file change, and whether the last background fetch worked.",
         [table_query(f"wordslab_project_info{{{INSTANCE}}}"),
          table_query(f"wordslab_project_size_bytes{{{INSTANCE}}}"),
          table_query(f"wordslab_project_changed_files{{{INSTANCE}}}"),
@@ -506,10 +578,13 @@ def development_environment() -> dict:
          table_query(f"wordslab_project_commits_ahead{{{INSTANCE}}}"),
          table_query(f"time() - wordslab_project_last_commit_timestamp_seconds{{{INSTANCE}}}"),
          table_query(f"time() - wordslab_project_last_sync_timestamp_seconds{{{INSTANCE}}}"),
-         table_query(f"time() - wordslab_project_last_modified_timestamp_seconds{{{INSTANCE}}}")],
-        exclude=("Value #A",), sort_by="Project",
-        order=("project", "Value #B", "Value #C", "Value #D", "Value #E", "Value #F", "Value #G", "Value #H",
-               "git_url", "path"),
+         table_query(f"time() - wordslab_project_last_modified_timestamp_seconds{{{INSTANCE}}}"),
+         table_query(f"wordslab_project_branch_info{{{INSTANCE}}}"),
+         table_query(f"wordslab_project_status{{{INSTANCE}}} == 1"),
+         table_query(f"wordslab_project_fetch_success{{{INSTANCE}}}")],
+        exclude=("Value #A", "Value #I", "Value #J"), sort_by="Project",
+        order=("project", "status", "branch", "upstream", "Value #B", "Value #C", "Value #D", "Value #E",
+               "Value #F", "Value #G", "Value #H", "Value #K", "git_url", "path"),
         overrides=[
             override("project", name="Project", links=admin_links(("Manage in the admin", "/admin/projects/"))),
             override("Value #B", name="Size", unit="bytes"),
@@ -520,6 +595,9 @@ def development_environment() -> dict:
             override("Value #G", name="Last sync", unit="dtdurations"),
             override("Value #H", name="Last change", unit="dtdurations"),
             override("git_url", name="Remote"), override("path", name="Path"),
+            override("status", name="Sync state", cell=COLOR_CELL, mappings=PROJECT_STATES),
+            override("branch", name="Branch"), override("upstream", name="Upstream"),
+            override("Value #K", name="Last fetch", unit="none", mappings=OK_FAILED),
         ],
         links=admin_links(("Clone a project", "/admin/projects/new/"), ("Manage projects", "/admin/projects/"))),
         24, 9)
@@ -527,15 +605,19 @@ def development_environment() -> dict:
     lay.row("Models")
     lay.add(table(
         "Models", "Models on disk by provider (Ollama, Hugging Face, PyTorch hub, fastai, Keras) with "
-        "type, size, parameters, quantization, context length and estimated VRAM to run them.",
+        "type, size, parameters, quantization, context length, estimated VRAM to run them, when they "
+        "were downloaded and last used, and the processing speed the admin's benchmark measured.",
         [table_query(f"wordslab_model_info{{{INSTANCE}}}"),
          table_query(f"wordslab_model_size_bytes{{{INSTANCE}}}"),
          table_query(f"wordslab_model_parameters{{{INSTANCE}}}"),
          table_query(f"wordslab_model_context_length{{{INSTANCE}}}"),
-         table_query(f"wordslab_model_vram_estimate_bytes{{{INSTANCE}}}")],
+         table_query(f"wordslab_model_vram_estimate_bytes{{{INSTANCE}}}"),
+         table_query(f"wordslab_model_download_timestamp_seconds{{{INSTANCE}}} * 1000"),
+         table_query(f"wordslab_model_last_used_timestamp_seconds{{{INSTANCE}}} * 1000"),
+         table_query(f"wordslab_model_processing_speed{{{INSTANCE}}}")],
         exclude=("Value #A",), sort_by="Model",
         order=("provider", "model", "model_type", "Value #B", "Value #C", "quantization", "Value #D",
-               "Value #E", "path"),
+               "Value #E", "Value #F", "Value #G", "Value #H", "unit", "path"),
         overrides=[
             override("provider", name="Provider"), override("model", name="Model"),
             override("model_type", name="Type"), override("quantization", name="Quantization"),
@@ -543,6 +625,10 @@ def development_environment() -> dict:
             override("Value #C", name="Parameters", unit="short"),
             override("Value #D", name="Context", unit="short"),
             override("Value #E", name="VRAM estimate", unit="bytes"),
+            override("Value #F", name="Downloaded", unit="dateTimeAsIso"),
+            override("Value #G", name="Last used", unit="dateTimeFromNow"),
+            override("Value #H", name="Speed", unit="none", decimals=1),
+            override("unit", name="Speed unit"),
             override("path", name="Path"),
         ],
         links=admin_links(("Download a model", "/admin/models/new/"), ("Manage models", "/admin/models/"))),
@@ -564,6 +650,16 @@ def development_environment() -> dict:
 # ---------------------------------------------------------------------------------------
 # Section 3: AI services
 
+def budget_gauge() -> dict:
+    return gauge("Budget used", "Month-to-date spend (cloud VMs and external APIs) as a share of the "
+                 "monthly budget set in the admin (Cloud VMs > Budget & polling).",
+                 [query(f"instance:wordslab_cost_month_usd:sum{{{INSTANCE}}} / on (instance) "
+                        f"wordslab_cost_budget_month_usd{{{INSTANCE}}}")],
+                 defaults={"thresholds": thresholds((None, "green"), (0.8, "orange"), (1, "red")),
+                           "noValue": "no budget set"},
+                 links=admin_links(("Set the budget", "/admin/vm_settings/")))
+
+
 def ai_services() -> dict:
     lay = Layout()
     lay.row("Costs this month")
@@ -577,7 +673,8 @@ def ai_services() -> dict:
                  "currencyUSD", defaults=usd), 10, 5)
     lay.add(stat("Running VMs cost per hour", "What the VMs running now cost per hour of compute.",
                  [query(f"instance:wordslab_vm_price_running_usd_per_hour:sum{{{INSTANCE}}}")], "currencyUSD",
-                 defaults={"decimals": 2, "noValue": "no VM running"}), 8, 5)
+                 defaults={"decimals": 2, "noValue": "no VM running"}), 4, 5)
+    lay.add(budget_gauge(), 4, 5)
     lay.add(timeseries("Spend this month over time", "Month-to-date cost in total and per VM and API.",
                        [query(f"instance:wordslab_cost_month_usd:sum{{{INSTANCE}}}", "total"),
                         query(f'wordslab_vm_cost_month_usd{{{INSTANCE}, kind="total"}}', "VM {{vm}}"),
@@ -587,85 +684,301 @@ def ai_services() -> dict:
     lay.row("Model endpoints")
     lay.add(table(
         "Model endpoints", "Local model servers (vLLM, Ollama, FastAPI apps) configured in the admin or "
-        "discovered, with their status, VRAM and last error.",
+        "discovered, with their status, VRAM, the port they listen on inside the VM and last error.",
         [table_query(f"wordslab_endpoint_info{{{INSTANCE}}}"),
          table_query(f"wordslab_endpoint_status{{{INSTANCE}}} == 1"),
          table_query(f"wordslab_endpoint_vram_bytes{{{INSTANCE}}}"),
          table_query(f"wordslab_endpoint_last_error_info{{{INSTANCE}}}")],
         exclude=("Value #A", "Value #B", "Value #D"), sort_by="Endpoint",
-        order=("endpoint", "status", "model", "service_type", "server", "api_type", "Value #C", "base_url",
-               "error"),
+        order=("endpoint", "status", "model", "service_type", "server", "api_type", "Value #C", "internal_port",
+               "base_url", "error"),
         overrides=[
             override("endpoint", name="Endpoint"),
             override("status", name="Status", cell=COLOR_CELL, mappings=STATE_COLORS, width=110),
             override("model", name="Model"), override("service_type", name="Service"),
             override("server", name="Server"), override("api_type", name="API"),
             override("Value #C", name="VRAM", unit="bytes"),
+            override("internal_port", name="Internal port"),
             override("base_url", name="Base URL", links=open_link("Open the endpoint")),
             override("error", name="Last error"),
         ],
-        links=admin_links(("Manage endpoints", "/admin/endpoints/"))), 24, 8)
+        links=admin_links(("Start a model server", "/admin/endpoints/new/"),
+                          ("Manage endpoints", "/admin/endpoints/"))), 24, 8)
 
     lay.row("External APIs")
     lay.add(table(
-        "External APIs", "AI APIs used from this machine: whether an authenticated probe succeeds, how "
-        "long it took, and the cost this month (source: provider report or figure entered in the admin).",
+        "External APIs", "AI APIs used from this machine: the outcome of the last authenticated probe "
+        "(ok, out of credit, rate limited, unauthorized, error, unreachable), its HTTP status, latency "
+        "and age, the quota and cost per call as described in the admin, the cost this month (source: "
+        "provider report or figure entered in the admin), credit left where the provider says, and "
+        "the last error.",
         [table_query(f"wordslab_external_api_info{{{INSTANCE}}}"),
+         table_query(f"wordslab_external_api_state{{{INSTANCE}}} == 1"),
          table_query(f"wordslab_external_api_up{{{INSTANCE}}}"),
          table_query(f"wordslab_external_api_probe_duration_seconds{{{INSTANCE}}}"),
-         table_query(f"wordslab_external_api_cost_month_usd{{{INSTANCE}}}")],
-        exclude=("Value #A",), sort_by="API",
-        order=("api", "Value #B", "provider", "api_type", "Value #C", "Value #D", "source", "base_url",
-               "api_key_var"),
+         table_query(f"wordslab_external_api_cost_month_usd{{{INSTANCE}}}"),
+         table_query(f"wordslab_external_api_last_http_status{{{INSTANCE}}}"),
+         table_query(f"time() - wordslab_external_api_last_probe_timestamp_seconds{{{INSTANCE}}}"),
+         table_query(f"wordslab_external_api_credit_remaining_usd{{{INSTANCE}}}"),
+         table_query(f"wordslab_external_api_out_of_credit{{{INSTANCE}}}"),
+         table_query(f"wordslab_external_api_last_error_info{{{INSTANCE}}}")],
+        exclude=("Value #A", "Value #B", "Value #J"), sort_by="API",
+        order=("api", "state", "Value #C", "provider", "api_type", "Value #F", "Value #D", "Value #G",
+               "quota_limit", "cost_per_call", "Value #E", "source", "Value #H", "Value #I", "base_url",
+               "api_key_var", "error"),
         overrides=[
             override("api", name="API"),
-            override("Value #B", name="Status", unit="none", cell=COLOR_CELL, mappings=UP_DOWN, width=100),
+            override("state", name="State", cell=COLOR_CELL, mappings=API_STATES, width=120),
+            override("Value #C", name="Up", unit="none", mappings=UP_DOWN, width=70),
             override("provider", name="Provider"), override("api_type", name="API type"),
-            override("Value #C", name="Latency", unit="s"),
-            override("Value #D", name="Cost this month", unit="currencyUSD", decimals=2),
+            override("Value #F", name="HTTP", unit="none", width=70),
+            override("Value #D", name="Latency", unit="s"),
+            override("Value #G", name="Probed", unit="dtdurations"),
+            override("quota_limit", name="Quota limit"), override("cost_per_call", name="Cost per call"),
+            override("Value #E", name="Cost this month", unit="currencyUSD", decimals=2),
             override("source", name="Cost source"),
+            override("Value #H", name="Credit left", unit="currencyUSD", decimals=2),
+            override("Value #I", name="Out of credit", unit="none", mappings=value_colors(
+                ("1", "yes", "red"), ("0", "no", "text"))),
             override("base_url", name="Base URL", links=open_link("Open the API base URL")),
-            override("api_key_var", name="Key variable"),
+            override("api_key_var", name="Key variable"), override("error", name="Last error"),
         ],
-        links=admin_links(("Manage external APIs", "/admin/external_apis/"))), 24, 8)
+        links=admin_links(("Configure an external API", "/admin/external_apis/new/"),
+                          ("Manage external APIs", "/admin/external_apis/"))), 24, 8)
 
     lay.row("Virtual machines")
     vms_page = admin_links(("Start / stop in the admin", "/admin/vms/"))
+    vm_cost = f"wordslab_vm_cost_month_usd{{{INSTANCE}"
+    vm_storage = f"wordslab_vm_storage_bytes{{{INSTANCE}"
     lay.add(table(
-        "Virtual machines", "Cloud GPU VMs managed from the admin: instance type, status, URLs, price "
-        "per hour and cost this month. Start, stop and terminate them in the admin.",
+        "Virtual machines", "Cloud GPU VMs managed from the admin: instance type, status (and whether "
+        "the provider's API answered, and when), URLs, container and volume disk sizes, price per hour, "
+        "when it last started and stopped, the longest run allowed, and this month's compute, storage "
+        "and total cost (from the provider's billing, or estimated from recorded run time x rates). "
+        "Start, stop and terminate them in the admin.",
         [table_query(f"wordslab_vm_info{{{INSTANCE}}}"),
          table_query(f"wordslab_vm_status{{{INSTANCE}}} == 1"),
          table_query(f"wordslab_vm_gpu_memory_bytes{{{INSTANCE}}}"),
          table_query(f"wordslab_vm_cpus{{{INSTANCE}}}"),
          table_query(f"wordslab_vm_memory_bytes{{{INSTANCE}}}"),
-         table_query(f"sum by (instance, job, vm) (wordslab_vm_storage_bytes{{{INSTANCE}}})"),
+         table_query(f'sum without (kind) ({vm_storage}, kind="container"}})'),
+         table_query(f'sum without (kind) ({vm_storage}, kind="volume"}})'),
          table_query(f"wordslab_vm_price_usd_per_hour{{{INSTANCE}}}"),
-         table_query(f'wordslab_vm_cost_month_usd{{{INSTANCE}, kind="total"}}')],
-        exclude=("Value #A", "Value #B", "kind"), sort_by="VM",
-        order=("vm", "status", "provider", "region", "gpu", "Value #C", "Value #D", "Value #E", "Value #F",
-               "Value #G", "Value #H", "terminal_url", "dashboard_url"),
+         table_query(f"wordslab_vm_last_started_timestamp_seconds{{{INSTANCE}}} * 1000"),
+         table_query(f"wordslab_vm_last_stopped_timestamp_seconds{{{INSTANCE}}} * 1000"),
+         table_query(f'sum without (kind) ({vm_cost}, kind="compute"}})'),
+         table_query(f'sum without (kind) ({vm_cost}, kind="storage"}})'),
+         table_query(f'sum without (kind) ({vm_cost}, kind="total"}})'),
+         table_query(f"wordslab_vm_cost_from_provider{{{INSTANCE}}}"),
+         table_query(f"wordslab_vm_max_running_seconds{{{INSTANCE}}}"),
+         table_query(f"wordslab_vm_provider_ok{{{INSTANCE}}}"),
+         table_query(f"time() - wordslab_vm_status_checked_timestamp_seconds{{{INSTANCE}}}")],
+        exclude=("Value #A", "Value #B"), sort_by="VM",
+        order=("vm", "status", "Value #P", "Value #Q", "provider", "region", "gpu", "Value #C", "Value #D",
+               "Value #E", "Value #F", "Value #G", "Value #H", "Value #I", "Value #J", "Value #O", "Value #K",
+               "Value #L", "Value #M", "Value #N", "terminal_url", "dashboard_url"),
         overrides=[
             override("vm", name="VM", links=vms_page),
             override("status", name="Status", cell=COLOR_CELL, mappings=STATE_COLORS, links=vms_page, width=110),
+            override("Value #P", name="Provider API", unit="none", mappings=OK_FAILED),
+            override("Value #Q", name="Checked", unit="dtdurations"),
             override("provider", name="Provider"), override("region", name="Region"), override("gpu", name="GPU"),
             override("Value #C", name="VRAM", unit="bytes"),
             override("Value #D", name="vCPUs", unit="short"),
             override("Value #E", name="RAM", unit="bytes"),
-            override("Value #F", name="Storage", unit="bytes"),
-            override("Value #G", name="$ / hour", unit="currencyUSD", decimals=2),
-            override("Value #H", name="Cost this month", unit="currencyUSD", decimals=2),
+            override("Value #F", name="Container disk", unit="bytes"),
+            override("Value #G", name="Volume", unit="bytes"),
+            override("Value #H", name="$ / hour", unit="currencyUSD", decimals=2),
+            override("Value #I", name="Last started", unit="dateTimeFromNow"),
+            override("Value #J", name="Last stopped", unit="dateTimeFromNow"),
+            override("Value #O", name="Max run", unit="dtdurations"),
+            override("Value #K", name="Compute cost", unit="currencyUSD", decimals=2),
+            override("Value #L", name="Storage cost", unit="currencyUSD", decimals=2),
+            override("Value #M", name="Cost this month", unit="currencyUSD", decimals=2),
+            override("Value #N", name="Cost from", unit="none", mappings=value_colors(
+                ("1", "provider billing", "text"), ("0", "estimate", "text"))),
             override("terminal_url", name="Terminal", links=open_link("Open the VM's terminal")),
             override("dashboard_url", name="Dashboard", links=open_link("Open the VM's dashboard")),
         ],
-        links=admin_links(("Manage VMs", "/admin/vms/"), ("VM templates", "/admin/vm_templates/"),
+        links=admin_links(("Create a VM", "/admin/vms/new/"), ("Manage VMs", "/admin/vms/"),
+                          ("VM templates", "/admin/vm_templates/"),
                           ("Hosting platforms", "/admin/platforms/"))), 24, 9)
 
     return dashboard("wordslab-ai-services", "AI services",
                      "Local model endpoints, external AI APIs and cloud VMs with their costs.", lay)
 
 
+# ---------------------------------------------------------------------------------------
+# Home: the spec's one screen, "vertically divided into three parts"
+
+# Grafana's pages carry <base href="<root_url>/">: relative links work under a sub-path too.
+KEEP_VARS = "?var-instance=${instance}&${__url_time_range}"
+SECTIONS = (
+    ("Machine resources", "wordslab-machine", ()),
+    ("Development environment", "wordslab-devenv",
+     (("Clone a project", "/admin/projects/new/"), ("Projects (delete)", "/admin/projects/"),
+      ("Download a model", "/admin/models/new/"), ("Models (delete)", "/admin/models/"), ("Jobs", "/admin/jobs/"))),
+    ("AI services", "wordslab-ai-services",
+     (("Start a model server", "/admin/endpoints/new/"), ("Endpoints (stop, delete)", "/admin/endpoints/"),
+      ("Configure an external API", "/admin/external_apis/new/"), ("External APIs (delete)", "/admin/external_apis/"),
+      ("Create a VM", "/admin/vms/new/"), ("VMs (start, stop, terminate)", "/admin/vms/"),
+      ("Hosting platforms", "/admin/platforms/"), ("VM templates", "/admin/vm_templates/"))),
+)
+
+
+def section_header(title: str, uid: str, pages: tuple) -> dict:
+    lines = [f"### [{title}](d/{uid}{KEEP_VARS})", "",
+             f"[Details: the {title} dashboard](d/{uid}{KEEP_VARS})"]
+    if pages:
+        lines += ["", "Admin: " + " · ".join(f"[{name}](${{admin_url}}{path})" for name, path in pages)]
+    return text(title, f"The {title} part: its detailed dashboard and the admin pages that create and "
+                f"delete its items.", "\n".join(lines))
+
+
+def home() -> dict:
+    cols = Columns(3)
+    machine, devenv, ai = 0, 1, 2
+    for column, (title, uid, pages) in enumerate(SECTIONS):
+        cols.add(column, section_header(title, uid, pages), 3 if column == machine else 4)
+
+    # Machine resources
+    cols.add(machine, table(
+        "System", "Hosting platform, OS, wordslab version and the documentation link.",
+        [table_query(f"wordslab_system_info{{{INSTANCE}}}")],
+        order=("hosting_platform", "os_version", "wordslab_version", "docs_url"),
+        overrides=[override("hosting_platform", name="Platform"), override("os_version", name="OS"),
+                   override("wordslab_version", name="wordslab"),
+                   override("docs_url", name="Docs", links=open_link("Open the wordslab documentation"))]), 3)
+    cols.add(machine, stat("Versions", "Python and PyTorch of the VM's Python environment, and the CUDA "
+                           "version the driver supports (only with a usable GPU).",
+                           [instant(f"wordslab_app_version_info{{{INSTANCE}}}", "{{app}} {{version}}")],
+                           "none", text_mode="name", graph=False), 2)
+    cols.add(machine, table(
+        "CPU and memory", "CPU model, logical cores and installed RAM.",
+        [table_query(f"wordslab_cpu_info{{{INSTANCE}}}"), table_query(f"wordslab_cpu_cores{{{INSTANCE}}}"),
+         table_query(f"wordslab_memory_total_bytes{{{INSTANCE}}}")],
+        exclude=("Value #A",), order=("model", "Value #B", "Value #C"),
+        overrides=[override("model", name="CPU"), override("Value #B", name="Cores", unit="short"),
+                   override("Value #C", name="RAM", unit="bytes")]), 3)
+    cols.add(machine, bar_gauge(
+        "Usage", "CPU, RAM, each GPU and its VRAM in use, and each disk as df counts it.",
+        [instant(f"wordslab_cpu_usage_ratio{{{INSTANCE}}}", "CPU"),
+         instant(f"wordslab_memory_used_bytes{{{INSTANCE}}} / wordslab_memory_total_bytes{{{INSTANCE}}}", "RAM"),
+         instant(f"wordslab_gpu_utilization_ratio{{{INSTANCE}}}", "GPU {{gpu}}"),
+         instant(f"wordslab_gpu_memory_used_bytes{{{INSTANCE}}} / wordslab_gpu_memory_total_bytes{{{INSTANCE}}}",
+                 "VRAM {{gpu}}"),
+         instant(f"instance:wordslab_disk_used:ratio{{{INSTANCE}}}", "disk {{disk}}")],
+        defaults={"thresholds": USAGE_THRESHOLDS}), 7)
+    gpu_info = f"wordslab_gpu_info{{{INSTANCE}}}"
+    cols.add(machine, table(
+        "GPUs", "Each NVIDIA GPU: model, VRAM and theoretical peak throughput (fp16 tensor, bf16 alike).",
+        [table_query(gpu_info), table_query(f"wordslab_gpu_memory_total_bytes{{{INSTANCE}}}"),
+         table_query(f'wordslab_gpu_theoretical_flops{{{INSTANCE}, precision="fp16"}}')],
+        exclude=("Value #A", "uuid", "driver_version", "precision"), order=("gpu", "name", "Value #B", "Value #C"),
+        overrides=[override("gpu", name="GPU", width=50), override("name", name="Model"),
+                   override("Value #B", name="VRAM", unit="bytes"),
+                   override("Value #C", name="fp16 FLOPS", unit="flops")]), 3)
+    info = f"wordslab_storage_path_info{{{INSTANCE}}}"
+    cols.add(machine, table(
+        "Disks", "The disk behind /, WORDSLAB_HOME, WORDSLAB_WORKSPACE and WORDSLAB_MODELS, its size and "
+        "available space as df shows them.",
+        [table_query(info), table_query(joined(info, f"wordslab_disk_size_bytes{{{INSTANCE}}}", "disk")),
+         table_query(joined(info, f"wordslab_disk_available_bytes{{{INSTANCE}}}", "disk"))],
+        exclude=("Value #A", "path"), order=("role", "disk", "Value #B", "Value #C"), sort_by="Role",
+        overrides=[override("role", name="Role"), override("disk", name="Disk"),
+                   override("Value #B", name="Size", unit="bytes"),
+                   override("Value #C", name="Available", unit="bytes")]), 5)
+    net = f"wordslab_network_info{{{INSTANCE}}}"
+    rx = f"rate(wordslab_network_receive_bytes_total{{{INSTANCE}}}[$__rate_interval])"
+    tx = f"rate(wordslab_network_transmit_bytes_total{{{INSTANCE}}}[$__rate_interval])"
+    cols.add(machine, table(
+        "Network", "The primary interface, its IP address and current traffic in and out.",
+        [table_query(net), table_query(joined(net, rx, "interface")), table_query(joined(net, tx, "interface"))],
+        "Bps", exclude=("Value #A",), order=("interface", "ip_address", "Value #B", "Value #C"),
+        overrides=[override("interface", name="Interface", unit="string"),
+                   override("ip_address", name="IP address", unit="string"),
+                   override("Value #B", name="In"), override("Value #C", name="Out")]), 3)
+
+    # Development environment
+    cols.add(devenv, table(
+        "Apps", "The VM's apps: status of their HTTP probe and their link (click to open).",
+        [table_query(f"wordslab_app_info{{{INSTANCE}}}"), table_query(f"wordslab_app_up{{{INSTANCE}}}")],
+        exclude=("Value #A", "internal_port", "external_port", "port_var"), sort_by="App",
+        order=("app", "Value #B", "url"),
+        overrides=[override("app", name="App"),
+                   override("Value #B", name="Status", unit="none", width=110, cell=COLOR_CELL,
+                            mappings=UP_DOWN + [{"type": "special", "options": {
+                                "match": "null", "result": {"text": "not configured", "color": "text", "index": 2}}}]),
+                   override("url", name="URL", links=open_link("Open the app"))]), 7)
+    cols.add(devenv, table(
+        "Projects", "Git projects in the workspace: size, changed files, commits to pull and to push.",
+        [table_query(f"wordslab_project_info{{{INSTANCE}}}"),
+         table_query(f"wordslab_project_size_bytes{{{INSTANCE}}}"),
+         table_query(f"wordslab_project_changed_files{{{INSTANCE}}}"),
+         table_query(f"wordslab_project_commits_behind{{{INSTANCE}}}"),
+         table_query(f"wordslab_project_commits_ahead{{{INSTANCE}}}")],
+        exclude=("Value #A", "git_url", "path"), sort_by="Project",
+        order=("project", "Value #B", "Value #C", "Value #D", "Value #E"),
+        overrides=[override("project", name="Project"), override("Value #B", name="Size", unit="bytes"),
+                   *[override(field, name=name, unit="none", cell={"type": "color-text"},
+                              thresholds=thresholds((None, "green"), (1, "orange")))
+                     for field, name in (("Value #C", "Changed"), ("Value #D", "To pull"), ("Value #E", "To push"))]]),
+        9)
+    cols.add(devenv, table(
+        "Models", "Downloaded models by provider, with type and size on disk.",
+        [table_query(f"wordslab_model_info{{{INSTANCE}}}"), table_query(f"wordslab_model_size_bytes{{{INSTANCE}}}")],
+        exclude=("Value #A", "path", "quantization"), sort_by="Model",
+        order=("provider", "model", "model_type", "Value #B"),
+        overrides=[override("provider", name="Provider"), override("model", name="Model"),
+                   override("model_type", name="Type"), override("Value #B", name="Size", unit="bytes")]), 10)
+
+    # AI services
+    cols.add(ai, stat("Spend this month", "Month-to-date cost of cloud VMs and external APIs, and what the "
+                      "VMs running now cost per hour.",
+                      [instant(f"instance:wordslab_cost_month_usd:sum{{{INSTANCE}}}", "this month"),
+                       instant(f"instance:wordslab_vm_price_running_usd_per_hour:sum{{{INSTANCE}}}", "per hour now")],
+                      "currencyUSD", graph=False, defaults={"decimals": 2}), 3)
+    cols.add(ai, table(
+        "Local endpoints", "Local model servers: status, model, internal port and base URL.",
+        [table_query(f"wordslab_endpoint_info{{{INSTANCE}}}"),
+         table_query(f"wordslab_endpoint_status{{{INSTANCE}}} == 1")],
+        exclude=("Value #A", "Value #B", "service_type", "server", "api_type"), sort_by="Endpoint",
+        order=("endpoint", "status", "model", "internal_port", "base_url"),
+        overrides=[override("endpoint", name="Endpoint"),
+                   override("status", name="Status", cell=COLOR_CELL, mappings=STATE_COLORS, width=90),
+                   override("model", name="Model"), override("internal_port", name="Port", width=60),
+                   override("base_url", name="Base URL", links=open_link("Open the endpoint"))]), 6)
+    cols.add(ai, table(
+        "External APIs", "AI APIs configured in the admin: probe state and cost this month.",
+        [table_query(f"wordslab_external_api_info{{{INSTANCE}}}"),
+         table_query(f"wordslab_external_api_state{{{INSTANCE}}} == 1"),
+         table_query(f"sum without (source) (wordslab_external_api_cost_month_usd{{{INSTANCE}}})")],
+        exclude=("Value #A", "Value #B", "api_type", "base_url", "api_key_var", "quota_limit", "cost_per_call"),
+        sort_by="API", order=("api", "state", "provider", "Value #C"),
+        overrides=[override("api", name="API"),
+                   override("state", name="Status", cell=COLOR_CELL, mappings=API_STATES, width=110),
+                   override("provider", name="Provider"),
+                   override("Value #C", name="This month", unit="currencyUSD", decimals=2)]), 6)
+    cols.add(ai, table(
+        "Cloud VMs", "VMs managed from the admin: status, GPU, price per hour and cost this month.",
+        [table_query(f"wordslab_vm_info{{{INSTANCE}}}"), table_query(f"wordslab_vm_status{{{INSTANCE}}} == 1"),
+         table_query(f"wordslab_vm_price_usd_per_hour{{{INSTANCE}}}"),
+         table_query(f'sum without (kind) (wordslab_vm_cost_month_usd{{{INSTANCE}, kind="total"}})')],
+        exclude=("Value #A", "Value #B", "provider", "region", "terminal_url"), sort_by="VM",
+        order=("vm", "status", "gpu", "Value #C", "Value #D", "dashboard_url"),
+        overrides=[override("vm", name="VM"),
+                   override("status", name="Status", cell=COLOR_CELL, mappings=STATE_COLORS, width=90),
+                   override("gpu", name="GPU"), override("Value #C", name="$ / hour", unit="currencyUSD", decimals=2),
+                   override("Value #D", name="This month", unit="currencyUSD", decimals=2),
+                   override("dashboard_url", name="Dashboard", links=open_link("Open the VM's dashboard"))]), 7)
+
+    return dashboard("wordslab-home", "wordslab home",
+                     "The whole machine on one screen: machine resources, development environment and AI "
+                     "services side by side, each linking to its detailed dashboard and admin pages.", cols)
+
+
 DASHBOARDS = {
+    "home.json": home,
     "machine-resources.json": machine_resources,
     "development-environment.json": development_environment,
     "ai-services.json": ai_services,

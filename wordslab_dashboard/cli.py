@@ -75,7 +75,7 @@ def grafana_service(args: argparse.Namespace, layout: Layout, grafana: GrafanaIn
         "GF_PATHS_PROVISIONING": str(layout.repo / "grafana" / "provisioning"),
         "WORDSLAB_GRAFANA_DASHBOARDS_DIR": str(layout.repo / "grafana" / "dashboards"),
         "GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH":
-            str(layout.repo / "grafana" / "dashboards" / "machine-resources.json"),
+            str(layout.repo / "grafana" / "dashboards" / "home.json"),
     })
 
 

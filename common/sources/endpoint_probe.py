@@ -12,6 +12,7 @@ from collections import deque
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Mapping
+from urllib.parse import urlsplit
 
 import psutil
 
@@ -44,6 +45,12 @@ class EndpointTarget:
     desired: str = ""  # status the admin last recorded ("" for discovered services)
     recorded_error: str = ""
     discovered: bool = False
+    internal_port: str = ""  # port the admin started the server on, "" when not recorded
+
+    @property
+    def port(self) -> str:
+        """Port the endpoint listens on inside the VM: the recorded one, else its base URL's."""
+        return self.internal_port or url_port(self.base_url)
 
 
 @dataclass(frozen=True)
@@ -214,7 +221,20 @@ def target_from_row(row: Endpoint) -> EndpointTarget:
         name=row.name, model=row.model or "", service_type=row.service_type, server=row.server,
         api_type=row.api_type, base_url=row.base_url or "", health_url=row.health_url or "",
         pid=row.pid, container_id=row.container_id or "", desired=row.status or "stopped",
-        recorded_error=row.last_error or "")
+        recorded_error=row.last_error or "",
+        internal_port=str(row.internal_port or ""))
+
+
+def url_port(url: str) -> str:
+    """The port of an http(s) URL, explicit or the scheme's default; "" when there is none."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return ""
+    if port is None:
+        port = {"http": 80, "https": 443}.get(parts.scheme)
+    return str(port) if port else ""
 
 
 def configured_targets(settings: Settings) -> list[EndpointTarget]:

@@ -82,6 +82,8 @@ class ApiTarget:
     admin_key: str = field(default="", repr=False)
     manual_cost_month_usd: float | None = None
     probe_interval_seconds: float = 60.0
+    quota_description: str = ""  # as entered in the admin
+    cost_per_call_description: str = ""
 
 
 @dataclass(frozen=True)
@@ -126,7 +128,9 @@ def _target_from_row(row: ExternalApi) -> ApiTarget:
         api_key_var=row.api_key_var or "", api_key=row.api_key or "",
         admin_key_var=row.admin_key_var or "", admin_key=row.admin_key or "",
         manual_cost_month_usd=row.manual_cost_month_usd,
-        probe_interval_seconds=float(row.probe_interval_seconds or 60))
+        probe_interval_seconds=float(row.probe_interval_seconds or 60),
+        quota_description=row.quota_description or "",
+        cost_per_call_description=row.cost_per_call_description or "")
 
 
 def configured_apis(settings: Settings) -> list[ApiTarget]:

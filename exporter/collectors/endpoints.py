@@ -15,7 +15,6 @@ from common.store.services import ENDPOINT_STATUSES
 from exporter.collectors.base import PREFIX, WordslabCollector, add_state_set
 
 
-
 class EndpointsCollector(WordslabCollector):
     name = "endpoints"
 
@@ -28,8 +27,9 @@ class EndpointsCollector(WordslabCollector):
 
     def collect_metrics(self) -> Iterable[Metric]:
         info = GaugeMetricFamily(
-            PREFIX + "endpoint_info", "Local model endpoint (configured or discovered), value 1.",
-            labels=["endpoint", "model", "service_type", "server", "api_type", "base_url"])
+            PREFIX + "endpoint_info", "Local model endpoint (configured or discovered), value 1; internal_port is the port it "
+            "listens on inside the VM (the one it was started on, else its base URL's).",
+            labels=["endpoint", "model", "service_type", "server", "api_type", "base_url", "internal_port"])
         status = GaugeMetricFamily(
             PREFIX + "endpoint_status",
             "Endpoint status as a state set: 1 for the current one of starting/running/error/stopped.",
@@ -44,7 +44,7 @@ class EndpointsCollector(WordslabCollector):
             labels=["endpoint", "error"])
         for state in self.source.snapshot().value or []:
             t = state.target
-            info.add_metric([t.name, t.model, t.service_type, t.server, t.api_type, t.base_url], 1.0)
+            info.add_metric([t.name, t.model, t.service_type, t.server, t.api_type, t.base_url, t.port], 1.0)
             add_state_set(status, [t.name], ENDPOINT_STATUSES, state.status)
             if state.vram_bytes is not None:
                 vram.add_metric([t.name], state.vram_bytes)

@@ -8,7 +8,7 @@ from prometheus_client.core import Metric
 from common.background import BackgroundSource
 from common.sources import config_db
 from common.config import Settings
-from common.sources.external_api_probe import API_STATES, ExternalApiMonitor
+from common.sources.external_api_probe import API_STATES, ExternalApiMonitor, scrub
 from exporter.collectors.base import WordslabCollector, add_state_set, gauge
 
 TICK_SECONDS = 5.0  # how often due probes are looked for; each API has its own interval
@@ -26,8 +26,10 @@ class ExternalApisCollector(WordslabCollector):
         self.sources = [self.source, config_db.shared(settings.db_path).source]
 
     def collect_metrics(self) -> Iterable[Metric]:
-        info = gauge("external_api_info", "External AI API as configured, value 1 (never carries a key).",
-                     ("api", "provider", "api_type", "base_url", "api_key_var"))
+        info = gauge("external_api_info", "External AI API as configured, value 1 (never carries a key): "
+                     "quota_limit and cost_per_call are the descriptions entered in the admin (anything shaped "
+                     "like a token masked).",
+                     ("api", "provider", "api_type", "base_url", "api_key_var", "quota_limit", "cost_per_call"))
         up = gauge("external_api_up", "1 if the last authenticated probe got a valid 2xx answer.", API)
         duration = gauge("external_api_probe_duration_seconds", "Latency of the last probe.", API)
         http_status = gauge("external_api_last_http_status",
@@ -52,7 +54,9 @@ class ExternalApisCollector(WordslabCollector):
                       ("api", "error"))
         for s in self.source.snapshot().value or []:
             t, p, c = s.target, s.probe, s.cost
-            info.add_metric([t.name, t.provider, t.api_type, t.base_url, t.api_key_var], 1.0)
+            info.add_metric([t.name, t.provider, t.api_type, t.base_url, t.api_key_var,
+                             scrub(t.quota_description, t.api_key, t.admin_key),
+                             scrub(t.cost_per_call_description, t.api_key, t.admin_key)], 1.0)
             out_of_credit.add_metric([t.name], 1.0 if s.out_of_credit else 0.0)
             if p is not None:
                 up.add_metric([t.name], 1.0 if p.up else 0.0)

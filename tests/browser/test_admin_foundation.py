@@ -56,8 +56,8 @@ def test_index_shows_running_jobs_and_grafana_links(admin_server, logged_in_page
     logged_in_page.goto(admin_server.url + "/admin/")
     expect(logged_in_page.locator(".wl-job .wl-job-text")).to_have_text("50 %")
     links = logged_in_page.locator("#grafana-links a")
-    expect(links).to_have_count(3)
-    expect(links.first).to_have_attribute("href", "http://127.0.0.1:3000/d/wordslab-machine")
+    expect(links).to_have_count(4)
+    expect(links.first).to_have_attribute("href", "http://127.0.0.1:3000/d/wordslab-home")
 
 
 def _logged_in_http(server) -> requests.Session:

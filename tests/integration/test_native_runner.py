@@ -147,6 +147,9 @@ def test_up_installs_grafana_from_the_download_site_only_with_the_pinned_checksu
         record = json.loads((tmp_path / "state" / "grafana-data" / "requests.jsonl").read_text().splitlines()[0])
         assert record["env"]["GF_PATHS_PROVISIONING"] == str(ROOT / "grafana" / "provisioning")
         assert record["env"]["GF_PATHS_DATA"] == str(tmp_path / "state" / "grafana-data")
+        # Grafana opens on the home dashboard (the spec's one-screen view).
+        assert record["env"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"] == str(
+            ROOT / "grafana" / "dashboards" / "home.json")
     else:
         assert "not started: grafana: refusing Grafana" in output and "nothing was unpacked" in output
         assert not install.exists() and not (tmp_path / "cache" / name).exists()

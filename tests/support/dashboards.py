@@ -41,13 +41,22 @@ def load(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def data_panels(dashboard: dict) -> Iterator[dict]:
-    """Every panel that shows data (rows are layout, not panels), nested ones included."""
+def all_items(dashboard: dict) -> Iterator[dict]:
+    """Every panel, nested ones included (rows are layout, not panels)."""
     for item in dashboard.get("panels", []):
         if item.get("type") == "row":
             yield from item.get("panels", [])
         else:
             yield item
+
+
+def data_panels(dashboard: dict) -> Iterator[dict]:
+    """Every panel that shows data: not the text panels (headings and links)."""
+    return (item for item in all_items(dashboard) if item.get("type") != "text")
+
+
+def text_panels(dashboard: dict) -> Iterator[dict]:
+    return (item for item in all_items(dashboard) if item.get("type") == "text")
 
 
 def panel_queries() -> list[PanelQuery]:
@@ -83,6 +92,25 @@ def metric_names(expr: str) -> list[str]:
     for alternatives in _NAME_REGEX.findall(expr):
         names.update(alternatives.split("|"))
     return sorted(names)
+
+
+def metrics_used(exprs) -> set[str]:
+    """Metric names in the expressions, recorded series counted with the metrics they are made of."""
+    recorded = {rule["record"]: rule["expr"] for rule in recording_rules()}
+    used: set[str] = set()
+    todo = [name for expr in exprs for name in metric_names(expr)]
+    while todo:
+        name = todo.pop()
+        if name not in used:
+            used.add(name)
+            todo += metric_names(recorded.get(name, ""))
+    return used
+
+
+def documented_metrics() -> list[str]:
+    """Metric families listed in docs/metrics.md (counters with their _total)."""
+    doc = (REPO_ROOT / "docs" / "metrics.md").read_text()
+    return re.findall(r"^\| `(wordslab_[a-z0-9_]+)` \|", doc, re.M)
 
 
 def rule_files() -> list[Path]:

@@ -276,7 +276,7 @@ def test_security_headers_and_own_session_cookie(app):
 def test_admin_links_back_to_grafana(app):
     client = logged_in_client(app)
     index = client.get("/admin/").text
-    for uid in ("wordslab-machine", "wordslab-devenv", "wordslab-ai-services"):
+    for uid in ("wordslab-home", "wordslab-machine", "wordslab-devenv", "wordslab-ai-services"):
         assert f'href="http://grafana.test:3000/d/{uid}"' in index
     jobs = client.get("/admin/jobs/").text
     assert 'class="grafana-link" href="http://grafana.test:3000/d/wordslab-devenv"' in jobs
@@ -285,4 +285,4 @@ def test_admin_links_back_to_grafana(app):
 
 def test_default_grafana_url(vm_env):
     app = make_admin_app(vm_env, view_modules=("jobs",))
-    assert 'href="http://127.0.0.1:3000/d/wordslab-machine"' in logged_in_client(app).get("/admin/").text
+    assert 'href="http://127.0.0.1:3000/d/wordslab-home"' in logged_in_client(app).get("/admin/").text

@@ -41,7 +41,7 @@ def test_stack_uses_the_repo_files_the_native_runner_uses():
             if source.startswith("./") and not source.startswith("./.wordslab-run"):
                 assert (ROOT / source).exists(), f"{name} mounts missing {source}"
     home = services["grafana"]["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
-    assert (ROOT / "grafana" / "dashboards" / Path(home).name).exists()
+    assert Path(home).name == "home.json" and (ROOT / "grafana" / "dashboards" / "home.json").exists()
     prom_cmd = " ".join(services["prometheus"]["command"])
     assert "--config.file=/etc/prometheus/prometheus.yml" in prom_cmd
     # Alertmanager reads the file the admin renders under its state dir (/state in the containers).

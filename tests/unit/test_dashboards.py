@@ -15,9 +15,6 @@ from tests.support import dashboards
 
 GRAFANA_DIR = dashboards.REPO_ROOT / "grafana"
 FILES = dashboards.dashboard_files()
-ADMIN_PAGES = ("/admin/", "/admin/jobs/", "/admin/projects/", "/admin/projects/new/", "/admin/models/",
-               "/admin/models/new/", "/admin/endpoints/", "/admin/external_apis/", "/admin/platforms/",
-               "/admin/vm_templates/", "/admin/vms/")
 INSTANCE_FILTER = 'instance=~"$instance"'
 
 
@@ -48,8 +45,9 @@ def panel_id(item):
     return f"{path.stem}::{panel['title']}"
 
 
-def test_the_three_sections_are_there():
-    assert [p.name for p in FILES] == ["ai-services.json", "development-environment.json", "machine-resources.json"]
+def test_the_home_and_the_three_sections_are_there():
+    assert [p.name for p in FILES] == ["ai-services.json", "development-environment.json", "home.json",
+                                       "machine-resources.json"]
 
 
 def test_committed_json_is_what_the_builder_produces():
@@ -71,7 +69,7 @@ def test_loads_through_grafana_foundation_sdk(path):
         assert parsed.title == raw["title"]
         assert (parsed.grid_pos.x, parsed.grid_pos.y, parsed.grid_pos.w, parsed.grid_pos.h) == (
             raw["gridPos"]["x"], raw["gridPos"]["y"], raw["gridPos"]["w"], raw["gridPos"]["h"])
-        if raw["type"] == "row":
+        if raw["type"] in ("row", "text"):
             continue
         assert sdk_runtime.panelcfg_config(raw["type"]) is not None, f"unknown panel type {raw['type']}"
         assert all(isinstance(t, sdk_prometheus.Dataquery) for t in parsed.targets), raw["title"]
@@ -230,17 +228,127 @@ def test_url_columns_are_clickable():
     assert linked >= {"docs_url", "url", "base_url", "terminal_url", "dashboard_url"}
 
 
-def test_admin_links_use_the_admin_url_variable_and_known_pages():
+_MARKDOWN_LINK = re.compile(r"\[([^\]]+)\]\(([^)\s]+)\)")
+
+
+def every_link_url():
+    for path in FILES:
+        data = dashboards.load(path)
+        for panel in dashboards.data_panels(data):
+            yield from (link["url"] for link in _links(panel))
+        for panel in dashboards.text_panels(data):
+            yield from (url for _, url in _MARKDOWN_LINK.findall(panel["options"]["content"]))
+
+
+def test_admin_links_use_the_admin_url_variable_and_open_real_admin_pages(vm_env):
+    from tests.support.admin import logged_in_client, make_admin_app
+    client = logged_in_client(make_admin_app(vm_env))
     pages = set()
-    for _, panel in all_panels():
-        for link in _links(panel):
-            if "/admin/" in link["url"]:
-                assert link["url"].startswith("${admin_url}/admin/"), link["url"]
-                page = link["url"].removeprefix("${admin_url}").split("?")[0]
-                assert page in ADMIN_PAGES, link["url"]
-                pages.add(page)
+    for url in every_link_url():
+        if "/admin/" in url:
+            assert url.startswith("${admin_url}/admin/"), url
+            pages.add(url.removeprefix("${admin_url}").split("?")[0])
+    for page in sorted(pages):
+        assert client.get(page).status_code == 200, f"{page} is linked from a dashboard but does not open"
     assert pages >= {"/admin/projects/new/", "/admin/models/new/", "/admin/jobs/", "/admin/endpoints/",
-                     "/admin/external_apis/", "/admin/vms/"}
+                     "/admin/endpoints/new/", "/admin/external_apis/", "/admin/external_apis/new/",
+                     "/admin/vms/", "/admin/vms/new/"}
+
+
+def test_links_to_dashboards_name_existing_uids():
+    uids = {dashboards.load(p)["uid"] for p in FILES}
+    for url in every_link_url():
+        if url.startswith("d/") or "/d/" in url:
+            uid = re.search(r"(?:^|/)d/([\w-]+)", url).group(1)
+            assert uid in uids, url
+
+
+# --- The home dashboard: the spec's one screen -------------------------------------------------
+
+HOME = dashboards.DASHBOARDS_DIR / "home.json"
+COLUMNS = {0: ("Machine resources", "wordslab-machine"), 8: ("Development environment", "wordslab-devenv"),
+           16: ("AI services", "wordslab-ai-services")}
+# What the spec shows of each part, as the metrics that carry it (docs/metrics.md).
+SPEC_FIELDS = {
+    "Machine resources": {
+        "platform, OS, wordslab version, docs link": "wordslab_system_info",
+        "apps versions": "wordslab_app_version_info",
+        "CPU name": "wordslab_cpu_info", "CPU cores": "wordslab_cpu_cores", "CPU usage": "wordslab_cpu_usage_ratio",
+        "RAM capacity": "wordslab_memory_total_bytes", "RAM usage": "wordslab_memory_used_bytes",
+        "GPU name": "wordslab_gpu_info", "GPU FLOPS": "wordslab_gpu_theoretical_flops",
+        "GPU usage": "wordslab_gpu_utilization_ratio", "VRAM capacity": "wordslab_gpu_memory_total_bytes",
+        "VRAM usage": "wordslab_gpu_memory_used_bytes",
+        "disks behind /, home, workspace, models": "wordslab_storage_path_info",
+        "disk capacity": "wordslab_disk_size_bytes", "disk usage": "wordslab_disk_available_bytes",
+        "network interface and IP": "wordslab_network_info",
+        "network in": "wordslab_network_receive_bytes_total", "network out": "wordslab_network_transmit_bytes_total",
+    },
+    "Development environment": {
+        "app links": "wordslab_app_info", "app status": "wordslab_app_up",
+        "projects": "wordslab_project_info", "project size": "wordslab_project_size_bytes",
+        "git changes": "wordslab_project_changed_files", "to pull": "wordslab_project_commits_behind",
+        "to push": "wordslab_project_commits_ahead",
+        "models": "wordslab_model_info", "model size": "wordslab_model_size_bytes",
+    },
+    "AI services": {
+        "local endpoints": "wordslab_endpoint_info", "endpoint status": "wordslab_endpoint_status",
+        "external APIs": "wordslab_external_api_info", "API status": "wordslab_external_api_state",
+        "API cost": "wordslab_external_api_cost_month_usd",
+        "cloud VMs": "wordslab_vm_info", "VM status": "wordslab_vm_status",
+        "VM price": "wordslab_vm_price_usd_per_hour", "VM cost": "wordslab_vm_cost_month_usd",
+    },
+}
+
+
+def home_columns() -> dict[str, list[dict]]:
+    columns: dict[str, list[dict]] = {title: [] for title, _ in COLUMNS.values()}
+    for item in dashboards.load(HOME)["panels"]:
+        columns[COLUMNS[item["gridPos"]["x"]][0]].append(item)
+    return columns
+
+
+def test_home_is_three_parts_side_by_side():
+    """Three columns of panels each 8 grid units wide (640 px of a 1920 px screen), each headed by
+    its part's name, and no row across them."""
+    items = dashboards.load(HOME)["panels"]
+    assert all(item["type"] != "row" for item in items)
+    assert {(item["gridPos"]["x"], item["gridPos"]["w"]) for item in items} == {(0, 8), (8, 8), (16, 8)}
+    for title, panels in home_columns().items():
+        top = min(panels, key=lambda p: p["gridPos"]["y"])
+        assert top["type"] == "text" and top["title"] == title and top["gridPos"]["y"] == 0
+
+
+def test_each_home_part_links_to_its_dashboard_and_its_admin_pages():
+    admin_pages = {"Machine resources": set(),
+                   "Development environment": {"/admin/projects/new/", "/admin/projects/", "/admin/models/new/",
+                                               "/admin/models/", "/admin/jobs/"},
+                   "AI services": {"/admin/endpoints/new/", "/admin/endpoints/", "/admin/external_apis/new/",
+                                   "/admin/external_apis/", "/admin/vms/new/", "/admin/vms/",
+                                   "/admin/platforms/", "/admin/vm_templates/"}}
+    uids = {title: uid for title, uid in COLUMNS.values()}
+    for title, panels in home_columns().items():
+        (header,) = [p for p in panels if p["type"] == "text"]
+        urls = [url for _, url in _MARKDOWN_LINK.findall(header["options"]["content"])]
+        # Relative to Grafana's <base href>, keeping the machine and the time range.
+        assert f"d/{uids[title]}?var-instance=${{instance}}&${{__url_time_range}}" in urls
+        linked = {url.removeprefix("${admin_url}") for url in urls if url.startswith("${admin_url}")}
+        assert linked == admin_pages[title]
+
+
+def test_home_shows_every_spec_field_in_its_part():
+    for title, panels in home_columns().items():
+        used = dashboards.metrics_used(t["expr"] for p in panels for t in p.get("targets", []))
+        missing = {field: metric for field, metric in SPEC_FIELDS[title].items() if metric not in used}
+        assert not missing, f"{title} part of the home dashboard lacks {missing}"
+
+
+def test_every_documented_metric_is_on_a_panel():
+    """Each family of docs/metrics.md is shown by at least one panel query, directly or through a
+    recording rule, so a field cannot be collected and never displayed."""
+    used = dashboards.metrics_used(q.expr for q in dashboards.panel_queries())
+    documented = dashboards.documented_metrics()
+    assert len(documented) > 90
+    assert [name for name in documented if name not in used] == []
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.stem)

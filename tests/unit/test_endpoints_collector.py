@@ -44,7 +44,7 @@ def test_configured_and_discovered_endpoints(vm_env):
         settings = Settings.from_env(env)
         add_rows(settings,
                  Endpoint(name="qwen", model="Qwen/Qwen3-8B", server="vllm", api_type="openai",
-                          service_type="LLM", base_url=f"{dead}/v1", status="running"),
+                          service_type="LLM", base_url=f"{dead}/v1", status="running", internal_port=8123),
                  Endpoint(name="embed", model="bge", server="fastapi", api_type="openAPI",
                           service_type="Embed", base_url=f"http://127.0.0.1:{free_port()}", status="stopped"))
         text = scrape(EndpointsCollector(settings, nvml=NO_GPU))
@@ -52,8 +52,12 @@ def test_configured_and_discovered_endpoints(vm_env):
     info = samples(text, "wordslab_endpoint_info")
     names = {dict(k)["endpoint"] for k in info}
     assert names == {"qwen", "embed", "vllm", "hermes-agent"}
-    assert (("api_type", "openai"), ("base_url", f"{dead}/v1"), ("endpoint", "qwen"), ("model", "Qwen/Qwen3-8B"),
-            ("server", "vllm"), ("service_type", "LLM")) in info
+    assert (("api_type", "openai"), ("base_url", f"{dead}/v1"), ("endpoint", "qwen"), ("internal_port", "8123"),
+            ("model", "Qwen/Qwen3-8B"), ("server", "vllm"), ("service_type", "LLM")) in info
+    # Without a recorded port, the base URL's: the discovered ones and the embed row.
+    ports = {dict(k)["endpoint"]: dict(k)["internal_port"] for k in info}
+    assert ports["vllm"] == up.rsplit(":", 1)[1] and ports["hermes-agent"] == env["API_SERVER_PORT"]
+    assert ports["embed"] != "" 
     status = samples(text, "wordslab_endpoint_status")
     current = {}
     for labels, value in status.items():

@@ -51,14 +51,16 @@ def settings(vm_env):
 def test_up_latency_and_key_sent_only_in_a_header(settings):
     handler = make_handler(expected_key=KEY)
     with serving(handler) as url:
-        add_api(settings, base_url=f"{url}/v1", api_key_var="OPENAI_API_KEY", api_key=KEY)
+        add_api(settings, base_url=f"{url}/v1", api_key_var="OPENAI_API_KEY", api_key=KEY,
+                quota_description="500 requests/min", cost_per_call_description=f"$0.15 / 1M tokens, key {KEY}")
         text, _ = scrape(settings)
     assert metric(text, "wordslab_external_api_up") == {(("api", "api"),): 1.0}
     assert metric(text, "wordslab_external_api_probe_duration_seconds")[(("api", "api"),)] > 0
     assert metric(text, "wordslab_external_api_last_http_status")[(("api", "api"),)] == 200
     assert metric(text, "wordslab_external_api_info") == {(
         ("api", "api"), ("api_key_var", "OPENAI_API_KEY"), ("api_type", "openai"),
-        ("base_url", f"{url}/v1"), ("provider", "openai")): 1.0}
+        ("base_url", f"{url}/v1"), ("cost_per_call", "$0.15 / 1M tokens, key ***"), ("provider", "openai"),
+        ("quota_limit", "500 requests/min")): 1.0}
     probe = handler.requests[0]
     assert probe["path"] == "/v1/models" and probe["headers"]["Authorization"] == f"Bearer {KEY}"
     assert all(KEY not in r["path"] for r in handler.requests)
