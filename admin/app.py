@@ -25,6 +25,8 @@ SECRET_KEY = "flask_secret_key"
 # Grafana and other apps of the VM share the host name, hence the cookies: use our own name.
 SESSION_COOKIE = "wordslab_admin_session"
 HERE = Path(__file__).parent
+# No admin form comes near this; a bigger body is refused (413) before it is parsed.
+MAX_REQUEST_BYTES = 1024 * 1024
 
 
 class DashboardIndexView(AdminIndexView):
@@ -149,6 +151,7 @@ def create_app(settings: Settings, *, password: str | None = None,
         SESSION_COOKIE_NAME=SESSION_COOKIE,
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
+        MAX_CONTENT_LENGTH=MAX_REQUEST_BYTES,
         WORDSLAB_GENERATED_PASSWORD=ensure_password(ctx, password, reset=reset_password),
     )
     app.extensions["wordslab"] = ctx

@@ -24,6 +24,9 @@ from flask_admin.contrib.sqla import ModelView
 from flask_admin.form import SecureForm
 from flask_admin.model import typefmt
 from sqlalchemy.orm import Session, scoped_session, sessionmaker
+from wtforms.validators import Length, ValidationError
+
+from admin.validation import FALLBACK_MAX_CHARS
 
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
@@ -55,10 +58,43 @@ def logged_in() -> bool:
 
 
 class CSRFForm(SecureForm):
-    """Flask-Admin's SecureForm (session-bound token), valid long enough for a page left open."""
+    """Flask-Admin's SecureForm (session-bound token), valid long enough for a page left open.
+
+    Every text field is bounded before any other check runs: by its own Length validator, else
+    by FALLBACK_MAX_CHARS. An over-long value gets that field's message and nothing else of
+    the form is parsed (no check, regex or lookup ever sees unbounded input).
+    """
 
     class Meta:
         csrf_time_limit = timedelta(hours=12)
+
+    def validate(self, extra_validators=None) -> bool:
+        too_long = False
+        for field in self:
+            message = _length_error(self, field)
+            if message:
+                field.errors = [message]
+                too_long = True
+        if too_long:
+            return False
+        return super().validate(extra_validators)
+
+
+def _length_error(form, field) -> str | None:
+    data = field.data
+    if not isinstance(data, str):
+        return None
+    bounds = [v for v in field.validators if isinstance(v, Length) and v.max is not None and v.max >= 0]
+    if not bounds:
+        if len(data) > FALLBACK_MAX_CHARS:
+            return f"{field.label.text} is too long: at most {FALLBACK_MAX_CHARS:,} characters"
+        return None
+    for bound in bounds:
+        try:
+            bound(form, field)
+        except ValidationError as exc:
+            return str(exc)
+    return None
 
 
 def csrf_token() -> str:

@@ -2,8 +2,8 @@
 
 `requests` (with urllib3, idna, charset_normalizer) costs the exporter ~6 MB of resident
 memory for a few JSON calls; this gives what those calls need: JSON bodies, headers,
-(connect, read) timeouts, redirects, proxies from the environment, streamed lines, and the
-status and body of every answer, 4xx/5xx included. Exceptions carry requests' names, so
+(connect, read) timeouts, a total deadline, redirects, proxies from the environment, streamed
+lines, and the status and body of every answer, 4xx/5xx included. Exceptions carry requests' names, so
 messages that quote the type read as before. Request headers (where API keys travel) never
 appear in an exception message, and are not forwarded by a redirect to another origin.
 """
@@ -12,7 +12,10 @@ from __future__ import annotations
 import base64
 import http.client
 import json as jsonlib
+import socket
 import ssl
+import threading
+import time
 from typing import Iterator, Mapping
 from urllib.parse import unquote, urlencode, urljoin, urlsplit
 from urllib.request import getproxies, proxy_bypass
@@ -25,6 +28,8 @@ CREDENTIAL_HEADERS = ("authorization", "proxy-authorization", "x-api-key", "cook
 
 # Seconds for both phases, or (connect, read); None waits forever.
 TimeoutSpec = float | tuple[float, float] | None
+# The whole exchange's deadline when the call names no timeout at all.
+UNBOUNDED_DEADLINE_SECONDS = 600.0
 
 
 class RequestException(Exception):
@@ -47,6 +52,57 @@ class ReadTimeout(Timeout):
     """Connected, but the server went silent longer than the read timeout."""
 
 
+class DeadlineExceeded(Timeout):
+    """The whole exchange took longer than its deadline (a server trickling its answer)."""
+
+
+class InvalidHeader(RequestException, ValueError):
+    """A header value that cannot be sent (a key with a line break, say); never quoted."""
+
+
+class _Deadline:
+    """Total time of one exchange, redirects and body included. When it passes, the socket in
+    use is shut down, so whatever read or write is blocked returns at once; the caller then
+    raises DeadlineExceeded."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self._at = time.monotonic() + seconds
+        self.expired = False
+        self._timer: threading.Timer | None = None
+
+    def remaining(self) -> float:
+        left = self._at - time.monotonic()
+        if left <= 0:
+            self.expired = True
+            raise DeadlineExceeded(f"no complete answer within {self.seconds:g} s")
+        return left
+
+    def guard(self, connection: http.client.HTTPConnection) -> None:
+        self.cancel()
+        # The socket itself: http.client lets go of it once the answer's headers are in.
+        self._timer = threading.Timer(self.remaining(), self._expire, args=(connection.sock,))
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _expire(self, sock: socket.socket | None) -> None:
+        self.expired = True
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def check(self) -> None:
+        if self.expired:
+            raise DeadlineExceeded(f"no complete answer within {self.seconds:g} s")
+
+
 class InvalidURL(RequestException, ValueError):
     """Not an http(s) URL with a host."""
 
@@ -66,8 +122,10 @@ class HTTPError(RequestException):
 class Response:
     """An answer: status_code, headers, content/text/json() for the body, iter_lines() to stream."""
 
-    def __init__(self, raw: http.client.HTTPResponse, connection: http.client.HTTPConnection, url: str):
+    def __init__(self, raw: http.client.HTTPResponse, connection: http.client.HTTPConnection, url: str,
+                 deadline: _Deadline | None = None):
         self.raw = raw
+        self._deadline = deadline
         self.status_code = raw.status
         self.reason = raw.reason
         self.headers = raw.headers
@@ -82,7 +140,13 @@ class Response:
     def content(self) -> bytes:
         if self._content is None:
             try:
-                self._content = _io(self.raw.read)
+                try:
+                    content = _io(self.raw.read, self._deadline)
+                    if self._deadline is not None:
+                        self._deadline.check()  # a body cut short by the deadline is no answer
+                except DeadlineExceeded as exc:
+                    raise DeadlineExceeded(f"{_shown(self.url)}: {exc}") from None
+                self._content = content
             finally:
                 self.close()
         return self._content
@@ -103,7 +167,7 @@ class Response:
         """The body line by line as it arrives, line ends stripped; closes when done."""
         try:
             while True:
-                line = _io(self.raw.readline)
+                line = _io(self.raw.readline, self._deadline)
                 if not line:
                     return
                 yield line.rstrip(b"\r\n")
@@ -126,6 +190,8 @@ class Response:
             raise HTTPError(f"HTTP {self.status_code} {self.reason}", self)
 
     def close(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
         self.raw.close()
         self._connection.close()
 
@@ -146,23 +212,35 @@ def post(url: str, **kwargs) -> Response:
 
 def request(method: str, url: str, *, json=None, params: Mapping | None = None,
             headers: Mapping[str, str] | None = None, timeout: TimeoutSpec = None,
-            allow_redirects: bool = True, stream: bool = False) -> Response:
+            allow_redirects: bool = True, stream: bool = False,
+            deadline: float | None = None) -> Response:
     """One HTTP exchange. `timeout` is seconds for both phases or (connect, read); the read
-    timeout bounds each wait for data, not the whole answer. Without `stream` the body is
-    read before returning and the connection closed; with it, close the response (or use
-    it in a `with`, or exhaust iter_lines())."""
+    timeout bounds each wait for data. `deadline` bounds the whole exchange, redirects and
+    body included (default: connect + read timeout; UNBOUNDED_DEADLINE_SECONDS without
+    timeout): a server answering one byte at a time fails with DeadlineExceeded. Without
+    `stream` the body is read before returning and the connection closed; with it (a
+    download of unknown length), the deadline covers the answer's headers and each later
+    read is bounded by the read timeout: close the response (or use it in a `with`, or
+    exhaust iter_lines()). Raises a RequestException subclass on any failure."""
     if params:
         url += ("&" if urlsplit(url).query else "?") + urlencode(params, doseq=True)
     body = None if json is None else jsonlib.dumps(json).encode()
     sent = {"User-Agent": USER_AGENT, "Accept": "*/*", "Connection": "close", **(headers or {})}
+    for name, value in sent.items():
+        if any(c in str(value) for c in "\r\n\0"):
+            raise InvalidHeader(f"the {name} header has a line break or NUL in its value "
+                                "(a key pasted with a line break?); nothing was sent")
     if body is not None:
         sent["Content-Type"] = "application/json"
+    limit = _Deadline(deadline if deadline is not None else _default_deadline(timeout))
     for _ in range(MAX_REDIRECTS + 1):
-        response = _exchange(method, url, body, sent, timeout)
+        response = _exchange(method, url, body, sent, timeout, limit)
         location = response.headers.get("Location")
         if not (allow_redirects and response.status_code in REDIRECT_CODES and location):
-            if not stream:
-                response.content  # read now, under the read timeout, and release the connection
+            if stream:
+                limit.cancel()
+            else:
+                response.content  # read now, under the deadline, and release the connection
             return response
         response.close()
         target = urljoin(url, location)
@@ -176,8 +254,15 @@ def request(method: str, url: str, *, json=None, params: Mapping | None = None,
     raise TooManyRedirects(f"more than {MAX_REDIRECTS} redirects from {_shown(url)}")
 
 
+def _default_deadline(timeout: TimeoutSpec) -> float:
+    if timeout is None:
+        return UNBOUNDED_DEADLINE_SECONDS
+    connect, read = timeout if isinstance(timeout, tuple) else (timeout, timeout)
+    return (connect or 0) + (read or 0) or UNBOUNDED_DEADLINE_SECONDS
+
+
 def _exchange(method: str, url: str, body: bytes | None, headers: dict[str, str],
-              timeout: TimeoutSpec) -> Response:
+              timeout: TimeoutSpec, deadline: _Deadline) -> Response:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidURL(f"not an http(s) URL: {_shown(url)}")
@@ -186,6 +271,7 @@ def _exchange(method: str, url: str, body: bytes | None, headers: dict[str, str]
     except ValueError:
         raise InvalidURL(f"bad port in {_shown(url)}") from None
     connect_timeout, read_timeout = timeout if isinstance(timeout, tuple) else (timeout, timeout)
+    connect_timeout = min(connect_timeout or deadline.seconds, deadline.remaining())
     target = parts.path or "/"
     if parts.query:
         target += "?" + parts.query
@@ -194,25 +280,31 @@ def _exchange(method: str, url: str, body: bytes | None, headers: dict[str, str]
     if via_plain_proxy:  # a plain HTTP proxy is asked for the absolute URL
         target = f"http://{parts.netloc.rpartition('@')[2]}{target}"
     what = f"{method} {_shown(url)}"
+    connection.timeout = connect_timeout
     try:
         connection.connect()
     except TimeoutError:
         connection.close()
+        deadline.remaining()  # the deadline, not the connect timeout, when that is what ran out
         raise ConnectTimeout(f"{what}: no connection within {connect_timeout:g} s") from None
     except OSError as exc:
         connection.close()
         raise ConnectionError(f"{what}: cannot connect ({_reason(exc)})") from None
     connection.sock.settimeout(read_timeout)
+    deadline.guard(connection)
     try:
         connection.request(method, target, body=body, headers=headers)
         raw = connection.getresponse()
     except TimeoutError:
         connection.close()
+        deadline.check()
         raise ReadTimeout(f"{what}: no answer within {read_timeout:g} s") from None
     except (OSError, http.client.HTTPException) as exc:
         connection.close()
+        if deadline.expired:
+            raise DeadlineExceeded(f"{what}: no complete answer within {deadline.seconds:g} s") from None
         raise ConnectionError(f"{what}: connection failed ({_reason(exc)})") from None
-    return Response(raw, connection, url)
+    return Response(raw, connection, url, deadline)
 
 
 def _connection(scheme: str, host: str, port: int, timeout: float | None,
@@ -248,13 +340,17 @@ def _tls() -> ssl.SSLContext:
     return _TLS_CONTEXT
 
 
-def _io(read):
+def _io(read, deadline: _Deadline | None = None):
     """Run a body read, with its failures as this module's exceptions."""
     try:
         return read()
     except TimeoutError:
+        if deadline is not None:
+            deadline.check()
         raise ReadTimeout("the server went silent in the middle of its answer") from None
     except (OSError, http.client.HTTPException) as exc:
+        if deadline is not None:
+            deadline.check()
         raise ConnectionError(f"the answer broke off ({_reason(exc)})") from None
 
 

@@ -15,6 +15,9 @@ from exporter.exposition import Exposition
 
 class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
     daemon_threads = True
+    # listen() backlog: socketserver's default of 5 drops the SYNs of a 6th simultaneous
+    # scraper, which then waits 1-3 s for its retry. The kernel caps it at somaxconn.
+    request_queue_size = 128
 
 
 class _QuietHandler(WSGIRequestHandler):

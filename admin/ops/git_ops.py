@@ -8,8 +8,12 @@ names to one plain directory name. Errors are GitOpError with a message for the 
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import shutil
+import signal
+import subprocess
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping
@@ -23,8 +27,12 @@ from common.sources.git_status import (
 )
 from common.store.jobs import public_target
 
+from admin.validation import MAX_CHARS
+
 ALLOWED_SCHEMES = ("https", "http", "ssh")
 NETWORK_TIMEOUT_SECONDS = 600.0
+# A clone may be big: bounded in total by this, and a stalled one by git's low-speed limit.
+CLONE_TIMEOUT_SECONDS = 3600.0
 LOCAL_TIMEOUT_SECONDS = 60.0
 MAX_LISTED = 50  # lines of each kind on the delete confirmation
 
@@ -44,6 +52,8 @@ def validate_clone_url(url: str) -> str:
     url = (url or "").strip()
     if not url:
         raise GitOpError(f"Enter the git URL to clone ({_ALLOWED_URL_TEXT}).")
+    if len(url) > MAX_CHARS["url"]:
+        raise GitOpError(f"The URL is too long: at most {MAX_CHARS['url']:,} characters.")
     if url.startswith("-"):
         raise GitOpError(f"Refused: {url.split('=')[0]!r} is a git command-line option, not a URL.")
     scheme, sep, _ = url.partition("://")
@@ -122,6 +132,8 @@ def validate_branch(branch: str | None) -> str | None:
     branch = (branch or "").strip()
     if not branch:
         return None
+    if len(branch) > MAX_CHARS["revision"]:
+        raise GitOpError(f"The branch name is too long: at most {MAX_CHARS['revision']} characters.")
     if not _BRANCH.match(branch) or ".." in branch or branch.endswith(("/", ".lock", ".")) or "//" in branch:
         raise GitOpError(f"Refused branch {branch!r}: use letters, digits, '.', '_', '-' and '/' "
                          "(not first), no '..'.")
@@ -181,30 +193,78 @@ def clone_env(base: Mapping[str, str]) -> dict[str, str]:
 
 
 def git_failure(exc: Exception) -> str:
-    """The useful lines of a failed git command, credentials removed."""
-    text = getattr(exc, "stderr", None) or str(exc)
-    text = str(text).strip().removeprefix("stderr:").strip().strip("'")
+    """The useful lines of a failed git command (its `fatal:`/`error:` lines), credentials removed."""
+    text = str(exc).strip()
     lines = [l.strip() for l in text.splitlines()
              if l.strip().startswith(("fatal:", "error:", "! [", "remote: error"))]
     return public_target("; ".join(lines) if lines else first_line(text))
 
 
+def _run_with_progress(args: list[str], env: Mapping[str, str], parser: gitpython.RemoteProgress,
+                       timeout: float) -> None:
+    """`git *args`, its stderr fed line by line (progress ends lines with CR) to `parser`;
+    killed with its children after `timeout` seconds. GitError carries git's own lines."""
+    process = subprocess.Popen(["git", *args], env=dict(env), stdin=subprocess.DEVNULL,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    expired = threading.Event()
+
+    def kill():
+        expired.set()
+        try:
+            os.killpg(process.pid, signal.SIGKILL)  # git and its helpers (remote-https, ssh)
+        except ProcessLookupError:
+            pass
+
+    timer = threading.Timer(timeout, kill)
+    timer.daemon = True
+    timer.start()
+    handle = parser.new_message_handler()
+    kept: list[str] = []  # the last lines that are not progress: git's messages
+    try:
+        pending = b""
+        for chunk in iter(lambda: process.stderr.read1(65536), b""):
+            pending += chunk
+            *lines, pending = re.split(rb"[\r\n]", pending)
+            for raw in lines:
+                _feed(raw, handle, kept)
+        _feed(pending, handle, kept)
+        returncode = process.wait()
+    finally:
+        timer.cancel()
+        process.stderr.close()
+    if expired.is_set():
+        raise GitError(f"fatal: git {args[0]} did not finish within {timeout:.0f} s and was stopped")
+    if returncode != 0:
+        raise GitError("\n".join(kept) or f"git {args[0]} failed with exit status {returncode}")
+
+
+def _feed(raw: bytes, handle, kept: list[str]) -> None:
+    line = raw.decode(errors="replace").strip()
+    if not line:
+        return
+    handle(line)
+    if not re.search(r"\d+% \(\d+/\d+\)|\d+, done\.|^remote: (Counting|Compressing|Enumerating|Total)", line):
+        kept.append(line)
+        del kept[:-20]
+
+
 def clone(url: str, dest: Path, *, env: Mapping[str, str], branch: str | None = None,
-          progress: Callable[[float, str], None] = lambda ratio, text: None) -> str:
-    """Clone a validated URL into a new directory; on failure nothing is left behind."""
+          progress: Callable[[float, str], None] = lambda ratio, text: None,
+          timeout: float = CLONE_TIMEOUT_SECONDS) -> str:
+    """Clone a validated URL into a new directory; on failure nothing is left behind.
+
+    GitOpError("Clone failed: <git's fatal: line>") on any failure, after at most `timeout` s."""
     url = validate_clone_url(url)
     branch = validate_branch(branch)
     if dest.exists():
         raise GitOpError(f"A project or file named {dest.name!r} already exists in the workspace.")
-    options = {"branch": branch} if branch else {}
+    args = ["clone", "--progress", *(["--branch", branch] if branch else []), "--", url, str(dest)]
     try:
-        repo = gitpython.Repo.clone_from(url, dest, progress=CloneProgress(progress), env=clone_env(env),
-                                         **options)
-    except gitpython.GitCommandError as exc:
+        _run_with_progress(args, clone_env(env), CloneProgress(progress), timeout)
+    except GitError as exc:
         if dest.exists():  # git removes what it created; be sure no half clone stays
             shutil.rmtree(dest, ignore_errors=True)
         raise GitOpError(f"Clone failed: {git_failure(exc)}") from None
-    repo.close()  # GitPython caches object databases: release them at once
     record_sync(dest)
     return f"cloned {public_target(url)} into {dest.name}" + (f" (branch {branch})" if branch else "")
 

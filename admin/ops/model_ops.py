@@ -27,6 +27,7 @@ from admin.ops.file_download import (Checksum, check_https_url, download_file, f
                                      torch_hash_prefix)
 from admin.ops.model_catalog import catalog_entry, catalog_names
 from admin.ops.model_errors import ModelOpError
+from admin.validation import MAX_CHARS
 
 DOWNLOAD_PROVIDERS = ("ollama", "huggingface", "torch", "fastai", "keras")
 FILE_DOWNLOAD_PROVIDERS = ("torch", "fastai", "keras")
@@ -62,6 +63,8 @@ def check_model_id(provider: str, model_id: str) -> str:
     model_id = (model_id or "").strip()
     if not model_id:
         raise ModelOpError("a model id is required")
+    if len(model_id) > MAX_CHARS["model_id"]:
+        raise ModelOpError(f"the model id is too long: at most {MAX_CHARS['model_id']} characters")
     _check_no_traversal("model id", model_id)
     pattern, hint = {
         "ollama": (_OLLAMA_NAME, "name[:tag], e.g. qwen3:8b or hf.co/org/repo:Q4_K_M"),
@@ -76,6 +79,8 @@ def check_model_id(provider: str, model_id: str) -> str:
 def check_revision(revision: str | None) -> str | None:
     revision = (revision or "").strip() or None
     if revision is not None:
+        if len(revision) > MAX_CHARS["revision"]:
+            raise ModelOpError(f"the revision is too long: at most {MAX_CHARS['revision']} characters")
         _check_no_traversal("revision", revision)
         if not _REVISION.match(revision):
             raise ModelOpError(f"revision {revision!r} is not valid: a branch, tag or commit hash")

@@ -24,7 +24,7 @@ from admin.ops.endpoint_models import NONE_CHOICE, DownloadedModels, list_downlo
 from admin.ops.endpoint_ops import ACTIONS, EndpointOps, OpError, default_base_url, port_in_use
 from admin.ops.endpoint_status import EndpointStatusRefresher
 from admin.security import SecureModelView, require_csrf
-from admin.validation import check_http_url, check_name, check_unique_name
+from admin.validation import check_http_url, check_name, check_unique_name, max_chars
 
 DASHBOARD = "wordslab-ai-services"
 ROW_ACTIONS = {"ollama": (("load", "Load", "btn-success"), ("unload", "Unload", "btn-secondary")),
@@ -59,15 +59,17 @@ class EndpointView(SecureModelView):
         "api_type": {"choices": [SelectChoice(v) for v in API_TYPES]},
         # Choices are filled per request; on_model_change says why a model is refused.
         "model": {"choices": [SelectChoice(*NONE_CHOICE)], "validate_choice": False,
+                  "validators": [max_chars("model_id", "Model")],
                   "description": "a downloaded model: an Ollama model for ollama, a Hugging Face repo for vllm"},
         "internal_port": {"validators": [Optional(), NumberRange(1024, 65535, "port must be 1024-65535")]},
-        "base_url": {"description": "empty: http://127.0.0.1:<port> (with /v1 for the openai API type); "
+        "name": {"validators": [max_chars("name", "Name")]},
+        "base_url": {"validators": [max_chars("url", "Base URL")], "description": "empty: http://127.0.0.1:<port> (with /v1 for the openai API type); "
                                     "ollama without a port: the platform's Ollama"},
-        "health_url": {"description": "fastapi: URL answering 2xx when healthy (default <base>/health)"},
-        "command": {"description": "vllm/fastapi: run as a subprocess; placeholders {model} {port} "
+        "health_url": {"validators": [max_chars("url", "Health URL")], "description": "fastapi: URL answering 2xx when healthy (default <base>/health)"},
+        "command": {"validators": [max_chars("command", "Command")], "description": "vllm/fastapi: run as a subprocess; placeholders {model} {port} "
                                    "{gpu_memory_share}. vllm default: vllm serve {model} --port {port} "
                                    "--gpu-memory-utilization {gpu_memory_share}"},
-        "image": {"description": "run a container image instead, through Docker (port published on loopback)"},
+        "image": {"validators": [max_chars("image", "Image")], "description": "run a container image instead, through Docker (port published on loopback)"},
         "gpu_memory_share": {"validators": [Optional(), NumberRange(0.05, 1.0, "GPU memory share must be "
                                                                     "between 0.05 and 1")]},
     }

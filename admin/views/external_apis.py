@@ -10,7 +10,7 @@ from common.sources.external_api_probe import read_user_env
 from common.store.services import API_TYPES, PROVIDERS, ExternalApi
 
 from admin.security import SecureModelView, mask_secret
-from admin.validation import check_http_url, check_name, check_unique_name
+from admin.validation import check_http_url, check_key, check_name, check_unique_name, max_chars
 from admin.views.endpoints import DASHBOARD, handle_db_error
 
 KEY_LIKE_VAR = re.compile(r"(_API_KEY|_TOKEN|_KEY)$")
@@ -42,8 +42,11 @@ class ExternalApiView(SecureModelView):
     form_args = {
         "provider": {"choices": [(v, v) for v in PROVIDERS]},
         "api_type": {"choices": [(v, v) for v in API_TYPES]},
-        "base_url": {"description": "e.g. https://api.openai.com/v1, https://openrouter.ai/api/v1"},
-        "spec_url": {"description": "openAPI type: the spec URL probed (default <base>/openapi.json)"},
+        "name": {"validators": [max_chars("name", "Name")]},
+        "quota_description": {"validators": [max_chars("text", "Quota description")]},
+        "cost_per_call_description": {"validators": [max_chars("text", "Cost per call description")]},
+        "base_url": {"validators": [max_chars("url", "Base URL")], "description": "e.g. https://api.openai.com/v1, https://openrouter.ai/api/v1"},
+        "spec_url": {"validators": [max_chars("url", "Spec URL")], "description": "openAPI type: the spec URL probed (default <base>/openapi.json)"},
         "api_key_var": {"description": "variables of $WORDSLAB_WORKSPACE/.secrets/user-env.bashrc and the "
                                        "environment; a stored key below wins over it"},
         "admin_key_var": {"description": "OpenAI or Anthropic: an organization admin key reads this month's costs"},
@@ -56,10 +59,10 @@ class ExternalApiView(SecureModelView):
     }
     form_extra_fields = {
         "new_api_key": PasswordField("API key to store (never shown again; empty keeps the current one)",
-                                     validators=[Optional()]),
+                                     validators=[Optional(), max_chars("key", "API key")]),
         "clear_api_key": BooleanField("Forget the stored API key"),
         "new_admin_key": PasswordField("Admin key to store (never shown again; empty keeps the current one)",
-                                       validators=[Optional()]),
+                                       validators=[Optional(), max_chars("key", "Admin key")]),
         "clear_admin_key": BooleanField("Forget the stored admin key"),
     }
 
@@ -97,9 +100,7 @@ class ExternalApiView(SecureModelView):
         model.base_url = model.base_url.rstrip("/")
         for attr, new, clear in (("api_key", form.new_api_key, form.clear_api_key),
                                  ("admin_key", form.new_admin_key, form.clear_admin_key)):
-            value = (new.data or "").strip()
-            if value and re.search(r"\s", value):
-                raise ValidationError("a key has no spaces or line breaks: paste it again")
+            value = check_key(new.data, new.label.text.split(" (")[0])
             if clear.data:
                 setattr(model, attr, "")
             elif value:

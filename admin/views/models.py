@@ -27,6 +27,7 @@ from admin.ops import model_ops
 from admin.ops.model_catalog import CATALOG
 from admin.ops.model_ops import ModelOpError
 from admin.security import CSRFForm, SecureBaseView, confirmed
+from admin.validation import max_chars
 from admin.views.projects import age_text
 
 MODEL_JOB_KINDS = ("download", "benchmark")
@@ -41,13 +42,17 @@ class DownloadForm(CSRFForm):
     # Choices are checked by model_ops.plan_download, whose message names the valid ones.
     provider = SelectField("Provider", choices=[SelectChoice(p, PROVIDER_LABELS[p])
                                                 for p in model_ops.DOWNLOAD_PROVIDERS],
-                           validate_choice=False)
-    model = StringField("Model id", description="Ollama: name:tag (qwen3:8b). Hugging Face: org/name "
-                                                "(Qwen/Qwen3-0.6B). PyTorch, fastai, Keras: a catalog name "
-                                                "below or an https:// URL of the weights file")
-    revision = StringField("Revision", description="Hugging Face only, optional: branch, tag or commit")
-    checksum = StringField("Checksum", description="PyTorch, fastai, Keras URLs, optional: the file's "
-                                                   "sha256 or md5 hex digest, checked before the file is kept")
+                           validate_choice=False, validators=[max_chars("short", "Provider")])
+    # A model id, or the https URL of a weights file: bounded as a URL.
+    model = StringField("Model id", [max_chars("url", "Model id")],
+                        description="Ollama: name:tag (qwen3:8b). Hugging Face: org/name (Qwen/Qwen3-0.6B). "
+                                    "PyTorch, fastai, Keras: a catalog name below or an https:// URL of the "
+                                    "weights file")
+    revision = StringField("Revision", [max_chars("revision", "Revision")],
+                           description="Hugging Face only, optional: branch, tag or commit")
+    checksum = StringField("Checksum", [max_chars("short", "Checksum")],
+                           description="PyTorch, fastai, Keras URLs, optional: the file's sha256 or md5 hex "
+                                       "digest, checked before the file is kept")
 
 
 def _count(value: int | None) -> str:

@@ -21,6 +21,7 @@ from admin.context import AdminContext
 from admin.jobs import JobFailed, active_jobs
 from admin.ops import git_ops
 from admin.security import CSRFForm, SecureBaseView, confirmed
+from admin.validation import max_chars
 
 PROJECT_JOB_KINDS = ("clone", "pull", "push")
 # Sizes need a walk of every file: refreshed in the background, not per page view.
@@ -45,9 +46,12 @@ def iso_time(timestamp: float | None) -> str:
 
 
 class CloneForm(CSRFForm):
-    url = StringField("Git URL", description="https://, http://, ssh:// or git@host:owner/repo.git")
-    name = StringField("Project name", description="optional: by default the repository's name")
-    branch = StringField("Branch", description="optional: by default the remote's default branch")
+    url = StringField("Git URL", [max_chars("url", "Git URL")],
+                      description="https://, http://, ssh:// or git@host:owner/repo.git")
+    name = StringField("Project name", [max_chars("project", "Project name")],
+                       description="optional: by default the repository's name")
+    branch = StringField("Branch", [max_chars("revision", "Branch")],
+                         description="optional: by default the remote's default branch")
 
     def __init__(self, *args, workspace=None, **kwargs):
         super().__init__(*args, **kwargs)

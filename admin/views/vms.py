@@ -20,7 +20,8 @@ from common.store.vms import (BUDGET_SETTING, PROVIDERS, STATUS_INTERVAL_SETTING
 
 from admin.ops.vm_ops import VmActionError, allowed_actions, confirmation_text, may_bill, run_action
 from admin.security import SecureBaseView, SecureModelView, confirmed, csrf_token, mask_secret
-from admin.validation import check_env_var_name, check_http_url, check_name, check_unique_name
+from admin.validation import (check_env_var_name, check_http_url, check_key, check_length, check_name,
+                              check_unique_name, max_chars)
 
 DASHBOARD = "wordslab-ai-services"
 
@@ -42,11 +43,13 @@ class PlatformView(SecureModelView):
         "provider": {"choices": [(p, p) for p in PROVIDERS], "validate_choice": False},
         "api_key_var": {"description": "e.g. " + ", ".join(DEFAULT_KEY_VARS.values())
                         + " (read from the environment; the provider's own variable is used when empty)"},
-        "base_url": {"description": "leave empty for the provider's public API"},
+        "name": {"validators": [max_chars("name", "Name")]},
+        "base_url": {"validators": [max_chars("url", "API base URL")],
+                     "description": "leave empty for the provider's public API"},
     }
     form_extra_fields = {
         "new_api_key": PasswordField("API key (stored, never shown again; empty keeps the current one)",
-                                     validators=[Optional()]),
+                                     validators=[Optional(), max_chars("key", "API key")]),
     }
 
     def on_model_change(self, form, model, is_created):
@@ -60,8 +63,9 @@ class PlatformView(SecureModelView):
         check_http_url(model.base_url, "API base URL")
         model.api_key_var = model.api_key_var or None
         model.base_url = (model.base_url or "").rstrip("/") or None
-        if form.new_api_key.data:
-            model.api_key = form.new_api_key.data.strip()
+        key = check_key(form.new_api_key.data, "API key")
+        if key:
+            model.api_key = key
 
     def on_model_delete(self, model):
         if model.templates:
@@ -84,7 +88,10 @@ class TemplateView(SecureModelView):
     form_overrides = {f: FloatField for f in ("vram_gb", "ram_gb", "compute_usd_per_hour",
                                               "container_usd_per_gb_month", "volume_usd_per_gb_month")}
     form_args = {
-        "gpu": {"description": "the provider's GPU type id, e.g. 'NVIDIA RTX A6000' (Runpod), 'RTX_4090' (Vast), 'A100' (Jarvislabs)"},
+        "name": {"validators": [max_chars("name", "Name")]},
+        "region": {"validators": [max_chars("short", "Region")]},
+        "image": {"validators": [max_chars("image", "Image")]},
+        "gpu": {"validators": [max_chars("short", "GPU type")], "description": "the provider's GPU type id, e.g. 'NVIDIA RTX A6000' (Runpod), 'RTX_4090' (Vast), 'A100' (Jarvislabs)"},
         "gpu_count": {"validators": [_range(1, 16, "GPU count")]},
         "vram_gb": {"validators": [_range(0, 2048, "VRAM GB")]},
         "vcpus": {"validators": [_range(0, 1024, "vCPUs")]},
@@ -190,6 +197,7 @@ class VmView(SecureModelView):
     form_columns = ("name", "template", "container_gb", "volume_gb", "max_running_hours")
     form_overrides = {f: FloatField for f in ("container_gb", "volume_gb", "max_running_hours")}
     form_args = {
+        "name": {"validators": [max_chars("name", "Name")]},
         "container_gb": {"validators": [_range(1, 10000, "container GB")]},
         "volume_gb": {"validators": [_range(0, 100000, "volume GB")]},
         "max_running_hours": {"validators": [Optional(), _range(0.1, 24 * 366, "max running hours")],
@@ -264,6 +272,11 @@ class VmSettingsView(SecureBaseView):
     @staticmethod
     def _parse(form) -> tuple[float | None, float]:
         raw_budget = (form.get("budget") or "").strip()
+        for name in ("budget", "interval"):
+            try:
+                check_length(form.get(name), "number", name)
+            except ValidationError as exc:
+                raise ValueError(str(exc)) from None
         try:
             budget = float(raw_budget) if raw_budget else None
             interval = float(form.get("interval") or "")

@@ -1,19 +1,16 @@
 """Background jobs (clones, model downloads...) started by the admin, published by the exporter."""
 from __future__ import annotations
 
-import re
 from datetime import datetime, timezone
 
 from sqlalchemy import DateTime, Float, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from common.redact import strip_userinfo
 from common.store.db import Base
 
 JOB_STATUSES = ("queued", "running", "done", "failed")
 ACTIVE_STATUSES = ("queued", "running")
-
-# The user-info part of a URL: "https://user:token@host", "https://token@host".
-_URL_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*)://(?P<user>[^/@:\s]*)(?P<password>:[^/@\s]*)?@")
 
 
 def utcnow() -> datetime:
@@ -42,11 +39,7 @@ class Job(Base):
 def public_target(target: str) -> str:
     """The target without URL credentials: it is shown in lists, logs and /metrics.
 
-    Over http(s) any user-info may be a token and goes; an ssh user name ("git@") stays.
+    Any user-info may be a token and goes; only an ssh user name ("git@") stays.
+    Linear in len(target) (common.redact.strip_userinfo).
     """
-    def scrub(match: re.Match) -> str:
-        scheme = match["scheme"]
-        if scheme.lower() in ("http", "https"):
-            return f"{scheme}://"
-        return f"{scheme}://{match['user']}@"
-    return _URL_USERINFO.sub(scrub, target)
+    return strip_userinfo(target)

@@ -247,3 +247,51 @@ def test_project_path_only_names_projects_in_the_workspace(tmp_path, workspace):
         with pytest.raises(GitOpError) as err:
             git_ops.project_path(workspace, name)
         assert message in str(err.value)
+
+
+# --- every clone failure shows git's own fatal: line --------------------------------------------
+
+def _clone_failure(url: str, workspace, **kwargs) -> str:
+    with pytest.raises(GitOpError) as err:
+        git_ops.clone(url, workspace / "x", env=ENV, **kwargs)
+    assert list(workspace.iterdir()) == []
+    return str(err.value)
+
+
+def test_clone_of_a_missing_repository_says_not_found(workspace, git_remote):
+    message = _clone_failure(git_remote.url("missing"), workspace)
+    assert message.startswith("Clone failed: fatal: repository ") and "not found" in message
+    assert "exit code" not in message and "Cmd(" not in message
+
+
+def test_clone_that_needs_a_password_says_so(workspace):
+    from tests.fakes.hostile_http import AskingPassword
+    from tests.fakes.loopback import serving
+    with serving(AskingPassword) as url:
+        message = _clone_failure(url + "/private/repo.git", workspace)
+    assert message.startswith("Clone failed: fatal: could not read Username"), message
+
+
+def test_clone_over_untrusted_tls_says_why(workspace):
+    from tests.fakes.hostile_http import untrusted_tls
+    with untrusted_tls() as url:
+        message = _clone_failure(url + "/o/repo.git", workspace)
+    assert message.startswith("Clone failed: fatal: unable to access") and "certificate" in message, message
+
+
+def test_clone_of_an_unknown_host_says_it_cannot_resolve(workspace):
+    message = _clone_failure("https://no-such-host.invalid/o/repo.git", workspace)
+    assert "fatal: unable to access" in message and "Could not resolve host" in message, message
+
+
+def test_clone_of_a_missing_branch_names_it(workspace, git_remote):
+    make_remote(git_remote.root, "demo")
+    message = _clone_failure(git_remote.url("demo"), workspace, branch="nope")
+    assert "fatal: Remote branch nope not found" in message, message
+
+
+def test_clone_that_never_ends_is_stopped_at_its_deadline(workspace):
+    from tests.fakes.hostile_http import silent
+    with silent() as url:
+        message = _clone_failure(url + "/o/repo.git", workspace, timeout=2)
+    assert message == "Clone failed: fatal: git clone did not finish within 2 s and was stopped"
