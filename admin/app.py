@@ -10,6 +10,7 @@ from flask_admin.menu import MenuLink
 from flask_admin.theme import Bootstrap4Theme
 
 from common.config import Settings
+from common.readable import readable_value
 from common.store import connect, init_db, session_factory
 from common.store.settings import get_setting, set_setting
 
@@ -157,6 +158,8 @@ def create_app(settings: Settings, *, password: str | None = None,
     app.extensions["wordslab"] = ctx
     csrf_protect(app)
     app.after_request(_security_headers)
+    # File and folder names that are not UTF-8 are shown escaped instead of failing the page.
+    app.jinja_env.finalize = readable_value
     app.jinja_env.globals.update(
         grafana_url=ctx.grafana_url, grafana_dashboard_url=ctx.dashboard_url,
         human_bytes=human_bytes, progress_text=progress_text, mask_secret=mask_secret,

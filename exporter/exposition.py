@@ -18,6 +18,7 @@ from typing import Iterable, Sequence
 from prometheus_client import generate_latest
 from prometheus_client.core import Metric
 
+from common.readable import readable
 from exporter.collectors.base import WordslabCollector, run_collector, self_metrics
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,21 @@ class Rendered:
 
 
 def _render(families: Iterable[Metric]) -> bytes:
-    return generate_latest(_Families(families))
+    families = list(families)
+    try:
+        return generate_latest(_Families(families))
+    except UnicodeEncodeError:
+        # A label from a file name that is not UTF-8 (a Latin-1 folder name): shown escaped,
+        # never a failed scrape. Only this rare path pays for the copy.
+        return generate_latest(_Families(_readable_families(families)))
+
+
+def _readable_families(families: list[Metric]) -> list[Metric]:
+    for family in families:
+        family.documentation = readable(family.documentation)
+        family.samples = [sample._replace(labels={readable(k): readable(v) for k, v in sample.labels.items()})
+                          for sample in family.samples]
+    return families
 
 
 class Exposition:

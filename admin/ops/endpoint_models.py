@@ -68,8 +68,8 @@ def list_downloaded(env: Mapping[str, str], ollama_base: str = "") -> Downloaded
                          ("Model file", lambda: scan_model_files(env))):
         try:
             found.models += [(r.provider, r.model) for r in scan()]
-        except OSError as exc:  # an unreadable cache: say so, keep the other sources
-            found.unavailable[source] = f"{type(exc).__name__}: {exc.strerror or exc}"
+        except Exception as exc:  # an unreadable cache: say so, keep the other sources
+            found.unavailable[source] = f"{type(exc).__name__}: {getattr(exc, 'strerror', None) or exc}"
     return found
 
 

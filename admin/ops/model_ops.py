@@ -36,7 +36,8 @@ TOKENS_UNIT = "tokens_per_second"
 BENCHMARK_PROMPT = "Write one short sentence about the sea."
 
 # name[/name[/name]][:tag], e.g. qwen3:8b, library/qwen3:8b-32k, hf.co/org/repo:Q4_K_M
-_OLLAMA_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*){0,2}"
+# A registry may carry a port: registry:5000/ns/model:tag.
+_OLLAMA_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(:[0-9]{1,5}(?=/))?(/[A-Za-z0-9][A-Za-z0-9._-]*){0,2}"
                           r"(:[A-Za-z0-9][A-Za-z0-9._-]{0,127})?$")
 _HF_REPO_ID = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]{0,95}/)?[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 _REVISION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$")

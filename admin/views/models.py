@@ -82,8 +82,16 @@ class ModelsView(SecureBaseView):
             records.extend(self.ollama.scan())
         except OllamaError as exc:
             flash(f"Ollama models are not listed: {exc}", "warning")
-        records.extend(scan_hf_cache(hf_hub_cache(self.env)))
-        records.extend(scan_model_files(self.env))
+        for source, scan in (("Hugging Face", lambda: scan_hf_cache(hf_hub_cache(self.env))),
+                             ("Model file", lambda: scan_model_files(self.env))):
+            try:
+                records.extend(scan())
+            except Exception as exc:  # say what could not be listed, show the rest
+                flash(f"{source} models are not listed: {type(exc).__name__}: {exc}", "warning")
+        unreadable = [r for r in records if r.status != "ok"]
+        if unreadable:
+            flash(f"{len(unreadable)} model(s) incomplete or unreadable: "
+                  + "; ".join(f"{r.model} ({r.status}: {r.problem})" for r in unreadable[:5]), "warning")
         return records
 
     def _active_jobs(self) -> list[Job]:

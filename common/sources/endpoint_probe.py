@@ -133,8 +133,8 @@ def server_root(url: str) -> str:
 
 
 def normalize_ollama_tag(model: str) -> str:
-    """Ollama names a model without a tag `<name>:latest`."""
-    return model if ":" in model else f"{model}:latest"
+    """Ollama names a model without a tag `<name>:latest`; a ':' before the last '/' is a registry port."""
+    return model if ":" in model.rpartition("/")[2] else f"{model}:latest"
 
 
 def probe_ollama(target: EndpointTarget) -> ProbeResult:

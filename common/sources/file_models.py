@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 from typing import Mapping
 
+from common.readable import readable
 from common.sources.model_dirs import FILE_PROVIDER_DIRS
 from common.sources.model_record import UNKNOWN_TYPE, ModelRecord
 from common.sources.keras_meta import summarize_keras
@@ -34,6 +35,7 @@ def scan_model_files(env: Mapping[str, str]) -> list[ModelRecord]:
 
 
 def scan_dir(provider: str, root: Path) -> list[ModelRecord]:
+    """One record per model file; one that cannot be read is listed with status "error"."""
     if not root.is_dir():
         return []
     records = []
@@ -44,25 +46,34 @@ def scan_dir(provider: str, root: Path) -> list[ModelRecord]:
                 continue
             try:
                 records.append(_record(provider, root, path))
-            except OSError as exc:  # vanished or unreadable: skip this one file
-                log.info("skipping %s: %s", path, exc)
+            except FileNotFoundError:
+                continue  # deleted since the listing, or a dangling link: not a model any more
+            except Exception as exc:  # unreadable: shown as such, never hides the other files
+                log.info("unreadable model file %s: %s", path, exc)
+                records.append(ModelRecord(provider=provider, model=_name(root, path), path=readable(str(path)),
+                                           status="error", problem=readable(f"{type(exc).__name__}: {exc}")))
     return sorted(records, key=lambda r: r.model)
+
+
+def _name(root: Path, path: Path) -> str:
+    return readable(path.relative_to(root).as_posix())
 
 
 def _record(provider: str, root: Path, path: Path) -> ModelRecord:
     st = path.stat()
-    record = ModelRecord(provider=provider, model=path.relative_to(root).as_posix(),
-                         model_type=UNKNOWN_TYPE, path=str(path), size_bytes=st.st_size,
+    record = ModelRecord(provider=provider, model=_name(root, path),
+                         model_type=UNKNOWN_TYPE, path=readable(str(path)), size_bytes=st.st_size,
                          vram_estimate_bytes=st.st_size, download_timestamp=st.st_mtime,
                          last_used_timestamp=st.st_atime)
     reader = WEIGHT_READERS.get(path.suffix)
     if reader is not None:
         try:
             summary = reader(path)
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, RecursionError) as exc:
             log.info("no metadata from %s: %s", path, exc)
+            record.mark("error", readable(str(exc)))  # listed, its estimate the file size
         else:
-            record.parameters = summary.parameters
+            record.parameters = summary.parameters_at(None)
             record.quantization = summary.dtype
             record.vram_estimate_bytes = summary.tensor_bytes
     return record

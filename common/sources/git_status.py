@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, TypeVar
 
+from common.readable import readable
 from common.store.jobs import public_target
 
 STATUS_TIMEOUT_SECONDS = 20.0
@@ -59,26 +60,45 @@ def run_git(repo: Path | None, *args: str, env: Mapping[str, str], timeout: floa
 # ---------------------------------------------------------------------------- discovery
 
 def discover_projects(workspace: Path | None) -> list[Path]:
-    """Directories directly under the workspace holding a `.git`; hidden dirs are app data."""
+    """Directories directly under the workspace holding a `.git`; hidden dirs are app data.
+
+    An entry that cannot be read (a symlink loop, a directory without permission) is listed
+    too: its git status then fails and it shows as one project in state "error", instead of
+    its exception hiding every other project.
+    """
     if workspace is None or not workspace.is_dir():
         return []
     found = []
     for entry in os.scandir(workspace):
-        if entry.name.startswith(".") or not entry.is_dir():
+        if entry.name.startswith("."):
             continue
-        if os.path.lexists(os.path.join(entry.path, ".git")):
-            found.append(Path(entry.path))
+        try:
+            if not entry.is_dir():
+                continue
+            os.lstat(os.path.join(entry.path, ".git"))
+        except FileNotFoundError:
+            continue  # a plain directory, or a dangling symlink: not a project
+        except OSError:
+            pass  # unreadable: reported as an error project (read_project says why)
+        found.append(Path(entry.path))
     return sorted(found, key=lambda p: p.name)
+
+
+def project_name(repo: Path) -> str:
+    """The project's name as shown in /metrics and pages (`readable`: non-UTF-8 bytes escaped)."""
+    return readable(repo.name)
 
 
 def git_dir(repo: Path) -> Path:
     """The repository's git dir, following a `.git` file (worktrees, submodule checkouts)."""
     dot_git = repo / ".git"
-    if dot_git.is_file():
-        content = dot_git.read_text(errors="replace").strip()
-        if content.startswith("gitdir:"):
-            target = Path(content.removeprefix("gitdir:").strip())
-            return target if target.is_absolute() else (repo / target).resolve()
+    try:
+        content = dot_git.read_text(errors="surrogateescape").strip() if dot_git.is_file() else ""
+    except OSError:  # unreadable: git's own status reports why
+        content = ""
+    if content.startswith("gitdir:"):
+        target = Path(content.removeprefix("gitdir:").strip())
+        return target if target.is_absolute() else (repo / target).resolve()
     return dot_git
 
 
@@ -264,9 +284,9 @@ def read_project(repo: Path, env: Mapping[str, str]) -> ProjectStatus:
         url = remotes.get(remote) if remote else next(iter(remotes.values()), "")
         last_commit = last_commit_timestamp(repo, env) if branch.oid else None
     except (GitError, OSError, ValueError) as exc:
-        return ProjectStatus(repo.name, repo, "error", error=first_line(str(exc)),
+        return ProjectStatus(project_name(repo), repo, "error", error=readable(first_line(str(exc))),
                              last_sync=last_sync_timestamp(repo))
-    return ProjectStatus(repo.name, repo, _state(branch, remotes), redact_url(url or ""), branch,
+    return ProjectStatus(project_name(repo), repo, _state(branch, remotes), redact_url(url or ""), branch,
                          last_commit, last_sync_timestamp(repo, branch.upstream))
 
 
@@ -283,7 +303,7 @@ def map_projects(fn: Callable[[Path], T], repos: list[Path], workers: int = WORK
     if not repos:
         return {}
     with ThreadPoolExecutor(max_workers=min(workers, len(repos)), thread_name_prefix="git") as pool:
-        return dict(zip((r.name for r in repos), pool.map(fn, repos)))
+        return dict(zip((project_name(r) for r in repos), pool.map(fn, repos)))
 
 
 def scan_statuses(workspace: Path | None, env: Mapping[str, str], workers: int = WORKERS) -> dict[str, ProjectStatus]:

@@ -1,96 +1,229 @@
 """Models in the Hugging Face hub cache (models--org--name/{blobs,refs,snapshots/<rev>}).
 
-huggingface_hub's own `scan_cache_dir` walks the layout (and copes with corrupt repos);
-we add what it does not know: parameters and dtype from safetensors headers, context
-length and KV shape from config.json, and a model type from the repo's metadata.
+We walk the layout ourselves rather than with huggingface_hub's `scan_cache_dir`: that drops a
+whole repo when one snapshot link points to a missing blob, and does not tie `*.incomplete`
+blobs to their repo. Each repo is read on its own: one that cannot be read is listed with
+status "error", a download that is not whole with status "incomplete" (size = what is on
+disk, no VRAM estimate), and neither hides the other repos. We add parameters and dtype from
+safetensors headers, context length and KV shape from config.json, a model type from the
+repo's metadata.
 """
 from __future__ import annotations
 
 import json
 import logging
+import os
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from huggingface_hub import scan_cache_dir
-from huggingface_hub.errors import CacheNotFound
-
+from common.readable import readable
 from common.sources.model_record import (PIPELINE_TYPES, UNKNOWN_TYPE, KvShape, ModelRecord,
-                           type_from_architectures, vram_estimate)
+                                         type_from_architectures, vram_estimate)
 from common.sources.safetensors_meta import TensorSummary, combine, read_noatime, summarize
 
 log = logging.getLogger(__name__)
 
+REPO_PREFIX = "models--"
+INCOMPLETE_SUFFIX = ".incomplete"
+# Weight formats in the order a repo's "one weight set" is chosen when it has no safetensors.
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".gguf", ".h5", ".onnx", ".msgpack")
 CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "max_seq_len", "seq_length",
                 "max_sequence_length", "n_ctx", "model_max_length")
+# Variant copies of the same weights (diffusers `*.fp16.safetensors`), counted only without the plain file.
+_VARIANT = re.compile(r"^(?P<base>.+)\.(?:fp16|fp32|bf16|fp8|int8|non_ema|ema)\.safetensors$")
+
+
+@dataclass
+class CachedFile:
+    """One file of the snapshot: its name there and the blob its link resolves to."""
+
+    name: str
+    blob_path: Path
+    size: int
+    atime: float
+
+
+@dataclass
+class RepoFiles:
+    files: dict[str, CachedFile] = field(default_factory=dict)  # name in snapshot -> blob
+    missing: list[str] = field(default_factory=list)  # links whose blob is gone
+    unreadable: list[str] = field(default_factory=list)  # "name: why"
 
 
 def scan_hf_cache(cache_dir: Path) -> list[ModelRecord]:
-    """One record per cached model repo; a missing cache is simply no models."""
-    if not cache_dir.is_dir():
-        return []
+    """One record per cached model repo; a missing cache is simply no models.
+
+    Never raises for one repo: its record then has status "error" and says why.
+    """
     try:
-        info = scan_cache_dir(cache_dir)
-    except CacheNotFound:
+        entries = sorted(os.scandir(cache_dir), key=lambda e: e.name)
+    except (FileNotFoundError, NotADirectoryError):
         return []
-    for warning in info.warnings:
-        log.info("hf cache: %s", warning)
-    return [_record(repo) for repo in sorted(info.repos, key=lambda r: r.repo_id)
-            if repo.repo_type == "model"]
+    records = []
+    for entry in entries:
+        if not entry.name.startswith(REPO_PREFIX):
+            continue  # datasets--, spaces--, .locks
+        repo_id = readable(entry.name[len(REPO_PREFIX):].replace("--", "/"))
+        try:
+            records.append(_record(Path(entry.path), repo_id))
+        except Exception as exc:  # one unreadable repo is shown as such, never hides the others
+            log.info("hf cache: unreadable %s: %s", entry.name, exc)
+            records.append(ModelRecord(provider="huggingface", model=repo_id, path=readable(entry.path),
+                                       status="error", problem=readable(f"{type(exc).__name__}: {exc}")))
+    return records
 
 
-def current_revision(repo):
-    """The revision `main` points to, else the newest one."""
-    for revision in repo.revisions:
-        if "main" in revision.refs:
-            return revision
-    return max(repo.revisions, key=lambda r: r.last_modified)
+def current_snapshot(repo: Path) -> Path | None:
+    """The snapshot `refs/main` points to, else the newest one; None before any file completed."""
+    snapshots = repo / "snapshots"
+    try:
+        main = (repo / "refs" / "main").read_text().strip()
+    except OSError:
+        main = ""
+    if main and (snapshots / main).is_dir():
+        return snapshots / main
+    try:
+        revisions = [Path(e.path) for e in os.scandir(snapshots) if e.is_dir()]
+    except FileNotFoundError:
+        return None
+    return max(revisions, key=lambda p: p.stat().st_mtime, default=None)
 
 
-def _record(repo) -> ModelRecord:
-    record = ModelRecord(provider="huggingface", model=repo.repo_id, path=str(repo.repo_path),
-                         size_bytes=int(repo.size_on_disk),
-                         download_timestamp=float(repo.last_modified))
-    if not repo.revisions:
-        return record
-    revision = current_revision(repo)
-    files = {f.file_path.relative_to(revision.snapshot_path).as_posix(): f for f in revision.files}
-    config = _json(files.get("config.json"))
-    text_config = config.get("text_config") or config.get("llm_config") or {}
-    summary = _tensors(files)
-    weights = [f for name, f in files.items() if name.endswith(WEIGHT_SUFFIXES)]
+def snapshot_files(snapshot: Path | None) -> RepoFiles:
+    found = RepoFiles()
+    if snapshot is None:
+        return found
+    for dirpath, _dirs, names in os.walk(snapshot):
+        for name in names:
+            link = Path(dirpath, name)
+            rel = readable(link.relative_to(snapshot).as_posix())
+            try:
+                st = link.stat()
+            except FileNotFoundError:
+                found.missing.append(rel)
+            except OSError as exc:
+                found.unreadable.append(f"{rel}: {exc.strerror or exc}")
+            else:
+                found.files[rel] = CachedFile(rel, link, st.st_size, st.st_atime)
+    return found
+
+
+def _blob_stats(repo: Path) -> tuple[list[os.stat_result], list[os.stat_result]]:
+    """Stats of the complete blobs and of the `*.incomplete` ones (interrupted downloads)."""
+    complete, partial = [], []
+    try:
+        entries = list(os.scandir(repo / "blobs"))
+    except FileNotFoundError:
+        return complete, partial
+    for entry in entries:
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue  # vanished since the listing
+        (partial if entry.name.endswith(INCOMPLETE_SUFFIX) else complete).append(st)
+    return complete, partial
+
+
+def _record(repo: Path, repo_id: str) -> ModelRecord:
+    complete, partial = _blob_stats(repo)
+    record = ModelRecord(provider="huggingface", model=repo_id, path=readable(str(repo)),
+                         size_bytes=sum(st.st_size for st in complete + partial),
+                         download_timestamp=max((st.st_mtime for st in complete), default=None))
+    snapshot = current_snapshot(repo)
+    found = snapshot_files(snapshot)
+    files = found.files
+    if snapshot is None:
+        record.mark("incomplete", "no file of the download completed yet")
+    if found.missing:
+        record.mark("incomplete", f"{len(found.missing)} file(s) link to a missing blob: "
+                    + ", ".join(sorted(found.missing)[:5]))
+    if partial:
+        record.mark("incomplete", f"download interrupted: {len(partial)} partial blob(s) (*{INCOMPLETE_SUFFIX})")
+    if found.unreadable:
+        record.mark("error", "unreadable: " + ", ".join(found.unreadable[:5]))
+    config = _json(files.get("config.json"), record)
+    text_config = _dict(config.get("text_config") or config.get("llm_config"))
+    summary = _tensors(files, record)
+    weights = weight_files(files)
 
     record.model_type = _model_type(files, config)
-    record.parameters = summary.parameters if summary else None
     record.quantization = _quantization(config, summary)
     record.context_length = _context_length(config, text_config)
-    weights_bytes = summary.tensor_bytes if summary else sum(f.size_on_disk for f in weights)
-    record.vram_estimate_bytes = vram_estimate(weights_bytes or record.size_bytes,
-                                               _kv_shape(text_config or config), record.context_length)
+    if record.status == "ok":
+        quant = _dict(config.get("quantization_config"))
+        record.parameters = summary.parameters_at(_int(quant.get("bits"))) if summary else None
+        weights_bytes = summary.tensor_bytes if summary else sum(f.size for f in weights)
+        record.vram_estimate_bytes = vram_estimate(weights_bytes or record.size_bytes,
+                                                   _kv_shape(text_config or config), record.context_length)
     # Weights are only read when the model is used (we read headers with O_NOATIME).
-    accessed = [f.blob_last_accessed for f in weights] or [repo.last_accessed]
-    record.last_used_timestamp = float(max(accessed))
+    accessed = [f.atime for f in weights] or [st.st_atime for st in complete]
+    record.last_used_timestamp = float(max(accessed)) if accessed else None
     return record
 
 
-def _json(cached_file) -> dict:
-    if cached_file is None:
+def weight_files(files: dict[str, CachedFile]) -> list[CachedFile]:
+    """One weight set: the safetensors chosen by `safetensors_set`, else the first format present."""
+    chosen = safetensors_set(list(files))
+    if chosen:
+        return [files[name] for name in chosen]
+    for suffix in WEIGHT_SUFFIXES[1:]:
+        found = [f for name, f in files.items() if name.endswith(suffix)]
+        if found:
+            return found
+    return []
+
+
+def safetensors_set(names: list[str]) -> list[str]:
+    """The safetensors files that make one copy of the weights, per folder of the snapshot.
+
+    A folder's `*.safetensors.index.json` names its shards; without one, every safetensors file
+    counts. Copies of the same weights are left out: `consolidated*.safetensors` (Mistral's own
+    format) beside other weights, and `name.fp16.safetensors` variants beside `name.safetensors`.
+    Folders (diffusers' unet/, text_encoder/, ...) are parts of one model and add up.
+    """
+    by_folder: dict[str, list[str]] = {}
+    for name in names:
+        if name.endswith(".safetensors"):
+            by_folder.setdefault(name.rpartition("/")[0], []).append(name)
+    chosen: list[str] = []
+    for folder, tensors in sorted(by_folder.items()):
+        plain = [n for n in tensors if not _VARIANT.match(n.rpartition("/")[2])]
+        tensors = plain or tensors
+        others = [n for n in tensors if not n.rpartition("/")[2].startswith("consolidated")]
+        chosen += sorted(others or tensors)
+    return chosen
+
+
+def _dict(value) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def _int(value) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+def _json(cached: CachedFile | None, record: ModelRecord) -> dict:
+    if cached is None:
         return {}
     try:
-        data = json.loads(read_noatime(cached_file.blob_path))
-    except (OSError, ValueError) as exc:
-        log.info("unreadable %s: %s", cached_file.file_path, exc)
+        data = json.loads(read_noatime(cached.blob_path))
+    except (OSError, ValueError, RecursionError) as exc:
+        record.mark("error", f"unreadable {cached.name}: {exc}")
         return {}
-    return data if isinstance(data, dict) else {}
+    if not isinstance(data, dict):
+        record.mark("error", f"{cached.name} is a JSON {type(data).__name__}, not an object")
+        return {}
+    return data
 
 
-def _tensors(files: dict) -> TensorSummary | None:
+def _tensors(files: dict[str, CachedFile], record: ModelRecord) -> TensorSummary | None:
     summaries = []
-    for name, cached in files.items():
-        if name.endswith(".safetensors"):
-            try:
-                summaries.append(summarize(cached.blob_path))
-            except (OSError, ValueError) as exc:
-                log.info("unreadable safetensors %s: %s", cached.file_path, exc)
+    for name in safetensors_set(list(files)):
+        try:
+            summaries.append(summarize(files[name].blob_path))
+        except (OSError, ValueError, RecursionError) as exc:
+            record.mark("error", f"unreadable {name}: {readable(str(exc))}")
     return combine(summaries)
 
 
@@ -125,7 +258,7 @@ def _pipeline_tag(readme) -> str | None:
 
 def _quantization(config: dict, summary: TensorSummary | None) -> str:
     quant = config.get("quantization_config")
-    if isinstance(quant, dict) and quant.get("quant_method"):
+    if isinstance(quant, dict) and isinstance(quant.get("quant_method"), str):
         bits = quant.get("bits") or ("4" if quant.get("load_in_4bit") else "8" if quant.get("load_in_8bit") else "")
         return f"{quant['quant_method']}{f'-{bits}bit' if bits else ''}"
     if summary and summary.dtype:

@@ -5,6 +5,9 @@ from dataclasses import dataclass
 
 PROVIDERS = ("ollama", "huggingface", "torch", "fastai", "keras")
 MODEL_TYPES = ("LLM", "VLM", "Embed", "ImgGen", "STT", "TTS")
+# wordslab_model_status: complete and readable; a download interrupted or with files missing
+# (size is what is on disk, no VRAM estimate); present but its metadata could not be read.
+MODEL_STATUSES = ("ok", "incomplete", "error")
 # For files whose metadata says nothing (a bare torch checkpoint); the admin can set a real type.
 UNKNOWN_TYPE = "Other"
 
@@ -34,6 +37,14 @@ class ModelRecord:
     last_used_timestamp: float | None = None
     # Where last_used_timestamp comes from (a label on the metric): LAST_USED_SOURCES.
     last_used_source: str = "file_atime"
+    status: str = "ok"  # one of MODEL_STATUSES
+    problem: str = ""  # why the status is not ok, for pages and logs
+
+    def mark(self, status: str, problem: str) -> None:
+        """Downgrade the status (error beats incomplete beats ok) and say why."""
+        if MODEL_STATUSES.index(status) >= MODEL_STATUSES.index(self.status):
+            self.status = status
+        self.problem = f"{self.problem}; {problem}" if self.problem else problem
 
 
 # ollama_ps: Ollama's /api/ps (expires_at minus the keep-alive, or when a scan saw it loaded);

@@ -11,6 +11,7 @@ modelfile (`FROM .../blobs/sha256-...`) groups the variants instead.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 from datetime import datetime
@@ -21,6 +22,8 @@ from common.sources.model_record import (OLLAMA_DEFAULT_KEEP_ALIVE_SECONDS, KvSh
                                         vram_estimate)
 from common.sources.ollama_client import OllamaClient, OllamaError
 
+log = logging.getLogger(__name__)
+
 DEFAULT_REGISTRY = "registry.ollama.ai"
 WEIGHT_MEDIA_TYPES = ("application/vnd.ollama.image.model", "application/vnd.ollama.image.projector")
 _FROM_BLOB = re.compile(r"^FROM\s+\S*sha256[-:]([0-9a-f]{64})", re.MULTILINE)
@@ -28,8 +31,14 @@ _NUM_CTX = re.compile(r"^num_ctx\s+(\d+)", re.MULTILINE)
 
 
 def manifest_path(models_dir: Path, name: str) -> Path:
-    """manifests/<registry>/<namespace>/<model>/<tag>, as Ollama lays them out."""
-    name, _, tag = name.partition(":")
+    """manifests/<registry>/<namespace>/<model>/<tag>, as Ollama lays them out.
+
+    The tag follows the last ':' after the last '/': a registry may carry a port
+    (`registry:5000/ns/model:tag` is manifests/registry:5000/ns/model/tag).
+    """
+    slash = name.rfind("/")
+    colon = name.rfind(":")
+    name, tag = (name[:colon], name[colon + 1:]) if colon > slash else (name, "")
     parts = name.split("/")
     if len(parts) == 1:
         parts = [DEFAULT_REGISTRY, "library", parts[0]]
@@ -44,7 +53,7 @@ def blob_path(models_dir: Path, digest: str) -> Path:
 
 def parse_time(text: str | None) -> float | None:
     """Ollama's RFC 3339 times carry nanoseconds; Python wants at most microseconds."""
-    if not text:
+    if not isinstance(text, str) or not text:
         return None
     text = re.sub(r"(\.\d{6})\d+", r"\1", text.replace("Z", "+00:00"))
     try:
@@ -71,7 +80,8 @@ class OllamaScanner:
             name = running.get("name") or running.get("model", "")
             self._last_loaded[name] = last_request_time(running, now, self._last_loaded.get(name),
                                                         self.keep_alive_seconds)
-        models = sorted(tags, key=lambda m: (parse_time(m.get("modified_at")) or 0, m.get("name", "")))
+        tags = [m for m in tags if isinstance(m, dict) and isinstance(m.get("name"), str) and m["name"]]
+        models = sorted(tags, key=lambda m: (parse_time(m.get("modified_at")) or 0, m["name"]))
         seen_blobs: set[str] = set()
         groups: dict[str, int] = {}  # weights digest -> smallest size in the group (fallback)
         shows = {m["name"]: self._show(m) for m in models}
@@ -84,21 +94,29 @@ class OllamaScanner:
         owners: set[str] = set()
         records = []
         for m in models:
-            layers = self._layers(m["name"])
-            show = shows[m["name"]]
-            if layers is not None:
-                size = sum(s for d, s, _ in layers if d not in seen_blobs)
-                seen_blobs.update(d for d, _, _ in layers)
-                weights = sum(s for _, s, media in layers if media in WEIGHT_MEDIA_TYPES)
-                blob_atime = self._weights_atime(layers)
-            else:
-                size, weights = self._fallback_size(m, show, groups, owners)
-                blob_atime = None
-            record = self._record(m, show, size, weights or m.get("size", 0))
-            if record.last_used_timestamp is None:
-                record.last_used_timestamp, record.last_used_source = blob_atime, "file_atime"
-            records.append(record)
+            try:
+                records.append(self._model(m, shows[m["name"]], seen_blobs, groups, owners))
+            except Exception as exc:  # one odd answer is shown as such, never hides the other models
+                log.info("ollama model %s: %s", m["name"], exc)
+                records.append(ModelRecord(provider="ollama", model=m["name"], status="error",
+                                           problem=f"{type(exc).__name__}: {exc}"))
         return records
+
+    def _model(self, m: dict, show: dict, seen_blobs: set[str], groups: dict[str, int],
+               owners: set[str]) -> ModelRecord:
+        layers = self._layers(m["name"])
+        if layers is not None:
+            size = sum(s for d, s, _ in layers if d not in seen_blobs)
+            seen_blobs.update(d for d, _, _ in layers)
+            weights = sum(s for _, s, media in layers if media in WEIGHT_MEDIA_TYPES)
+            blob_atime = self._weights_atime(layers)
+        else:
+            size, weights = self._fallback_size(m, show, groups, owners)
+            blob_atime = None
+        record = self._record(m, show, size, weights or m.get("size", 0))
+        if record.last_used_timestamp is None:
+            record.last_used_timestamp, record.last_used_source = blob_atime, "file_atime"
+        return record
 
     def _show(self, model: dict) -> dict:
         key = (model["name"], model.get("digest", ""))

@@ -23,11 +23,23 @@ _cache: dict[tuple[str, int, int], "TensorSummary"] = {}
 _cache_lock = threading.Lock()
 
 
+# Tensors that only help decode quantized weights (GPTQ/AWQ zeros, scales and group index,
+# bitsandbytes absmax and quant state, FP8 scales): not parameters of the model.
+_AUX_SUFFIXES = (".qzeros", ".scales", ".g_idx", ".absmax", ".quant_map", ".nested_absmax",
+                 ".nested_quant_map", ".SCB", ".weight_format", "_scale", "_scale_inv", ".zeros")
+_BNB_4BIT_STATE = (".quant_state.bitsandbytes__nf4", ".quant_state.bitsandbytes__fp4")
+
+
 @dataclass(frozen=True)
 class TensorSummary:
-    parameters: int
+    parameters: int  # elements of the weights, bitsandbytes 4-bit unpacked; packed int32 apart
     tensor_bytes: int
     dtype: str  # the dtype holding most bytes, e.g. "BF16"
+    packed_elements: int = 0  # int32 elements of GPTQ/AWQ `*.qweight`: 32/bits parameters each
+
+    def parameters_at(self, bits: int | None) -> int:
+        """Parameters with packed GPTQ/AWQ weights unpacked at `bits` per weight (default 4)."""
+        return self.parameters + self.packed_elements * (32 // (bits or 4))
 
 
 def _open_fd_noatime(path: Path) -> int:
@@ -55,13 +67,20 @@ def read_noatime(path: Path, size: int | None = None, offset: int = 0) -> bytes:
 
 
 def read_header(path: Path) -> dict:
+    """The JSON header; ValueError when the file is not a safetensors file (or is truncated)."""
     raw_len = read_noatime(path, 8)
     if len(raw_len) != 8:
-        raise ValueError(f"{path}: too short for a safetensors file")
+        raise ValueError(f"{path.name}: too short for a safetensors file")
     (length,) = struct.unpack("<Q", raw_len)
     if length > MAX_HEADER_BYTES:
-        raise ValueError(f"{path}: safetensors header of {length} bytes is not plausible")
-    return json.loads(read_noatime(path, length, 8))
+        raise ValueError(f"{path.name}: safetensors header of {length} bytes is not plausible")
+    raw = read_noatime(path, length, 8)
+    if len(raw) != length:
+        raise ValueError(f"{path.name}: truncated safetensors header ({len(raw)} of {length} bytes)")
+    header = json.loads(raw)
+    if not isinstance(header, dict):
+        raise ValueError(f"{path.name}: safetensors header is a JSON {type(header).__name__}, not an object")
+    return header
 
 
 def summarize(path: Path) -> TensorSummary:
@@ -80,19 +99,40 @@ def summarize(path: Path) -> TensorSummary:
 
 
 def _summarize_header(header: dict) -> TensorSummary:
-    params = 0
-    total_bytes = 0
+    """ValueError on a tensor entry that is not {dtype, shape: [ints], data_offsets: [start, end]}."""
+    params = packed = total_bytes = 0
     by_dtype: Counter[str] = Counter()
+    bnb_4bit = {name.split(".quant_state.")[0] for name in header if name.endswith(_BNB_4BIT_STATE)}
     for name, tensor in header.items():
         if name == "__metadata__":
             continue
-        count = prod(tensor.get("shape") or [])
-        start, end = tensor.get("data_offsets", (0, 0))
-        params += count
-        total_bytes += end - start
-        by_dtype[tensor.get("dtype", "?")] += end - start
+        shape, offsets = _entry(name, tensor)
+        nbytes = offsets[1] - offsets[0]
+        total_bytes += nbytes
+        by_dtype[tensor.get("dtype", "?")] += nbytes
+        if name.endswith(_AUX_SUFFIXES) or ".quant_state." in name:
+            continue
+        count = prod(shape)
+        if name.endswith(".qweight") and tensor.get("dtype") == "I32":
+            packed += count
+        elif name in bnb_4bit:
+            params += count * 2  # two 4-bit weights per byte
+        else:
+            params += count
     dtype = by_dtype.most_common(1)[0][0] if by_dtype else ""
-    return TensorSummary(parameters=params, tensor_bytes=total_bytes, dtype=dtype)
+    return TensorSummary(parameters=params, tensor_bytes=total_bytes, dtype=dtype, packed_elements=packed)
+
+
+def _entry(name: str, tensor) -> tuple[list[int], tuple[int, int]]:
+    if not isinstance(tensor, dict):
+        raise ValueError(f"tensor {name!r}: entry is not an object")
+    shape, offsets = tensor.get("shape", []), tensor.get("data_offsets", (0, 0))
+    if not (isinstance(shape, list) and all(isinstance(d, int) and d >= 0 for d in shape)):
+        raise ValueError(f"tensor {name!r}: shape {shape!r} is not a list of sizes")
+    if not (isinstance(offsets, (list, tuple)) and len(offsets) == 2
+            and all(isinstance(o, int) for o in offsets) and 0 <= offsets[0] <= offsets[1]):
+        raise ValueError(f"tensor {name!r}: data_offsets {offsets!r} are not [start, end]")
+    return shape, (offsets[0], offsets[1])
 
 
 def combine(summaries: list[TensorSummary]) -> TensorSummary | None:
@@ -104,4 +144,5 @@ def combine(summaries: list[TensorSummary]) -> TensorSummary | None:
         by_dtype[s.dtype] += s.tensor_bytes
     return TensorSummary(parameters=sum(s.parameters for s in summaries),
                          tensor_bytes=sum(s.tensor_bytes for s in summaries),
-                         dtype=by_dtype.most_common(1)[0][0])
+                         dtype=by_dtype.most_common(1)[0][0],
+                         packed_elements=sum(s.packed_elements for s in summaries))

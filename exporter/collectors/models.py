@@ -18,11 +18,11 @@ from common.sources.file_models import scan_model_files
 from common.sources.hf_models import scan_hf_cache
 from common.sources import config_db
 from common.sources.model_dirs import hf_hub_cache, ollama_models
-from common.sources.model_record import ModelRecord
+from common.sources.model_record import MODEL_STATUSES, ModelRecord
 from common.sources.ollama_client import OllamaClient
 from common.sources.ollama_models import OllamaScanner
 from common.store.models import speeds, type_overrides
-from exporter.collectors.base import WordslabCollector, gauge
+from exporter.collectors.base import WordslabCollector, add_state_set, gauge
 
 LABELS = ("provider", "model")
 
@@ -84,6 +84,11 @@ class ModelsCollector(WordslabCollector):
                      "scan that first saw it loaded) or file_atime (the weights' access time, relatime: "
                      "about daily precision). vLLM models: the instance_model_name:vllm_last_request_timestamp_seconds:max "
                      "recording rule.", (*LABELS, "source"))
+        status = gauge("model_status", "Whether the model's files are whole and readable, in label status "
+                       "(one series per status, 1 for the current one): ok; incomplete (a download "
+                       "interrupted or a file missing: size is what is on disk, no parameters nor VRAM "
+                       "estimate); error (its metadata could not be read: see the admin's Models page).",
+                       ("provider", "model", "status"))
         speed = gauge("model_processing_speed", "Last measured processing speed, in `unit` (tokens_per_second: "
                       "Ollama's eval_count / eval_duration). source: benchmark (the admin's benchmark "
                       "action). vLLM models: the "
@@ -94,6 +99,7 @@ class ModelsCollector(WordslabCollector):
             model_type = db.types.get((r.provider, r.model), r.model_type)
             info.add_metric([*key, model_type, r.path, r.quantization], 1.0)
             size.add_metric(key, r.size_bytes)
+            add_state_set(status, key, MODEL_STATUSES, r.status)
             for family, value in ((params, r.parameters), (context, r.context_length),
                                   (vram, r.vram_estimate_bytes), (downloaded, r.download_timestamp)):
                 if value is not None:
@@ -104,4 +110,4 @@ class ModelsCollector(WordslabCollector):
         for (provider, model, unit), (value, source) in sorted(db.speeds.items()):
             if (provider, model) in present:
                 speed.add_metric([provider, model, unit, source], value)
-        yield from (info, size, params, context, vram, downloaded, used, speed)
+        yield from (info, size, params, context, vram, downloaded, used, status, speed)

@@ -104,7 +104,10 @@ def test_hf_missing_cache_is_no_models_and_a_corrupt_repo_does_not_hide_others(v
     broken = hf_hub_cache(vm_env) / "models--org--broken" / "snapshots" / ("c" * 40)
     broken.mkdir(parents=True)
     (broken / "model.safetensors").symlink_to("../../blobs/missing")
-    assert [r.model for r in scan_hf_cache(hf_hub_cache(vm_env))] == ["tiny-org/tiny-llama"]
+    records = by_model(scan_hf_cache(hf_hub_cache(vm_env)))
+    assert set(records) == {"org/broken", "tiny-org/tiny-llama"}
+    assert records["tiny-org/tiny-llama"].status == "ok"
+    assert (records["org/broken"].status, records["org/broken"].size_bytes) == ("incomplete", 0)
 
 
 def test_torch_fastai_keras_files(vm_env):

@@ -1,0 +1,171 @@
+"""One odd item never hides the others, fails a scrape or fails a page (issue 9 A).
+
+Real files on disk: a folder and a model file whose names are Latin-1 bytes (not UTF-8), a
+symlink loop directly in the workspace, a Hugging Face model whose safetensors header is
+valid JSON but not an object. Every other item must still be there, with its right value.
+"""
+from __future__ import annotations
+
+import json
+import os
+import struct
+from pathlib import Path
+
+import pytest
+
+from common.config import Settings
+from common.readable import readable
+from common.sources.git_status import scan_statuses
+from common.sources.hf_models import scan_hf_cache
+from common.sources.model_dirs import hf_hub_cache, torch_checkpoints
+from exporter.collectors.models import ModelsCollector
+from exporter.collectors.projects import ProjectsCollector
+from tests.fakes.model_files import hf_cache_repo, hf_llm, llm_config, provider_file, safetensors_bytes
+from tests.support.admin import logged_in_client, make_admin_app
+from tests.support.git_repos import init_repo
+from tests.support.metrics import exporter_metrics_containing, promtool_problems, scrape
+
+LATIN1_NAME = b"caf\xe9-notes"  # "café-notes" written by a Latin-1 system
+SHOWN_NAME = "caf\\xe9-notes"  # how it is shown: the stray byte escaped
+
+
+def header_bytes(header) -> bytes:
+    raw = json.dumps(header).encode()
+    return struct.pack("<Q", len(raw)) + raw
+
+
+def odd_workspace(workspace: Path) -> None:
+    init_repo(workspace / "good", {"README.md": "# good\n"})
+    init_repo(Path(os.fsdecode(bytes(workspace) + b"/" + LATIN1_NAME)), {"notes.md": "x\n"})
+    os.symlink("loop-b", workspace / "loop-a")
+    os.symlink("loop-a", workspace / "loop-b")
+
+
+def odd_models(env: dict) -> None:
+    hf_llm(env)  # a healthy model, which must stay listed with its figures
+    hf_cache_repo(hf_hub_cache(env), "org/list-header", {
+        "config.json": json.dumps(llm_config()).encode(),
+        "model.safetensors": header_bytes([1, 2])})
+    provider_file(env, "torch", "resnet.pth")
+    root = torch_checkpoints(env)
+    (Path(os.fsdecode(bytes(root) + b"/" + LATIN1_NAME + b".pth"))).write_bytes(b"weights")
+
+
+def test_readable_escapes_only_what_is_not_utf8():
+    assert readable(os.fsdecode(LATIN1_NAME)) == SHOWN_NAME
+    assert readable("café-notes") == "café-notes"
+    assert readable("plain") == "plain"
+
+
+def test_projects_latin1_name_and_symlink_loop_hide_nothing(vm_env):
+    settings = Settings.from_env(vm_env)
+    odd_workspace(settings.workspace)
+    collector = ProjectsCollector(settings)
+    for source in collector.sources:
+        source.refresh_now()
+    result = scrape(collector)
+    assert promtool_problems(result.text) == ""
+    assert result.value("wordslab_collector_success", collector="projects") == 1.0
+    assert result.value("wordslab_project_status", project="good", status="no_remote") == 1.0
+    assert result.value("wordslab_project_status", project=SHOWN_NAME, status="no_remote") == 1.0
+    assert result.value("wordslab_project_changed_files", project=SHOWN_NAME) == 0.0
+    # The loop is reported as what it is (unreadable), not silently dropped, not fatal.
+    assert result.value("wordslab_project_status", project="loop-a", status="error") == 1.0
+    statuses = scan_statuses(settings.workspace, settings.env)
+    assert "symbolic links" in statuses["loop-a"].error
+
+
+def test_models_list_header_and_latin1_file_hide_nothing(vm_env):
+    odd_models(vm_env)
+    collector = ModelsCollector(Settings.from_env(vm_env))
+    for source in (collector.hf_source, collector.files_source, collector.config.source):
+        source.refresh_now()
+    result = scrape(collector)
+    assert promtool_problems(result.text) == ""
+    assert result.value("wordslab_source_refresh_success", source="models_huggingface") == 1.0
+    assert result.value("wordslab_model_status", model="tiny-org/tiny-llama", status="ok") == 1.0
+    assert result.value("wordslab_model_parameters", model="tiny-org/tiny-llama") > 0
+    assert result.value("wordslab_model_status", model="org/list-header", status="error") == 1.0
+    assert result.value("wordslab_model_parameters", model="org/list-header") is None
+    assert result.value("wordslab_model_size_bytes", model="org/list-header") > 0
+    assert result.value("wordslab_model_size_bytes", provider="torch", model=SHOWN_NAME + ".pth") == 7.0
+    assert result.value("wordslab_model_size_bytes", provider="torch", model="resnet.pth") > 0
+
+
+def test_hf_header_that_is_not_an_object_says_why(vm_env):
+    odd_models(vm_env)
+    records = {r.model: r for r in scan_hf_cache(hf_hub_cache(vm_env))}
+    assert "not an object" in records["org/list-header"].problem
+
+
+@pytest.mark.parametrize("header, why", [
+    ({"w": [1, 2]}, "not an object"),
+    ({"w": {"dtype": "F16", "shape": "2x2", "data_offsets": [0, 8]}}, "not a list of sizes"),
+    ({"w": {"dtype": "F16", "shape": [2, 2], "data_offsets": [8, 0]}}, "not [start, end]"),
+])
+def test_malformed_tensor_entries_are_an_error_of_that_model_only(vm_env, header, why):
+    hf_llm(vm_env)
+    hf_cache_repo(hf_hub_cache(vm_env), "org/odd", {"model.safetensors": header_bytes(header)})
+    records = {r.model: r for r in scan_hf_cache(hf_hub_cache(vm_env))}
+    assert records["tiny-org/tiny-llama"].status == "ok"
+    assert records["org/odd"].status == "error" and why in records["org/odd"].problem
+
+
+def test_truncated_safetensors_is_an_error_not_a_crash(vm_env):
+    whole = safetensors_bytes({"w": ((4, 4), "float16")})
+    hf_cache_repo(hf_hub_cache(vm_env), "org/cut", {"model.safetensors": whole[:20]})
+    (record,) = scan_hf_cache(hf_hub_cache(vm_env))
+    assert record.status == "error" and "truncated" in record.problem
+    assert record.vram_estimate_bytes is None
+
+
+def test_config_json_that_is_not_an_object_is_an_error_of_that_model(vm_env):
+    hf_cache_repo(hf_hub_cache(vm_env), "org/cfg", {"config.json": b"[1, 2]",
+                                                   "model.safetensors": safetensors_bytes({"w": ((2,), "float16")})})
+    (record,) = scan_hf_cache(hf_hub_cache(vm_env))
+    assert record.status == "error" and "config.json" in record.problem
+
+
+def test_unreadable_hf_repo_folder_is_listed_as_error(vm_env):
+    hf_llm(vm_env)
+    cache = hf_hub_cache(vm_env)
+    os.symlink("models--org--loop", cache / "models--org--loop")  # loops on itself
+    records = {r.model: r for r in scan_hf_cache(cache)}
+    assert records["tiny-org/tiny-llama"].status == "ok"
+    assert records["org/loop"].status in ("error", "incomplete")
+
+
+def test_admin_pages_render_odd_items_and_say_what_they_could_not_read(vm_env):
+    settings = Settings.from_env(vm_env)
+    odd_workspace(settings.workspace)
+    odd_models(vm_env)
+    vm_env["OLLAMA_API_BASE"] = "http://127.0.0.1:9"  # nothing listens: Ollama is said unavailable
+    app = make_admin_app(vm_env, view_modules=("jobs", "projects", "models", "endpoints"))
+    client = logged_in_client(app)
+    try:
+        projects = client.get("/admin/projects/")
+        assert projects.status_code == 200
+        assert 'id="project-good"' in projects.text and SHOWN_NAME in projects.text
+        assert "loop-a" in projects.text and "symbolic links" in projects.text
+        models = client.get("/admin/models/")
+        assert models.status_code == 200
+        assert "tiny-org/tiny-llama" in models.text and SHOWN_NAME + ".pth" in models.text
+        row = models.text[models.text.index('data-model="org/list-header"'):]
+        assert 'data-status="error"' in row[:200] and "not an object" in row[:row.index("</tr>")]
+        form = client.get("/admin/endpoints/new/")
+        assert form.status_code == 200
+        assert "tiny-org/tiny-llama" in form.text and "org/list-header" in form.text
+    finally:
+        ctx = app.extensions["wordslab"]
+        ctx.jobs.shutdown()
+        ctx.engine.dispose()
+
+
+def test_running_exporter_answers_200_with_every_odd_item(vm_env, tmp_path):
+    settings = Settings.from_env(vm_env)
+    odd_workspace(settings.workspace)
+    odd_models(vm_env)
+    text = exporter_metrics_containing(vm_env, tmp_path, f'project="{SHOWN_NAME}"'.replace("\\", "\\\\"))
+    assert 'wordslab_project_status{project="good",status="no_remote"} 1.0' in text
+    assert 'wordslab_model_status{model="org/list-header",provider="huggingface",status="error"} 1.0' in text
+    assert 'model="tiny-org/tiny-llama"' in text
