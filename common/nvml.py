@@ -69,6 +69,42 @@ class Nvml:
         return f"{raw // 1000}.{(raw % 1000) // 10}"
 
 
+def unavailable_errors(module: ModuleType) -> tuple[type, ...]:
+    """What "this driver cannot answer that" looks like, not a failure of the GPU: NotSupported,
+    FunctionNotFound (a call newer than the driver), and nvidia-ml-py's NVMLLibraryMismatchError,
+    which its unversioned wrappers raise instead of FunctionNotFound."""
+    return _classes(module, "NVMLError_NotSupported") + _missing_function_errors(module)
+
+
+def _missing_function_errors(module: ModuleType) -> tuple[type, ...]:
+    return _classes(module, "NVMLError_FunctionNotFound", "NVMLLibraryMismatchError")
+
+
+def _classes(module: ModuleType, *names: str) -> tuple[type, ...]:
+    return tuple(c for c in (getattr(module, n, None) for n in names) if isinstance(c, type))
+
+
+def running_processes(module: ModuleType, handle, kind: str = "Compute") -> list | None:
+    """The GPU's "Compute" or "Graphics" processes through the newest call the driver has:
+    the unversioned wrapper (`_v3`, drivers 510+), else `_v2` (older drivers).
+
+    None when neither exists in the driver or the GPU does not support the listing; any
+    other NVMLError is raised.
+    """
+    missing = _missing_function_errors(module)
+    for name in (f"nvmlDeviceGet{kind}RunningProcesses", f"nvmlDeviceGet{kind}RunningProcesses_v2"):
+        call = getattr(module, name, None)
+        if call is None:
+            continue
+        try:
+            return call(handle)
+        except missing:
+            continue
+        except module.NVMLError_NotSupported:
+            return None
+    return None
+
+
 def cpu_only_marker(*dirs: Path | None) -> bool:
     """The platform writes `.cpu-only` in its env or workspace dir when no GPU should be used."""
     return any(d is not None and (d / ".cpu-only").exists() for d in dirs)

@@ -18,7 +18,7 @@ import psutil
 
 from common import http_client
 from common.config import Settings
-from common.nvml import Nvml
+from common.nvml import Nvml, running_processes
 from common.store.services import Endpoint
 from common.sources import config_db
 from common.sources.ollama_client import OllamaClient, OllamaError, ollama_base_url
@@ -112,7 +112,7 @@ def gpu_memory_of(nvml: Nvml, pids: set[int]) -> float | None:
     used = 0
     for index in range(module.nvmlDeviceGetCount()):
         handle = module.nvmlDeviceGetHandleByIndex(index)
-        for proc in module.nvmlDeviceGetComputeRunningProcesses(handle):
+        for proc in running_processes(module, handle) or []:
             if proc.pid in pids and proc.usedGpuMemory:
                 used += proc.usedGpuMemory
     return float(used)

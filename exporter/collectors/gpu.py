@@ -5,8 +5,11 @@ tests/fixtures/nvml/h100-under-load.json), no subprocess.
 
 Failure policy, per scrape:
 - no NVML library or driver, or a `.cpu-only` marker: `wordslab_gpus 0`, success 1 (normal);
-- a field raising NVMLError_NotSupported: that series is omitted for that GPU, success 1
-  (data-center GPUs have no fan, WSL gives no per-process memory...);
+- a field raising NVMLError_NotSupported, or a call the driver does not have
+  (NVMLError_FunctionNotFound, or pynvml's NVMLLibraryMismatchError for its unversioned
+  wrappers on a driver older than the library): that series is omitted for that GPU, success 1
+  (data-center GPUs have no fan, WSL gives no per-process memory, drivers before 510 have no
+  `_v3` process listing: the `_v2` call is used instead);
 - any other NVMLError (GPU lost, timeout, no permission): that series or GPU is omitted,
   the other GPUs and fields are still published, and `wordslab_collector_success{collector="gpu"}`
   is 0 so an alert or panel can show the GPU is unhealthy.
@@ -22,23 +25,26 @@ from prometheus_client.core import Metric
 
 from common.config import Settings
 from exporter.gpu_specs import theoretical_flops
-from common.nvml import Nvml, cpu_only_marker, shared
+from common.nvml import Nvml, cpu_only_marker, running_processes, shared, unavailable_errors
 from exporter.collectors.base import PartialCollection, WordslabCollector, gauge
 
 GPU = ["gpu"]
 
 
 class _Reader:
-    """Calls NVML, turning NotSupported into None and recording every other NVML error."""
+    """Calls NVML, turning NotSupported and missing functions into None and recording every
+    other NVML error."""
 
     def __init__(self, module: ModuleType):
         self.nvml = module
         self.errors: list[str] = []
+        # What "this driver cannot answer that" looks like: not a failure of the GPU.
+        self.unavailable = unavailable_errors(module)
 
     def get(self, what: str, fn: Callable[..., Any], *args) -> Any:
         try:
             return fn(*args)
-        except self.nvml.NVMLError_NotSupported:
+        except self.unavailable:
             return None
         except self.nvml.NVMLError as exc:
             self.errors.append(f"{what}: {type(exc).__name__}: {exc}")
@@ -142,8 +148,8 @@ def _read_gpu(reader: _Reader, f: _Families, gpu: str, handle, driver: str) -> N
     if limit is not None:
         f.power_limit.add_metric([gpu], limit / 1000.0)
 
-    processes = (get("compute processes", nvml.nvmlDeviceGetComputeRunningProcesses) or []) + \
-        (get("graphics processes", nvml.nvmlDeviceGetGraphicsRunningProcesses) or [])
+    processes = [proc for kind in ("Compute", "Graphics")
+                 for proc in get(f"{kind.lower()} processes", lambda h, k=kind: running_processes(nvml, h, k)) or []]
     for pid, used in _memory_by_pid(processes).items():
         process, user = _process_identity(nvml, pid)
         f.process_memory.add_metric([gpu, str(pid), process, user], float(used))

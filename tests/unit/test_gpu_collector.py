@@ -264,3 +264,54 @@ def _wait_for_metrics(proc: subprocess.Popen, url: str) -> str | None:
         except OSError:
             time.sleep(0.1)
     return None
+
+
+# Drivers before 510 have no nvmlDeviceGet*RunningProcesses_v3: nvidia-ml-py's unversioned call
+# then raises NVMLLibraryMismatchError, and the `_v2` call is the one the driver answers.
+BEFORE_510 = {"nvmlDeviceGetComputeRunningProcesses_v3": "NVMLError_FunctionNotFound",
+              "nvmlDeviceGetGraphicsRunningProcesses_v3": "NVMLError_FunctionNotFound"}
+
+
+def test_driver_before_510_lists_processes_through_the_v2_call(vm_env):
+    collector, fake = collector_for(vm_env, errors=BEFORE_510, processes={0: [absent_process()]})
+    got = scrape(collector)
+    assert success(got) == 1
+    assert got.series("wordslab_gpu_process_memory_bytes") == [
+        ({"gpu": "0", "pid": str(ABSENT_PID), "process": "python3", "user": "unknown"}, 7589593088)]
+    assert fake.fake_call_count("nvmlDeviceGetComputeRunningProcesses_v2") == 1
+    assert by_gpu(got, "wordslab_gpu_memory_used_bytes") == {"0": 8102150144}
+
+
+def test_driver_without_any_process_listing_still_succeeds(vm_env):
+    errors = {**BEFORE_510, "nvmlDeviceGetComputeRunningProcesses_v2": "NVMLError_FunctionNotFound",
+              "nvmlDeviceGetGraphicsRunningProcesses_v2": "NVMLError_FunctionNotFound"}
+    collector, _ = collector_for(vm_env, errors=errors, processes={0: [absent_process()]})
+    for _ in range(2):  # every scrape, not only the first
+        got = scrape(collector)
+        assert success(got) == 1
+        assert got.series("wordslab_gpu_process_memory_bytes") == []
+        assert by_gpu(got, "wordslab_gpu_power_watts") == {"0": 687.023}
+
+
+@pytest.mark.parametrize("call", ["nvmlDeviceGetPowerUsage", "nvmlDeviceGetEnforcedPowerLimit",
+                                  "nvmlDeviceGetTemperature(GPU)", "nvmlDeviceGetUtilizationRates",
+                                  "nvmlDeviceGetMemoryInfo"])
+def test_optional_calls_missing_from_the_driver_do_not_fail_the_collector(vm_env, call):
+    collector, _ = collector_for(vm_env, errors={call: "NVMLError_FunctionNotFound"})
+    got = scrape(collector)
+    assert success(got) == 1
+    assert got.value("wordslab_gpus") == 1
+    assert got.value("wordslab_gpu_info", gpu="0") == 1
+
+
+def test_a_real_failure_of_the_process_listing_still_fails_the_collector(vm_env):
+    collector, _ = collector_for(vm_env, errors={"nvmlDeviceGetComputeRunningProcesses_v3": "NVMLError_GpuIsLost"})
+    got = scrape(collector)
+    assert success(got) == 0
+    assert by_gpu(got, "wordslab_gpu_power_watts") == {"0": 687.023}
+
+
+def test_endpoint_gpu_memory_reads_old_drivers_too(vm_env):
+    from common.sources.endpoint_probe import gpu_memory_of
+    fake = load_fake_pynvml(errors=BEFORE_510, processes={0: [absent_process()]})
+    assert gpu_memory_of(Nvml(fake), {ABSENT_PID}) == 7589593088.0

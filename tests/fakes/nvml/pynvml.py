@@ -14,7 +14,10 @@ Scenario, read from the environment at import (the exporter subprocess) or set w
   FAKE_NVML_FAIL        "call[:after[:ErrorClass]]": `call` succeeds `after` times, then
                         raises ErrorClass (default NVMLError_Unknown) on every later call
   FAKE_NVML_ERRORS      JSON {"call[index]" or "call": "NVMLError_X"} added to the
-                        fixture's "errors" section (recorded as "call[0]", applied to every clone)
+                        fixture's "errors" section (recorded as "call[0]", applied to every clone);
+                        a driver before 510: {"nvmlDeviceGetComputeRunningProcesses_v3":
+                        "NVMLError_FunctionNotFound"} (the unversioned call then raises
+                        NVMLLibraryMismatchError, `_v2` answers, as with nvidia-ml-py)
   FAKE_NVML_PROCESSES   JSON {"index": [{"pid":..,"usedGpuMemory":..,"_process_name":..}]}
                         replacing the recorded compute processes of those GPUs
   FAKE_NVML_REPLAY_TIMING  "1": each call sleeps the wall time recorded for it
@@ -62,6 +65,7 @@ for _name in dir(_real):
     if _name.startswith(("NVML_", "NVMLError")):
         globals()[_name] = getattr(_real, _name)
 NVMLError = _real.NVMLError
+NVMLLibraryMismatchError = _real.NVMLLibraryMismatchError  # raised by unversioned wrappers, see below
 c_nvmlMemory_t = _real.c_nvmlMemory_t
 c_nvmlUtilization_t = _real.c_nvmlUtilization_t
 c_nvmlBAR1Memory_t = _real.c_nvmlBAR1Memory_t
@@ -340,18 +344,39 @@ def nvmlDeviceGetMaxClockInfo(handle, clock_type):
                    f"nvmlDeviceGetMaxClockInfo({_CLOCKS[clock_type]})")
 
 
-def _processes(call: str, handle: _Handle) -> list:
+def _processes(call: str, handle: _Handle, recorded: str) -> list:
+    # Errors are looked up by the versioned call (a driver before 510 has no `_v3`: inject
+    # NVMLError_FunctionNotFound there), the answer is the recorded listing of any version.
+    _enter(call, handle.index)
+    with _state.lock:
+        value = _state.devices[handle.index].get(recorded)
+    if value is None:
+        raise NVMLError_NotSupported()
     # Real NVML gives usedGpuMemory None where the driver cannot tell (Windows WDDM, WSL).
     return [nvmlFriendlyObject({k: v for k, v in proc.items() if not k.startswith("_")})
-            for proc in _device(call, handle)]
+            for proc in copy.deepcopy(value)]
 
 
-def nvmlDeviceGetComputeRunningProcesses(handle):
-    return _processes("nvmlDeviceGetComputeRunningProcesses", handle)
+def _process_calls(kind: str) -> None:
+    """`_v2`, `_v3` and the unversioned wrapper, which like nvidia-ml-py's calls `_v3` and turns
+    its FunctionNotFound into NVMLLibraryMismatchError (throwOnVersionMismatch)."""
+    recorded = f"nvmlDeviceGet{kind}RunningProcesses"
+    for version in ("_v2", "_v3"):
+        def call(handle, _name=recorded + version):
+            return _processes(_name, handle, recorded)
+        call.__name__ = call.__qualname__ = recorded + version
+        globals()[recorded + version] = call
+    v3 = globals()[recorded + "_v3"]
+
+    def unversioned(handle):
+        _enter(recorded, handle.index)  # errors, failures and timing recorded for this name
+        return v3(handle)
+    unversioned.__name__ = unversioned.__qualname__ = recorded
+    globals()[recorded] = _real.throwOnVersionMismatch(unversioned)
 
 
-def nvmlDeviceGetGraphicsRunningProcesses(handle):
-    return _processes("nvmlDeviceGetGraphicsRunningProcesses", handle)
+_process_calls("Compute")
+_process_calls("Graphics")
 
 
 _configure_from_env()
