@@ -99,6 +99,7 @@ PROJECT_STATES = value_colors(
     ("tracking", "tracking", "green"), ("no_upstream", "no upstream", "text"), ("upstream_gone", "upstream gone", "orange"),
     ("no_remote", "no remote", "text"), ("detached", "detached", "orange"), ("error", "error", "red"))
 YES_NO = value_colors(("1", "yes", "green"), ("0", "no", "text"))
+MODEL_STATES = value_colors(("ok", "ok", "green"), ("incomplete", "incomplete", "orange"), ("error", "unreadable", "red"))
 STATE_COLORS = value_colors(("running", "running", "green"), ("starting", "starting", "yellow"),
                             ("error", "error", "red"), ("stopped", "stopped", "text"),
                             ("exited", "exited", "text"), ("terminated", "terminated", "text"))
@@ -605,7 +606,9 @@ def development_environment() -> dict:
     lay.row("Models")
     lay.add(table(
         "Models", "Models on disk by provider (Ollama, Hugging Face, PyTorch hub, fastai, Keras) with "
-        "type, size, parameters, quantization, context length, estimated VRAM to run them, when they "
+        "whether their files are whole (incomplete: a download cut or a blob missing; unreadable: "
+        "metadata that could not be read), type, size, parameters, quantization, context length, "
+        "estimated VRAM to run them, when they "
         "were downloaded and last used, and the processing speed the admin's benchmark measured.",
         [table_query(f"wordslab_model_info{{{INSTANCE}}}"),
          table_query(f"wordslab_model_size_bytes{{{INSTANCE}}}"),
@@ -614,13 +617,15 @@ def development_environment() -> dict:
          table_query(f"wordslab_model_vram_estimate_bytes{{{INSTANCE}}}"),
          table_query(f"wordslab_model_download_timestamp_seconds{{{INSTANCE}}} * 1000"),
          table_query(f"wordslab_model_last_used_timestamp_seconds{{{INSTANCE}}} * 1000"),
-         table_query(f"wordslab_model_processing_speed{{{INSTANCE}}}")],
-        exclude=("Value #A",), sort_by="Model",
-        order=("provider", "model", "model_type", "Value #B", "Value #C", "quantization", "Value #D",
+         table_query(f"wordslab_model_processing_speed{{{INSTANCE}}}"),
+         table_query(f"wordslab_model_status{{{INSTANCE}}} == 1")],
+        exclude=("Value #A", "Value #I"), sort_by="Model",
+        order=("provider", "model", "status", "model_type", "Value #B", "Value #C", "quantization", "Value #D",
                "Value #E", "Value #F", "Value #G", "Value #H", "unit", "path"),
         overrides=[
             override("provider", name="Provider"), override("model", name="Model"),
             override("model_type", name="Type"), override("quantization", name="Quantization"),
+            override("status", name="Files", cell=COLOR_CELL, mappings=MODEL_STATES),
             override("Value #B", name="Size", unit="bytes"),
             override("Value #C", name="Parameters", unit="short"),
             override("Value #D", name="Context", unit="short"),
