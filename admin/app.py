@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import secrets
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from flask import Blueprint, Flask, flash, redirect, render_template, request, session, url_for
 from flask_admin import Admin, AdminIndexView, expose
@@ -75,9 +76,20 @@ def _secret_key(ctx: AdminContext) -> str:
 
 
 def _local_target(target: str | None) -> str:
-    # Only local paths: never redirect off-site after login.
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
-        return url_for("admin.index")
+    """`next` after login, only when it is a path of this site; else the admin index.
+
+    Browsers drop tabs and line breaks from URLs and read a backslash as a slash, so
+    "/<tab>/evil.example/" or "/<backslash>evil.example" would lead off-site: any control character,
+    space or backslash refuses the target, and so does anything urlsplit reads as having a
+    scheme or host (`//host`, `http:x`)."""
+    index = url_for("admin.index")
+    if not target or len(target) > 2048 or not target.startswith("/"):
+        return index
+    if any(ord(c) < 33 or ord(c) == 127 or c == "\\" or c.isspace() for c in target):
+        return index
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or target.startswith("//") or not parts.path.startswith("/"):
+        return index
     return target
 
 
@@ -88,19 +100,22 @@ def _auth_blueprint(ctx: AdminContext) -> Blueprint:
     @bp.route("/login", methods=["GET", "POST"])
     def login():
         if request.method == "POST":
-            address = request.remote_addr or "?"
-            wait = throttle.retry_after(address)
+            wait = throttle.acquire()
             if wait:
-                flash(f"Too many wrong passwords: try again in {wait} s.", "danger")
+                flash(f"Too many wrong passwords: try again in {wait} s "
+                      "(forgot it? run wordslab-admin --reset-password).", "danger")
                 return render_template("login.html"), 429, {"Retry-After": str(wait)}
-            with ctx.sessions() as s:
-                stored = get_setting(s, PASSWORD_KEY) or ""
-            if check_password(request.form.get("password", ""), stored):
-                throttle.succeeded(address)
+            ok = False
+            try:
+                with ctx.sessions() as s:
+                    stored = get_setting(s, PASSWORD_KEY) or ""
+                ok = check_password(request.form.get("password", ""), stored)
+            finally:
+                throttle.release(ok)
+            if ok:
                 session.clear()  # a fresh session (and CSRF secret) after login
                 session["user"] = "admin"
                 return redirect(_local_target(request.args.get("next")))
-            throttle.failed(address)
             flash("Wrong password.", "danger")
             return render_template("login.html"), 401
         return render_template("login.html")
