@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Generic, Optional, TypeVar
 
+from common.log_changes import ChangeLog
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -50,6 +52,8 @@ class BackgroundSource(Generic[T]):
         self._thread: threading.Thread | None = None
         self._listeners: list[Callable[[], None]] = []
         self._change_listeners: list[Callable[[], None]] = []
+        # A source failing the same way at every refresh (Ollama not installed) logs it once.
+        self._failure_log = ChangeLog(log)
 
     def refresh_now(self) -> Snapshot[T]:
         started = time.perf_counter()
@@ -57,12 +61,15 @@ class BackgroundSource(Generic[T]):
         try:
             value = self._refresh()
         except Exception as exc:  # keep the last good value, report the failure
-            log.warning("source %s refresh failed: %s", self.name, exc)
+            self._failure_log.report("refresh", type(exc).__name__, "source %s refresh failed: %s "
+                                     "(not logged again until it recovers or fails differently)",
+                                     self.name, exc)
             with self._lock:
                 old = self._snapshot
                 self._snapshot = Snapshot(old.value, False, f"{type(exc).__name__}: {exc}",
                                           old.refreshed_at, time.perf_counter() - started, old.version)
         else:
+            self._failure_log.report("refresh", None, recovered=f"source {self.name} refreshes again")
             with self._lock:
                 old = self._snapshot
             # Compared here, once per refresh in this thread, not by every reader.

@@ -549,12 +549,17 @@ def development_environment() -> dict:
     lay.row("Applications")
     lay.add(table(
         "Applications", "Every app of the VM with its URL (click to open) and whether it answers an "
-        "HTTP probe. Apps whose port variables are unset show as not configured.",
+        "HTTP probe. Apps whose port variables are unset show as not configured. Installed: its install "
+        "folder exists (empty when it cannot be told); seen up: it answered once on this machine. Only "
+        "apps seen up and not uninstalled raise the app-down alert.",
         [table_query(f"wordslab_app_info{{{INSTANCE}}}"), table_query(f"wordslab_app_up{{{INSTANCE}}}"),
          table_query(f"wordslab_app_configured{{{INSTANCE}}}"),
-         table_query(f"wordslab_app_probe_duration_seconds{{{INSTANCE}}}")],
+         table_query(f"wordslab_app_probe_duration_seconds{{{INSTANCE}}}"),
+         table_query(f"wordslab_app_installed{{{INSTANCE}}}"),
+         table_query(f"wordslab_app_seen_up{{{INSTANCE}}}")],
         exclude=("Value #A",), sort_by="App",
-        order=("app", "Value #B", "url", "internal_port", "external_port", "port_var", "Value #C", "Value #D"),
+        order=("app", "Value #B", "url", "internal_port", "external_port", "port_var", "Value #C", "Value #E",
+               "Value #F", "Value #D"),
         overrides=[
             override("app", name="App", width=160),
             override("Value #B", name="Status", unit="none", width=130, cell=COLOR_CELL,
@@ -565,6 +570,8 @@ def development_environment() -> dict:
             override("port_var", name="Port variable"),
             override("Value #C", name="Configured", unit="none", mappings=YES_NO),
             override("Value #D", name="Probe time", unit="s"),
+            override("Value #E", name="Installed", unit="none", mappings=YES_NO),
+            override("Value #F", name="Seen up", unit="none", mappings=YES_NO),
         ]), 24, 9)
 
     lay.row("Projects")

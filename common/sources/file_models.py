@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 from typing import Mapping
 
+from common.log_changes import ChangeLog
 from common.readable import readable
 from common.sources.model_dirs import FILE_PROVIDER_DIRS
 from common.sources.model_record import UNKNOWN_TYPE, ModelRecord
@@ -21,6 +22,8 @@ from common.sources.safetensors_meta import TensorSummary, summarize
 from common.sources.torch_meta import summarize_checkpoint
 
 log = logging.getLogger(__name__)
+# Rescanned every 30 s: a broken file is logged once, not at every scan.
+_problems = ChangeLog(log, logging.INFO)
 
 MODEL_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".safetensors", ".h5", ".keras", ".pkl", ".onnx", ".gguf")
 # Downloads in progress (torch.hub writes to a temporary name, then renames).
@@ -49,7 +52,7 @@ def scan_dir(provider: str, root: Path) -> list[ModelRecord]:
             except FileNotFoundError:
                 continue  # deleted since the listing, or a dangling link: not a model any more
             except Exception as exc:  # unreadable: shown as such, never hides the other files
-                log.info("unreadable model file %s: %s", path, exc)
+                _problems.report(str(path), str(exc), "unreadable model file %s: %s", path, exc)
                 records.append(ModelRecord(provider=provider, model=_name(root, path), path=readable(str(path)),
                                            status="error", problem=readable(f"{type(exc).__name__}: {exc}")))
     return sorted(records, key=lambda r: r.model)
@@ -70,7 +73,7 @@ def _record(provider: str, root: Path, path: Path) -> ModelRecord:
         try:
             summary = reader(path)
         except (OSError, ValueError, RecursionError) as exc:
-            log.info("no metadata from %s: %s", path, exc)
+            _problems.report(str(path), str(exc), "no metadata from %s: %s", path, exc)
             record.mark("error", readable(str(exc)))  # listed, its estimate the file size
         else:
             record.parameters = summary.parameters_at(None)

@@ -17,12 +17,15 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from common.log_changes import ChangeLog
 from common.readable import readable
 from common.sources.model_record import (PIPELINE_TYPES, UNKNOWN_TYPE, KvShape, ModelRecord,
                                          type_from_architectures, vram_estimate)
 from common.sources.safetensors_meta import TensorSummary, combine, read_noatime, summarize
 
 log = logging.getLogger(__name__)
+# Rescanned every 30 s: a broken file is logged once, not at every scan.
+_problems = ChangeLog(log, logging.INFO)
 
 REPO_PREFIX = "models--"
 INCOMPLETE_SUFFIX = ".incomplete"
@@ -68,7 +71,7 @@ def scan_hf_cache(cache_dir: Path) -> list[ModelRecord]:
         try:
             records.append(_record(Path(entry.path), repo_id))
         except Exception as exc:  # one unreadable repo is shown as such, never hides the others
-            log.info("hf cache: unreadable %s: %s", entry.name, exc)
+            _problems.report(entry.name, str(exc), "hf cache: unreadable %s: %s", entry.name, exc)
             records.append(ModelRecord(provider="huggingface", model=repo_id, path=readable(entry.path),
                                        status="error", problem=readable(f"{type(exc).__name__}: {exc}")))
     return records

@@ -3,15 +3,24 @@
 Which apps exist is read once from the VM's *_PORT / *_URL variables. An app whose
 variables are unset is "not configured": `wordslab_app_configured` 0, empty url/ports,
 and no `wordslab_app_up` series (not down). Probes run in parallel in the background.
+
+Most apps have a default port, so "configured" does not mean the app is there. The
+app-down alert therefore also needs `wordslab_app_seen_up` (the app answered once on this
+machine, remembered across exporter restarts in the state directory) and no
+`wordslab_app_installed` 0 (its install folder gone).
 """
 from __future__ import annotations
 
 import http.client
+import json
 import logging
+import os
+import shutil
 import ssl
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterable
 from urllib.parse import urlsplit
 
@@ -21,6 +30,7 @@ from common.background import BackgroundSource
 from common.config import Settings
 from common.sources.ollama_client import resolve_ollama
 from common.urls import public_url, url_for_port
+from exporter.state_file import save_json
 from exporter.collectors.base import PREFIX, WordslabCollector
 
 log = logging.getLogger(__name__)
@@ -38,6 +48,11 @@ VM_APPS = (
     *((f"user-app{n}", f"USER_APP{n}_PORT", 8883 + n, f"USER_APP{n}_URL") for n in range(1, 5)),
     ("dashboard", "DASHBOARD_PORT", 8888, "DASHBOARD_URL"),
 )
+# Where wordslab-notebooks installs an app (linux/_wordslab-notebooks-env.bashrc): the variable
+# naming the folder, else its folder under WORDSLAB_HOME; apps not listed cannot be told.
+INSTALL_DIRS = {"jupyterlab": ("JUPYTERLAB_ENV", "jupyterlab"), "vscode": ("VSCODE_DIR", "code-server"),
+                "openwebui": ("OPENWEBUI_ENV", "open-webui"), "ollama": ("OLLAMA_DIR", "ollama")}
+SEEN_UP_FILE = "apps_seen_up.json"
 # This project's own services: (app, URL variable, default URL).
 SERVICE_APPS = (
     ("admin", "WORDSLAB_ADMIN_URL", "http://127.0.0.1:9878"),
@@ -118,6 +133,52 @@ def resolve_apps(settings: Settings) -> list[App]:
     return apps
 
 
+def installed(settings: Settings, app: str) -> bool | None:
+    """Whether the app's install folder exists (ollama: or its binary is on PATH); None when
+    this app's installation cannot be told."""
+    if app not in INSTALL_DIRS:
+        return None
+    var, default = INSTALL_DIRS[app]
+    folder = settings.get(var) or (str(settings.home / default) if settings.home else None)
+    if app == "ollama" and shutil.which("ollama", path=settings.get("PATH")):
+        return True
+    return os.path.isdir(folder) if folder else None
+
+
+class SeenUpStore:
+    """Names of the apps that answered a probe once, in a JSON list rewritten only when one is added."""
+
+    def __init__(self, path: Path | None):
+        self.path = path  # None: kept in memory only
+        self.apps: set[str] = self._load()
+
+    def _load(self) -> set[str]:
+        try:
+            raw = json.loads(self.path.read_text()) if self.path else []
+        except (OSError, ValueError):  # missing or damaged: nothing seen yet
+            return set()
+        return {a for a in raw if isinstance(a, str)} if isinstance(raw, list) else set()
+
+    def add(self, apps: Iterable[str]) -> None:
+        new = set(apps) - self.apps
+        if not new:
+            return
+        self.apps |= new
+        if self.path is None:
+            return
+        try:
+            save_json(self.path, sorted(self.apps))
+        except OSError as exc:  # kept in memory; logged once per app added, which is rare
+            log.warning("cannot save the apps seen up to %s: %s", self.path, exc)
+
+
+@dataclass(frozen=True)
+class ProbeRound:
+    results: dict  # {app: (up, seconds the probe took)} for every configured app
+    installed: dict  # {app: bool} for the apps whose installation can be told
+    seen_up: frozenset
+
+
 def _status(url: str, timeout: float) -> int:
     parts = urlsplit(url)
     if parts.scheme == "https":
@@ -158,19 +219,24 @@ class AppsCollector(WordslabCollector):
         super().__init__(settings)
         self.apps = resolve_apps(settings)
         self.probe_timeout_seconds = probe_timeout_seconds
+        self.seen_up = SeenUpStore(Path(settings.state_dir) / SEEN_UP_FILE if settings.state_dir else None)
         configured = [a for a in self.apps if a.configured]
         self._pool = ThreadPoolExecutor(max_workers=max(1, len(configured)), thread_name_prefix="app-probe")
         self.probe_source = BackgroundSource("app_probes", self.probe_all, probe_interval_seconds)
         self.sources.append(self.probe_source)
 
-    def probe_all(self) -> dict[str, tuple[bool, float]]:
-        """{app: (up, seconds the probe took)} for every configured app, probed in parallel."""
+    def probe_all(self) -> ProbeRound:
+        """Every configured app probed in parallel, which apps are installed, and the apps seen up."""
         def timed(app: App) -> tuple[bool, float]:
             started = time.perf_counter()
             return probe(app.probe_url, self.probe_timeout_seconds), time.perf_counter() - started
 
         configured = [a for a in self.apps if a.configured]
-        return dict(zip((a.app for a in configured), self._pool.map(timed, configured)))
+        results = dict(zip((a.app for a in configured), self._pool.map(timed, configured)))
+        self.seen_up.add(app for app, (is_up, _) in results.items() if is_up)
+        found = {a.app: installed(self.settings, a.app) for a in self.apps}
+        return ProbeRound(results, {app: v for app, v in found.items() if v is not None},
+                          frozenset(self.seen_up.apps))
 
     def stop(self) -> None:
         super().stop()
@@ -194,12 +260,26 @@ class AppsCollector(WordslabCollector):
             labels=["app"])
         took = GaugeMetricFamily(PREFIX + "app_probe_duration_seconds",
                                  "Time the app's last HTTP probe took.", labels=["app"])
-        results = self.probe_source.snapshot().value or {}
+        is_installed = GaugeMetricFamily(
+            PREFIX + "app_installed",
+            "1 if the app's install folder exists (JUPYTERLAB_ENV, VSCODE_DIR, OPENWEBUI_ENV, OLLAMA_DIR or "
+            "their default under WORDSLAB_HOME; ollama also when on PATH), 0 if not; absent for apps "
+            "whose installation cannot be told.", labels=["app"])
+        seen_up = GaugeMetricFamily(
+            PREFIX + "app_seen_up",
+            "1 if the app has answered a probe on this machine at least once (remembered across exporter "
+            "restarts), 0 if never: the app-down alert is only for apps seen up.", labels=["app"])
+        round_ = self.probe_source.snapshot().value
         for app in self.apps:
             info.add_metric([app.app, app.url, app.port_var, app.internal_port, app.external_port], 1)
             configured.add_metric([app.app], 1 if app.configured else 0)
-            if app.app in results:
-                is_up, seconds = results[app.app]
+            if round_ is None:
+                continue
+            if app.app in round_.results:
+                is_up, seconds = round_.results[app.app]
                 up.add_metric([app.app], 1 if is_up else 0)
                 took.add_metric([app.app], seconds)
-        yield from (info, configured, up, took)
+            if app.app in round_.installed:
+                is_installed.add_metric([app.app], 1 if round_.installed[app.app] else 0)
+            seen_up.add_metric([app.app], 1 if app.app in round_.seen_up else 0)
+        yield from (info, configured, up, took, is_installed, seen_up)

@@ -15,8 +15,11 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 
 from common.background import BackgroundSource
 from common.config import Settings
+from common.log_changes import ChangeLog
 
 log = logging.getLogger(__name__)
+# A collector failing at every scrape logs it once, and again when it changes or recovers.
+_failures = ChangeLog(log)
 
 PREFIX = "wordslab_"
 
@@ -71,11 +74,15 @@ def run_collector(collector: WordslabCollector) -> tuple[list[Metric], bool, flo
     try:
         families, ok = list(collector.collect_metrics()), True
     except PartialCollection as partial:
-        log.warning("collector %s partly failed: %s", collector.name, partial)
+        _failures.report(collector.name, f"partial: {partial}", "collector %s partly failed: %s "
+                         "(not logged again until it changes)", collector.name, partial)
         families, ok = partial.families, False
-    except Exception:  # one broken source must not break the scrape
-        log.exception("collector %s failed", collector.name)
+    except Exception as exc:  # one broken source must not break the scrape
+        if _failures.changed(collector.name, f"failed: {type(exc).__name__}"):
+            log.exception("collector %s failed (not logged again until it changes)", collector.name)
         families, ok = [], False
+    else:
+        _failures.report(collector.name, None, recovered=f"collector {collector.name} collects again")
     return families, ok, time.perf_counter() - started
 
 

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import socket
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -21,6 +19,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from common.background import BackgroundSource
 from common.config import Settings
+from exporter.state_file import save_json
 from exporter.collectors.base import PREFIX, WordslabCollector
 
 log = logging.getLogger(__name__)
@@ -104,11 +103,7 @@ class MaxRateStore:
         if self.path is None:
             return
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".network-", suffix=".tmp")
-            with os.fdopen(fd, "w") as fh:
-                json.dump(self.rates, fh)
-            os.replace(tmp, self.path)
+            save_json(self.path, self.rates)
         except OSError as exc:  # keep them in memory; warn once, not at every scrape
             if not self._warned:
                 log.warning("cannot save network max rates to %s: %s", self.path, exc)

@@ -142,3 +142,31 @@ def test_unusable_ollama_address_is_not_configured(services_down):
     env = {**services_down, "OLLAMA_HOST": "ftp://gpu-box"}
     result = scrape(AppsCollector(Settings.from_env(env)))
     assert {lbl["app"]: v for lbl, v in result.series("wordslab_app_configured")}["ollama"] == 0
+
+
+def test_installed_and_seen_up_apps_are_remembered_across_restarts(services_down, tmp_path):
+    """Only an app seen up once, and not uninstalled since, can be 'down' for the alert."""
+    home = Path(services_down["WORDSLAB_HOME"])
+    (home / "jupyterlab").mkdir()  # installed by wordslab-notebooks, at its default place
+    (home / "code-server").mkdir()
+    with serving(answering(200)) as ok:
+        env = {**services_down, "JUPYTERLAB_PORT": port_of(ok), "VSCODE_PORT": str(free_port()),
+               "OPENWEBUI_ENV": str(tmp_path / "not-installed"), "PATH": str(tmp_path / "no-bin")}
+        collector = AppsCollector(Settings.from_env(env))
+        collector.probe_source.refresh_now()
+        first = scrape(collector)
+        collector.stop()
+    installed = {lbl["app"]: v for lbl, v in first.series("wordslab_app_installed")}
+    assert installed == {"jupyterlab": 1, "vscode": 1, "openwebui": 0, "ollama": 0}  # others: cannot tell
+    seen = {lbl["app"]: v for lbl, v in first.series("wordslab_app_seen_up")}
+    assert [app for app, v in seen.items() if v == 1] == ["jupyterlab"]
+    assert seen["vscode"] == 0 and seen["grafana"] == 0
+
+    # A new exporter, JupyterLab stopped meanwhile: still seen up, now down.
+    collector = AppsCollector(Settings.from_env(env))
+    collector.probe_source.refresh_now()
+    second = scrape(collector)
+    collector.stop()
+    assert second.value("wordslab_app_up", app="jupyterlab") == 0
+    assert second.value("wordslab_app_seen_up", app="jupyterlab") == 1
+    assert promtool_problems(second.text) == ""

@@ -50,3 +50,37 @@ def test_source_failure_keeps_last_value_and_shows_as_metric():
     good.sources = [source]
     text = Exposition([good]).render().decode()
     assert 'wordslab_source_refresh_success{source="provider"} 0.0' in text
+
+
+def test_a_failure_repeated_at_every_refresh_or_scrape_is_logged_once_per_change(caplog):
+    """Ollama not installed: the models source fails the same way every 30 s; the log says it
+    once, says when it recovers, and again when it fails anew."""
+    from common.sources.ollama_client import OllamaError
+    outcomes = iter([OllamaError("Ollama is not reachable")] * 3 + [{"m": 1}] + [OllamaError("again")] * 2)
+
+    def refresh():
+        outcome = next(outcomes)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    source = BackgroundSource("models_ollama", refresh, interval_seconds=30)
+    with caplog.at_level("INFO", logger="common.background"):
+        for _ in range(6):
+            source.refresh_now()
+    lines = [(r.levelname, r.getMessage()) for r in caplog.records]
+    assert [level for level, _ in lines] == ["WARNING", "INFO", "WARNING"]
+    assert "Ollama is not reachable" in lines[0][1] and "refreshes again" in lines[1][1]
+
+    class _Flaky(WordslabCollector):
+        name = "flaky-for-log-test"
+
+        def collect_metrics(self):
+            raise OSError("disk vanished")
+
+    caplog.clear()
+    exposition = Exposition([_Flaky(Settings.from_env({}))])
+    with caplog.at_level("INFO", logger="exporter.collectors.base"):
+        for _ in range(3):
+            exposition.render()
+    assert [r.levelname for r in caplog.records] == ["ERROR"]
