@@ -169,8 +169,9 @@ class OllamaClient:
         response = self._send("POST", "/api/pull", {"model": model, "stream": True},
                               read_timeout=PULL_READ_TIMEOUT, stream=True)
         layers: dict[str, tuple[int, int]] = {}
+        status = ""
         with response:
-            for line in response.iter_lines():
+            for line in _lines(response, model):
                 if not line:
                     continue
                 try:
@@ -185,11 +186,17 @@ class OllamaClient:
                 if digest and event.get("total") is not None:
                     new_layer = digest not in layers
                     layers[digest] = (int(event.get("completed") or 0), int(event["total"]))
+                status = str(event.get("status", ""))
                 yield PullProgress(
-                    status=str(event.get("status", "")),
+                    status=status,
                     completed=sum(c for c, _ in layers.values()),
                     total=sum(t for _, t in layers.values()),
                     layers=dict(layers), new_layer=new_layer)
+        if status != "success":  # Ollama's last line of every finished pull
+            done, total = sum(c for c, _ in layers.values()), sum(t for _, t in layers.values())
+            at = f" at {100 * done / total:.0f} % ({done} of {total} bytes)" if total else ""
+            raise OllamaError(f"pull {model} did not finish: Ollama's answer ended{at} without "
+                              f"\"success\" (last status: {status or 'none'})")
 
     # -- plumbing -----------------------------------------------------------------------
     def _call(self, method: str, path: str, body: dict | None = None, *,
@@ -221,6 +228,14 @@ class OllamaClient:
             what = f"{path.rsplit('/', 1)[-1]} {body.get('model', '') if body else ''}".strip()
             raise _error_for(response.status_code, what, detail)
         return response
+
+
+def _lines(response: http_client.Response, model: str) -> Iterator[bytes]:
+    """The streamed lines; a connection cut mid-answer is an OllamaError saying so."""
+    try:
+        yield from response.iter_lines()
+    except http_client.RequestException as exc:
+        raise OllamaError(f"pull {model} did not finish: {exc}") from None
 
 
 def _error_for(status: int, what: str, detail: str) -> OllamaError:

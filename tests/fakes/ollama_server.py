@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import socket
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -106,6 +107,9 @@ class OllamaState:
         self.lock = threading.Lock()
         self.fail_all = False        # every call answers 500, as an Ollama that is broken
         self.pull_delay = 0.0        # seconds between pull lines (so a browser sees progress)
+        # Cut a pull's answer once half of every layer arrived: "end" closes the stream cleanly
+        # without "success" (a proxy giving up), "reset" drops the connection mid-chunk.
+        self.pull_cut: str | None = None
         self.eval_count, self.eval_duration_ns = 24, 300_000_000  # 80 tokens/s
         self.requests: list[tuple[str, str]] = []
 
@@ -274,11 +278,13 @@ class _OllamaHandler(BaseHTTPRequestHandler):
             for layer in model.layers:
                 self._line({"status": f"pulling {layer.digest[7:19]}", "digest": layer.digest,
                             "total": layer.size, "completed": 0})
-            for layer in model.layers:
-                for part in (layer.size // 2, layer.size):
+            for half in (True, False):
+                if not half and self.state.pull_cut:
+                    return self._cut(self.state.pull_cut)
+                for layer in model.layers:
                     time.sleep(self.state.pull_delay)
                     self._line({"status": f"pulling {layer.digest[7:19]}", "digest": layer.digest,
-                                "total": layer.size, "completed": part})
+                                "total": layer.size, "completed": layer.size // 2 if half else layer.size})
             for status in ("verifying sha256 digest", "writing manifest"):
                 self._line({"status": status})
             # Like Ollama: a pulled model's modified_at is the time of the pull.
@@ -287,6 +293,14 @@ class _OllamaHandler(BaseHTTPRequestHandler):
             self._end()
         except (BrokenPipeError, ConnectionResetError):
             return  # the client gave up: like Ollama, install nothing
+
+    def _cut(self, how: str) -> None:
+        if how == "end":
+            return self._end()
+        self.wfile.write(b"40\r\n{\"status\": \"pull")  # a chunk announced, never completed
+        self.wfile.flush()
+        self.close_connection = True
+        self.connection.shutdown(socket.SHUT_RDWR)
 
     def _line(self, obj: dict) -> None:
         data = json.dumps(obj).encode() + b"\n"

@@ -71,6 +71,15 @@ def test_download_from_ollama_as_a_job_with_progress(client, app, servers):
     assert "tinyllama:latest" in client.get("/admin/models/").text
 
 
+def test_ollama_pull_cut_mid_stream_is_a_failed_job_saying_why(client, app, servers):
+    ollama, _ = servers
+    ollama.state.pull_cut = "end"  # connection cut at 50 %: the stream ends without "success"
+    assert post(client, "/admin/models/new/", provider="ollama", model="tinyllama").status_code == 302
+    (job,) = jobs(app)
+    assert job.status == "failed" and "did not finish" in job.message and "50 %" in job.message
+    assert "tinyllama:latest" not in ollama.state.models
+
+
 def test_download_from_the_hub_as_a_job(client, app, vm_env):
     assert post(client, "/admin/models/new/", provider="huggingface", model="tiny-org/tiny-llama").status_code == 302
     (job,) = jobs(app)

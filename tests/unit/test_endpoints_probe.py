@@ -167,3 +167,10 @@ def test_platform_services_discovered_from_env():
     assert found["docling"].health_url == "http://127.0.0.1:5001/health"
     assert found["hermes-agent"].base_url == "http://127.0.0.1:8642/v1"
     assert [t.name for t in discovered_targets({})] == ["hermes-agent"]
+
+
+def test_ollama_tag_normalization_knows_registry_ports():
+    from common.sources.endpoint_probe import normalize_ollama_tag
+    assert normalize_ollama_tag("registry:5000/ns/model") == "registry:5000/ns/model:latest"
+    assert normalize_ollama_tag("registry:5000/ns/model:8b") == "registry:5000/ns/model:8b"
+    assert normalize_ollama_tag("qwen3") == "qwen3:latest"

@@ -166,3 +166,18 @@ def test_ollama_delete_and_benchmark(vm_env, ollama):
     assert "qwen3:8b-32k" not in ollama.state.models
     with pytest.raises(ModelOpError, match="no model 'qwen3:8b-32k'"):
         model_ops.describe_delete(vm_env, "ollama", "qwen3:8b-32k")
+
+
+def test_ollama_pull_whose_stream_is_cut_fails_with_why(vm_env, ollama):
+    ollama.state.pull_cut = "end"  # the connection ends at 50 %, no "success" line
+    plan = model_ops.plan_download(vm_env, "ollama", "tinyllama")
+    with pytest.raises(ModelOpError, match="did not finish.*50 %"):
+        model_ops.download(vm_env, plan, Reports(), free_fn=PLENTY)
+    assert "tinyllama:latest" not in ollama.state.models
+
+
+def test_ollama_names_from_a_registry_with_a_port_are_valid():
+    assert model_ops.check_model_id("ollama", "registry:5000/ns/model:tag") == "registry:5000/ns/model:tag"
+    assert model_ops.check_model_id("ollama", "model:5000") == "model:5000"  # no '/' after: a tag
+    with pytest.raises(ModelOpError):
+        model_ops.check_model_id("ollama", "registry:123456/ns/model")  # not a port

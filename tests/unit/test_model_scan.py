@@ -175,3 +175,27 @@ def test_ollama_model_kept_loaded_forever_counts_as_used_when_first_seen_loaded(
     first = by_model(scanner.scan())["qwen3:8b"].last_used_timestamp
     time.sleep(0.05)
     assert by_model(scanner.scan())["qwen3:8b"].last_used_timestamp == first  # loaded is not used
+
+
+def test_ollama_models_from_a_registry_with_a_port(vm_env):
+    from common.sources.ollama_models import manifest_path
+    from tests.fakes.ollama_server import OllamaState, fake_model
+    models_dir = ollama_models(vm_env)
+    assert manifest_path(models_dir, "registry:5000/ns/model:tag") == \
+        models_dir / "manifests" / "registry:5000" / "ns" / "model" / "tag"
+    assert manifest_path(models_dir, "registry:5000/ns/model") == \
+        models_dir / "manifests" / "registry:5000" / "ns" / "model" / "latest"
+    state = OllamaState(models_dir=models_dir)
+    state.install(fake_model("registry:5000/ns/qwen:8b", weights_key="q", modified_at="2026-01-01T00:00:00Z"))
+    state.install(fake_model("registry:5000/ns/qwen:8b-32k", weights_key="q", num_ctx=32768,
+                             modified_at="2026-01-02T00:00:00Z"))
+    with fake_ollama(state) as server:
+        records = by_model(OllamaScanner(OllamaClient(server.base_url), models_dir).scan())
+    base, variant = records["registry:5000/ns/qwen:8b"], records["registry:5000/ns/qwen:8b-32k"]
+    assert base.path == str(models_dir / "manifests" / "registry:5000" / "ns" / "qwen" / "8b")
+    assert variant.path.endswith("manifests/registry:5000/ns/qwen/8b-32k")
+    # The variant shares the weights: only its own small layers are its size.
+    assert base.size_bytes == state.models["registry:5000/ns/qwen:8b"].size
+    assert variant.size_bytes == state.models["registry:5000/ns/qwen:8b-32k"].size - 300_000 - 120
+    blobs_on_disk = sum(p.stat().st_size for p in (models_dir / "blobs").iterdir())
+    assert base.size_bytes + variant.size_bytes == blobs_on_disk

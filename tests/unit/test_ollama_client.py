@@ -114,3 +114,13 @@ def test_unreachable_and_failing_servers_give_clear_errors(ollama):
 def test_show_of_an_unknown_model(ollama):
     with pytest.raises(OllamaNotFound, match="'ghost' not found"):
         OllamaClient(ollama.base_url).show("ghost")
+
+
+@pytest.mark.parametrize("cut, why", [("end", r"ended at 50 % \(\d+ of \d+ bytes\) without \"success\""),
+                                      ("reset", "broke off")])
+def test_pull_cut_at_half_is_an_error_saying_why(ollama, cut, why):
+    ollama.state.pull_cut = cut
+    client = OllamaClient(ollama.base_url)
+    with pytest.raises(OllamaError, match=why):
+        list(client.pull("tinyllama"))
+    assert "tinyllama:latest" not in [m["name"] for m in client.tags()]
