@@ -25,6 +25,7 @@ from common.sources.git_status import (
     GitError, discover_projects, first_line, git_env, read_branch_status, read_remote_urls, record_sync,
     run_git, upstream_remote,
 )
+from common.readable import readable
 from common.store.jobs import public_target
 
 from admin.validation import MAX_CHARS
@@ -369,8 +370,24 @@ def what_would_be_lost(path: Path, *, env: Mapping[str, str]) -> Loss:
                            env=env, timeout=LOCAL_TIMEOUT_SECONDS)
         stashes = run_git(path, "stash", "list", "--format=%gd %s", env=env, timeout=LOCAL_TIMEOUT_SECONDS)
     except GitError as exc:
-        return Loss(error=first_line(str(exc)))
+        # git cannot read it (a broken .git): every file may be unsaved work, so name them.
+        return Loss(uncommitted=files_outside_git(path), error=first_line(str(exc)))
     return Loss(status.changed, tuple(unpushed.splitlines()), tuple(stashes.splitlines()), ignored)
+
+
+def files_outside_git(path: Path, limit: int = 10_000) -> tuple[str, ...]:
+    """Paths of the files under `path` outside .git (relative, escaped if not UTF-8), sorted; at
+    most `limit`, so a huge tree does not stall the page."""
+    found: list[str] = []
+    for dirpath, dirs, names in os.walk(path):
+        if dirpath == str(path):
+            dirs[:] = [d for d in dirs if d != ".git"]
+        rel = os.path.relpath(dirpath, path)
+        found += [readable(name if rel == "." else f"{rel}/{name}") for name in names
+                  if not (dirpath == str(path) and name == ".git")]
+        if len(found) >= limit:
+            break
+    return tuple(sorted(found)[:limit])
 
 
 class ConfirmationRequired(GitOpError):

@@ -43,11 +43,28 @@ def git_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+def repo_options(repo: Path, env: Mapping[str, str]) -> tuple[list[str], dict[str, str]]:
+    """git options and environment that make a command read exactly this project, as it is.
+
+    - `-c safe.directory=<its real path>`: the exporter runs as root (compose) over a workspace
+      owned by the user (uid 1000), which git refuses ("dubious ownership") unless that
+      directory is trusted; trusted for this one command, the user's git config untouched.
+      Its fsmonitor hook is not run, so a trusted repo still cannot run a command as us.
+    - GIT_CEILING_DIRECTORIES=<its parent>: a project whose .git is broken is an error, never
+      the status of a repository around the workspace.
+    """
+    real = os.path.realpath(repo)
+    run_env = dict(env)
+    run_env["GIT_CEILING_DIRECTORIES"] = os.path.dirname(real)
+    return ["-C", str(repo), "-c", f"safe.directory={real}", "-c", "core.fsmonitor=false"], run_env
+
+
 def run_git(repo: Path | None, *args: str, env: Mapping[str, str], timeout: float) -> str:
-    cmd = ["git", *([] if repo is None else ["-C", str(repo)]), *args]
+    options, run_env = repo_options(repo, env) if repo is not None else ([], dict(env))
+    cmd = ["git", *options, *args]
     try:
         # New session: no controlling terminal, so ssh cannot prompt either.
-        proc = subprocess.run(cmd, env=dict(env), stdin=subprocess.DEVNULL, capture_output=True,
+        proc = subprocess.run(cmd, env=run_env, stdin=subprocess.DEVNULL, capture_output=True,
                               timeout=timeout, start_new_session=True)
     except subprocess.TimeoutExpired:
         raise GitError(f"git {args[0]} timed out after {timeout:.0f} s") from None

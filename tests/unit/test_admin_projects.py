@@ -181,6 +181,21 @@ def test_delete_shows_the_loss_and_needs_the_box_ticked(admin):
     assert "Deleted project demo" in client.get("/admin/projects/").text
 
 
+def test_delete_of_an_unreadable_project_inside_a_parent_repo_names_its_files(admin):
+    client, token, _, workspace, _ = admin
+    git(workspace.parent, "init", "-q")  # the workspace sits inside another repository
+    project = workspace / "broken"
+    (project / ".git").mkdir(parents=True)  # .git there but not a repository
+    (project / "notes").mkdir()
+    (project / "notes" / "thesis.md").write_text("months of work\n")
+    page = client.post("/admin/projects/broken/delete/", data={"csrf_token": token})
+    assert page.status_code == 200 and project.exists()
+    assert "Git cannot read this project" in page.text and "not a git repository" in page.text
+    assert "1 uncommitted files" in page.text and "notes/thesis.md" in page.text
+    listing = client.get("/admin/projects/").text
+    assert 'id="project-broken" data-state="error"' in listing
+
+
 def test_clean_project_confirmation_says_nothing_is_lost(admin):
     client, token, _, workspace, remote = admin
     make_remote(remote.root, "demo")

@@ -154,3 +154,45 @@ def test_record_sync_is_read_back(workspace):
     repo = init_repo(workspace / "p")
     git_status.record_sync(repo, when=1_700_000_000.0)
     assert last_sync_timestamp(repo) == 1_700_000_000.0
+
+
+# --- git as it is on real machines (issue 9 B) -------------------------------------------------
+
+def chown_tree(path, uid: int = 1000, gid: int = 1000) -> None:
+    for dirpath, dirs, files in os.walk(path):
+        for name in [dirpath, *(os.path.join(dirpath, n) for n in dirs + files)]:
+            os.lchown(name, uid, gid)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to hand the repo to uid 1000, as compose runs")
+def test_workspace_owned_by_another_user_reads_right_without_touching_git_config(tmp_path, workspace):
+    remotes = tmp_path / "remotes"
+    make_remote(remotes, "demo", {"README.md": "# demo\n"})
+    repo = clone(str(remotes / "demo.git"), workspace / "demo")
+    chown_tree(repo)  # the user's files; the exporter runs as root
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {**os.environ, "HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config")}
+    env.pop("SUDO_UID", None)  # git trusts sudo's caller: not our case
+    with pytest.raises(Exception, match="dubious ownership"):  # what plain git says here
+        git_status.run_git(None, "-C", str(repo), "status", env=git_env(env), timeout=20)
+
+    status = read_project(repo, git_env(env))
+    assert status.state == "tracking", status.error
+    branch = status.branch
+    assert (branch.head, branch.upstream, branch.ahead, branch.behind, len(branch.changed)) == \
+        ("main", "origin/main", 0, 0, 0)
+    assert fetch_all(workspace, env)["demo"].ok
+    assert not (home / ".gitconfig").exists() and not (home / ".config" / "git").exists()
+
+
+def test_broken_project_inside_a_parent_repository_is_an_error_not_the_parents_status(tmp_path):
+    parent = init_repo(tmp_path / "home", {"dotfiles.txt": "x\n"})  # the workspace lives in a repo
+    workspace = parent / "workspace"
+    project = workspace / "broken"
+    (project / ".git").mkdir(parents=True)  # an interrupted clone, a hand-deleted HEAD...
+    (project / "analysis.ipynb").write_text("{}\n")
+    statuses = scan_statuses(workspace, os.environ)
+    assert statuses["broken"].state == "error"
+    assert statuses["broken"].branch is None
+    assert "not a git repository" in statuses["broken"].error
