@@ -17,7 +17,8 @@ apt_install_missing() {
   local pair cmd pkg
   for pair in "$@"; do
     cmd=${pair%%=*}; pkg=${pair#*=}
-    command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
+    # /usr/sbin (nginx) is often outside a normal user's PATH.
+    command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || missing+=("$pkg")
   done
   [ ${#missing[@]} -eq 0 ] && return 0
   echo "installing Debian packages: ${missing[*]}"
@@ -74,7 +75,7 @@ case "${1:-}" in
   up)
     shift
     python_ok
-    apt_install_missing git=git prometheus=prometheus prometheus-alertmanager=prometheus-alertmanager
+    apt_install_missing git=git prometheus=prometheus prometheus-alertmanager=prometheus-alertmanager nginx=nginx
     python_env ""
     exec "$VENV/bin/wordslab-dashboard" up "$@"
     ;;
@@ -82,7 +83,8 @@ case "${1:-}" in
     shift
     python_ok
     apt_install_missing git=git prometheus=prometheus promtool=prometheus prometheus-alertmanager=prometheus-alertmanager \
-      prometheus-node-exporter=prometheus-node-exporter sqlite3=sqlite3 chromium=chromium docker-compose=docker-compose
+      prometheus-node-exporter=prometheus-node-exporter sqlite3=sqlite3 chromium=chromium docker-compose=docker-compose \
+      nginx=nginx
     python_env "[test]"
     exec "$VENV/bin/python" -m pytest "$@"
     ;;

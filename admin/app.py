@@ -15,6 +15,7 @@ from common.readable import readable_value
 from common.store import connect, init_db, session_factory
 from common.store.settings import get_setting, set_setting
 
+from admin import front_door
 from admin.context import GRAFANA_DASHBOARDS, AdminContext
 from admin.formatting import human_bytes, progress_text
 from admin.jobs import JobRunner, active_jobs
@@ -52,17 +53,29 @@ class DashboardIndexView(AdminIndexView):
 def ensure_password(ctx: AdminContext, password: str | None, *, reset: bool = False) -> str | None:
     """Store the given password, or generate one on first start (or on reset).
 
-    Returns a generated password, to be shown once on the terminal; None otherwise.
+    A password that changes also changes the session signing key, so every browser signed in
+    with the old one must sign in again. Returns a generated password, to be shown once on the
+    terminal; None otherwise.
     """
     with ctx.sessions.begin() as s:
+        stored = get_setting(s, PASSWORD_KEY)
         if password:
-            set_setting(s, PASSWORD_KEY, hash_password(password))
+            if not (stored and check_password(password, stored)):
+                set_setting(s, PASSWORD_KEY, hash_password(password))
+                _forget_sessions(s)
             return None
-        if get_setting(s, PASSWORD_KEY) and not reset:
+        if stored and not reset:
             return None
         generated = secrets.token_urlsafe(12)
         set_setting(s, PASSWORD_KEY, hash_password(generated))
+        _forget_sessions(s)
         return generated
+
+
+def _forget_sessions(s) -> None:
+    # A new signing key: every browser signed in with the old password is signed out, everywhere
+    # behind the front door (admin, Grafana, Prometheus).
+    set_setting(s, SECRET_KEY, secrets.token_hex(32))
 
 
 def _secret_key(ctx: AdminContext) -> str:
@@ -97,7 +110,9 @@ def _auth_blueprint(ctx: AdminContext) -> Blueprint:
     bp = Blueprint("auth", __name__)
     throttle = LoginThrottle()
 
+    # Under /admin/ so the front door sends them to the admin; /login and /logout stay as aliases.
     @bp.route("/login", methods=["GET", "POST"])
+    @bp.route("/admin/login", methods=["GET", "POST"])  # registered first: url_for builds this one
     def login():
         if request.method == "POST":
             wait = throttle.acquire()
@@ -121,6 +136,7 @@ def _auth_blueprint(ctx: AdminContext) -> Blueprint:
         return render_template("login.html")
 
     @bp.route("/logout", methods=["POST"])
+    @bp.route("/admin/logout", methods=["POST"])
     def logout():
         session.clear()
         flash("Logged out.", "info")
@@ -133,6 +149,22 @@ def _auth_blueprint(ctx: AdminContext) -> Blueprint:
     @bp.route("/health")
     def health():
         return {"status": "ok"}
+
+    @bp.route("/admin/auth/check")
+    def auth_check():
+        # The front door's question before each request it lets through (nginx auth_request).
+        headers = {"Cache-Control": "no-store"}
+        if logged_in():
+            return "", 200, {**headers, front_door.USER_HEADER: session["user"]}
+        return "", 401, headers
+
+    @bp.route("/admin/auth/login-redirect")
+    def login_redirect():
+        # Where the door sends a refused request: the login, then back to what was asked.
+        target = request.headers.get("X-Original-URI", "")
+        if target.startswith("/admin/auth/"):
+            target = "/"
+        return redirect(url_for("auth.login", next=_local_target(target)))
 
     return bp
 
@@ -161,15 +193,17 @@ def create_app(settings: Settings, *, password: str | None = None,
                        grafana_url=grafana_url)
     jobs.mark_interrupted()
     app = Flask(__name__, template_folder=str(HERE / "templates"), static_folder=str(HERE / "static"),
-                static_url_path="/static")
+                static_url_path="/admin/assets")  # under /admin/: the front door sends it here
+    generated = ensure_password(ctx, password, reset=reset_password)  # before the key: may rotate it
     app.config.update(
         SECRET_KEY=_secret_key(ctx),
         SESSION_COOKIE_NAME=SESSION_COOKIE,
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         MAX_CONTENT_LENGTH=MAX_REQUEST_BYTES,
-        WORDSLAB_GENERATED_PASSWORD=ensure_password(ctx, password, reset=reset_password),
+        WORDSLAB_GENERATED_PASSWORD=generated,
     )
+    front_door.install(app)
     app.extensions["wordslab"] = ctx
     csrf_protect(app)
     app.after_request(_security_headers)

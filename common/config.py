@@ -46,6 +46,12 @@ class Settings:
     admin_url: str = DEFAULT_ADMIN_URL
     autostop_interval_seconds: float = 60.0
     autostop_time_scale: float = 1.0
+    # The front door (nginx): where it listens, the URL the user's browser opens it at (None:
+    # the platform's public URL for the port, common.urls.dashboard_url), the docs it serves.
+    door_host: str = "0.0.0.0"
+    dashboard_port: int = 8888
+    public_url: str | None = None
+    docs_dir: Path | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> "Settings":
@@ -60,6 +66,11 @@ class Settings:
                 overrides.pop(name, None)
                 if env.get(var):
                     overrides[name] = kind(env[var])
+        overrides.setdefault("door_host", env.get("WORDSLAB_DASHBOARD_LISTEN_HOST") or "0.0.0.0")
+        port = env.get("DASHBOARD_PORT") or ""
+        overrides.setdefault("dashboard_port", int(port) if port.isdigit() and 0 < int(port) < 65536 else 8888)
+        overrides.setdefault("public_url", env.get("WORDSLAB_DASHBOARD_PUBLIC_URL") or None)
+        overrides.setdefault("docs_dir", _path_or_none(env.get("WORDSLAB_DASHBOARD_DOCS_DIR")))
         return cls(env=env, state_dir=Path(state_dir), db_path=Path(db_path), cache_dir=Path(cache_dir),
                    **overrides)
 

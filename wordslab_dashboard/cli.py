@@ -8,16 +8,19 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import secrets
 import signal
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from common.config import Settings
+from common.urls import dashboard_url
 
-from wordslab_dashboard import grafana_install
+from wordslab_dashboard import door, grafana_install
 from wordslab_dashboard.grafana_install import (GrafanaInstall, GrafanaInstallError, GrafanaRelease,
                                                 ensure_grafana)
 from wordslab_dashboard.layout import REPO_ROOT, Layout
@@ -30,12 +33,17 @@ class Service:
     url: str
     env: dict[str, str] = field(default_factory=dict)
     stdout_to_terminal: bool = False
+    # Behind the front door at this path ("/prometheus/"), proxied to `upstream` (host:port).
+    route: str | None = None
+    upstream: str | None = None
     process: subprocess.Popen | None = None
 
 
 def _find(*names: str) -> str | None:
+    # Debian puts daemons (nginx) in /usr/sbin, which a normal user's PATH often lacks.
+    path = os.pathsep.join(filter(None, [os.environ.get("PATH"), "/usr/sbin", "/sbin"]))
     for name in names:
-        found = shutil.which(name)
+        found = shutil.which(name, path=path)
         if found:
             return found
     return None
@@ -62,13 +70,28 @@ def find_grafana(args: argparse.Namespace, settings: Settings,
         return None, f"grafana: {exc}"
 
 
+def _grafana_admin_password(layout: Layout) -> str:
+    # Grafana's built-in admin gets a random password no one uses (basic auth and the login form
+    # are off: users come in through the door's auth proxy), never Grafana's default "admin".
+    path = layout.state / "grafana-admin-password"
+    if not path.is_file():
+        layout.state.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(24))
+    return path.read_text().strip()
+
+
 def grafana_service(args: argparse.Namespace, layout: Layout, grafana: GrafanaInstall,
-                    common: dict[str, str]) -> Service:
-    """Grafana with our provisioning (grafana/) and its data, logs and plugins under the state dir."""
+                    common: dict[str, str], public: str) -> Service:
+    """Grafana with our provisioning (grafana/) and its data, logs and plugins under the state
+    dir, at the root of the front door, signing users in from the door's auth-proxy header."""
+    host = urlsplit(public).netloc
     return Service("grafana", grafana.argv(), f"http://127.0.0.1:{args.grafana_port}", {
         **common,
         "GF_SERVER_HTTP_ADDR": "127.0.0.1",
         "GF_SERVER_HTTP_PORT": str(args.grafana_port),
+        "GF_SERVER_ROOT_URL": public + "/",
         "GF_PATHS_DATA": str(layout.grafana_data),
         "GF_PATHS_LOGS": str(layout.grafana_data / "log"),
         "GF_PATHS_PLUGINS": str(layout.grafana_data / "plugins"),
@@ -76,13 +99,53 @@ def grafana_service(args: argparse.Namespace, layout: Layout, grafana: GrafanaIn
         "WORDSLAB_GRAFANA_DASHBOARDS_DIR": str(layout.repo / "grafana" / "dashboards"),
         "GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH":
             str(layout.repo / "grafana" / "dashboards" / "home.json"),
-    })
+        # One login: the door's user, trusted only from the door on loopback.
+        "GF_AUTH_PROXY_ENABLED": "true",
+        "GF_AUTH_PROXY_HEADER_NAME": door.AUTH_PROXY_HEADER,
+        "GF_AUTH_PROXY_HEADER_PROPERTY": "username",
+        "GF_AUTH_PROXY_AUTO_SIGN_UP": "true",
+        "GF_AUTH_PROXY_WHITELIST": "127.0.0.1, ::1",
+        "GF_AUTH_ANONYMOUS_ENABLED": "false",
+        "GF_AUTH_BASIC_ENABLED": "false",
+        "GF_AUTH_DISABLE_LOGIN_FORM": "true",
+        "GF_AUTH_DISABLE_SIGNOUT_MENU": "true",  # signing out is the admin's (it closes the door)
+        "GF_USERS_ALLOW_SIGN_UP": "false",
+        "GF_SECURITY_ADMIN_USER": "admin",
+        "GF_SECURITY_ADMIN_PASSWORD": _grafana_admin_password(layout),
+        "GF_SECURITY_COOKIE_SECURE": "true" if public.startswith("https://") else "false",
+        "GF_SECURITY_CSRF_TRUSTED_ORIGINS": host,
+        "GF_ANALYTICS_REPORTING_ENABLED": "false",
+        "GF_ANALYTICS_CHECK_FOR_UPDATES": "false",
+        "GF_NEWS_NEWS_FEED_ENABLED": "false",
+    }, route="/", upstream=f"127.0.0.1:{args.grafana_port}")
 
 
-def plan_services(args: argparse.Namespace, layout: Layout, grafana: GrafanaInstall | None = None,
-                  ) -> tuple[list[Service], list[str]]:
-    """The services to start and, for what cannot start, a line saying what is missing."""
+def door_service(args: argparse.Namespace, layout: Layout, settings: Settings,
+                 services: list[Service]) -> tuple[Service | None, str | None]:
+    """nginx on the dashboard port in front of every service that has a route."""
+    nginx = _find("nginx")
+    admin = next(s for s in services if s.name == "admin")
+    if not nginx:
+        return None, (f"door: nginx not found (Debian/Ubuntu: sudo apt-get install nginx); "
+                      f"only the admin answers, on loopback: {admin.url}")
+    grafana = next((s for s in services if s.route == "/"), None)
+    the_door = door.Door(
+        listen_host=args.door_host, port=args.dashboard_port, runtime=layout.state / "door",
+        admin=args.admin_address, grafana=grafana.upstream if grafana else None,
+        routes=tuple(door.Route(s.route, s.upstream) for s in services if s.route and s.route != "/"),
+        docs_dir=door.find_docs(dict(settings.env), settings.docs_dir))
+    the_door.write()
+    return Service("door", the_door.argv(nginx), f"http://{args.door_host}:{args.dashboard_port}/"), None
+
+
+def plan_services(args: argparse.Namespace, layout: Layout, settings: Settings,
+                  grafana: GrafanaInstall | None = None) -> tuple[list[Service], list[str]]:
+    """The services to start and, for what cannot start, a line saying what is missing.
+
+    A service with a `route` is reachable through the front door (the door service, last).
+    """
     py = sys.executable
+    public = dashboard_url(settings)
     exporter_url = f"http://{args.exporter_address}"
     admin_url = f"http://{args.admin_address}"
     prometheus_url = f"http://{args.prometheus_address}"
@@ -94,8 +157,9 @@ def plan_services(args: argparse.Namespace, layout: Layout, grafana: GrafanaInst
     services = [
         Service("exporter", [py, "-m", "exporter", "--listen-address", args.exporter_address],
                 exporter_url + "/metrics", common),
+        # Its links to Grafana are the browser's: the door's public URL (Grafana at its root).
         Service("admin", [py, "-m", "admin", "--listen-address", args.admin_address,
-                          "--grafana-url", grafana_url], admin_url + "/admin/", common,
+                          "--grafana-url", public], admin_url + "/admin/", common,
                 stdout_to_terminal=True),
     ]
     missing = []
@@ -106,7 +170,9 @@ def plan_services(args: argparse.Namespace, layout: Layout, grafana: GrafanaInst
             f"--storage.tsdb.path={layout.prometheus_data}",
             f"--web.listen-address={args.prometheus_address}",
             f"--storage.tsdb.retention.time={args.retention}",
-        ], prometheus_url, common))
+            # Behind the door at /prometheus/; still served at / on loopback for Grafana and us.
+            f"--web.external-url={public}/prometheus/", "--web.route-prefix=/",
+        ], prometheus_url, common, route="/prometheus/", upstream=args.prometheus_address))
     else:
         missing.append("prometheus: not on PATH (Debian/Ubuntu: sudo apt-get install prometheus)")
     alertmanager = _find("prometheus-alertmanager", "alertmanager")
@@ -116,12 +182,19 @@ def plan_services(args: argparse.Namespace, layout: Layout, grafana: GrafanaInst
             alertmanager, f"--config.file={layout.alertmanager_config}",
             f"--storage.path={layout.alertmanager_data}",
             f"--web.listen-address={args.alertmanager_address}", "--cluster.listen-address=",
-        ], alertmanager_url, common))
+            # Behind the door at /alertmanager/; still served at / on loopback for Prometheus.
+            f"--web.external-url={public}/alertmanager/", "--web.route-prefix=/",
+        ], alertmanager_url, common, route="/alertmanager/", upstream=args.alertmanager_address))
     else:
         missing.append("alertmanager: not on PATH (Debian/Ubuntu: sudo apt-get install "
                        "prometheus-alertmanager); alerts show in Prometheus but reach nobody")
     if grafana:
-        services.append(grafana_service(args, layout, grafana, common))
+        services.append(grafana_service(args, layout, grafana, common, public))
+    the_door, problem = door_service(args, layout, settings, services)
+    if the_door:
+        services.append(the_door)
+    else:
+        missing.append(problem)
     return services, missing
 
 
@@ -151,13 +224,16 @@ def stop_all(services: list[Service], grace: float = 10.0) -> None:
 def cmd_up(args: argparse.Namespace) -> int:
     overrides = {"state_dir": args.state_dir, "cache_dir": args.cache_dir,
                  "grafana_tarball": Path(args.grafana_tarball) if args.grafana_tarball else None,
-                 "grafana_download_url": args.grafana_download_url}
+                 "grafana_download_url": args.grafana_download_url, "door_host": args.door_host,
+                 "dashboard_port": args.dashboard_port, "public_url": args.public_url,
+                 "docs_dir": Path(args.docs_dir) if args.docs_dir else None}
     settings = Settings.from_env(**{k: v for k, v in overrides.items() if v})
+    args.door_host, args.dashboard_port = settings.door_host, settings.dashboard_port
     layout = Layout(repo=REPO_ROOT, state=Path(settings.state_dir))
     layout.prepare_prometheus(args.exporter_address, args.alertmanager_address)
     layout.prepare_alertmanager()
     grafana, grafana_missing = find_grafana(args, settings)
-    services, missing = plan_services(args, layout, grafana)
+    services, missing = plan_services(args, layout, settings, grafana)
     missing += [grafana_missing] if grafana_missing else []
     logs = layout.state / "logs"
     for service in services:
@@ -166,6 +242,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     for s in services:
         print(f"  {s.name:<11} pid {s.process.pid:<7} {s.url}")
     print(f"  logs in {logs}; state in {layout.state}; database {settings.db_path}")
+    if any(s.name == "door" for s in services):
+        print(f"open the dashboard at {dashboard_url(settings)}/ (one login: the admin password; "
+              f"/admin/, /prometheus/, /docs/ behind the same door)")
     for line in missing:
         print(f"  not started: {line}")
     stopped = []
@@ -205,6 +284,15 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--grafana-download-url", metavar="URL",
                     help="where the pinned Grafana tarball is downloaded from (default "
                          "$WORDSLAB_DASHBOARD_GRAFANA_DOWNLOAD_URL or Grafana's download site)")
+    up.add_argument("--dashboard-port", type=int,
+                    help="the front door's port, the one the browser opens (default $DASHBOARD_PORT or 8888)")
+    up.add_argument("--door-host",
+                    help="where the front door listens (default $WORDSLAB_DASHBOARD_LISTEN_HOST or 0.0.0.0, "
+                         "so the platform's proxy reaches it; everything else stays on loopback)")
+    up.add_argument("--public-url", help="the URL the browser opens the dashboard at (default "
+                                         "$WORDSLAB_DASHBOARD_PUBLIC_URL, else the platform's public URL for the port)")
+    up.add_argument("--docs-dir", help="docs folder served at /docs/ (default $WORDSLAB_DASHBOARD_DOCS_DIR, "
+                                       "else the wordslab-notebooks docs under $WORDSLAB_HOME)")
     up.add_argument("--cache-dir", help="downloads kept across installs (default "
                                         "$WORDSLAB_DASHBOARD_CACHE_DIR or ~/.cache/wordslab-dashboard)")
     args = parser.parse_args(argv)

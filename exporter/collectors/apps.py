@@ -29,7 +29,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from common.background import BackgroundSource
 from common.config import Settings
 from common.sources.ollama_client import resolve_ollama
-from common.urls import public_url, url_for_port
+from common.urls import public_port, public_port_url, public_url
 from exporter.state_file import save_json
 from exporter.collectors.base import PREFIX, WordslabCollector
 
@@ -82,8 +82,7 @@ def _port(value: str | None) -> int | None:
 
 
 def _external_port(settings: Settings, internal: int) -> int:
-    # Vast.ai publishes internal port P on the host port in VAST_TCP_PORT_P.
-    return _port(settings.get(f"VAST_TCP_PORT_{internal}")) or internal
+    return public_port(settings.env, internal) or internal
 
 
 def vm_app(settings: Settings, app: str, port_var: str, default_port: int, url_var: str) -> App:
@@ -94,7 +93,7 @@ def vm_app(settings: Settings, app: str, port_var: str, default_port: int, url_v
             log.warning("%s=%r is not a port number (1-65535): %s is not configured", port_var, port_value, app)
         return App(app, "", port_var, "", "", None)
     external = _external_port(settings, internal)
-    url = public_url(url_value) if url_value else url_for_port(settings.root_url, external)
+    url = public_port_url(settings.env, internal, url_var)
     return App(app, url, port_var, str(internal), str(external), f"http://127.0.0.1:{internal}/")
 
 

@@ -45,7 +45,7 @@ def test_login_jobs_progress_and_logout(admin_server, page, screenshot):
     screenshot("job-done")
 
     page.click("#logout")
-    expect(page).to_have_url(url + "/login")
+    expect(page).to_have_url(url + "/admin/login")
     page.goto(url + "/admin/jobs/")
     expect(page).to_have_url(re.compile(r"/login\?next="))
 

@@ -50,7 +50,8 @@ def _run_up(tmp_path: Path, venv: Path) -> tuple[subprocess.Popen, int]:
             "--exporter-address", f"127.0.0.1:{exporter}",
             "--admin-address", f"127.0.0.1:{free_port()}",
             "--prometheus-address", f"127.0.0.1:{free_port()}",
-            "--state-dir", str(tmp_path / "state")]
+            "--state-dir", str(tmp_path / "state"),
+            "--door-host", "127.0.0.1", "--dashboard-port", str(free_port())]
     proc = subprocess.Popen(argv, env=env, cwd=tmp_path, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
     return proc, exporter

@@ -54,7 +54,8 @@ def test_up_runs_the_stack_and_prometheus_scrapes_the_exporter(tmp_path):
             "--prometheus-address", f"127.0.0.1:{ports['prometheus']}",
             "--grafana-port", str(ports["grafana"]),
             "--alertmanager-address", f"127.0.0.1:{ports['alertmanager']}",
-            "--state-dir", str(tmp_path / "state")]
+            "--state-dir", str(tmp_path / "state"),
+            "--door-host", "127.0.0.1", "--dashboard-port", str(free_port())]
     proc = subprocess.Popen(argv, env=env, cwd=tmp_path, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     try:
@@ -112,7 +113,8 @@ def _up_with_release(tmp_path: Path, name: str, sha256: str, url: str, ports: di
             "--exporter-address", f"127.0.0.1:{ports['exporter']}",
             "--admin-address", f"127.0.0.1:{ports['admin']}",
             "--prometheus-address", f"127.0.0.1:{ports['prometheus']}",
-            "--grafana-port", str(ports["grafana"]), "--state-dir", str(tmp_path / "state")]
+            "--grafana-port", str(ports["grafana"]), "--state-dir", str(tmp_path / "state"),
+            "--door-host", "127.0.0.1", "--dashboard-port", str(free_port())]
     return subprocess.Popen(argv, env=env, cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
 

@@ -89,7 +89,7 @@ def start_admin(root: Path, env: dict[str, str] | None = None, args: tuple[str, 
 
 def login(page, server: AdminServer, password: str | None = None) -> None:
     """Log in through the real login form (a Playwright page); ends on the admin index."""
-    page.goto(server.url + "/login")
+    page.goto(server.url + "/admin/login")
     page.fill("#password", server.password if password is None else password)
     page.click("#login-form button[type=submit]")
     page.wait_for_url(server.url + "/admin/")

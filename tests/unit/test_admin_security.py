@@ -39,7 +39,7 @@ def test_pages_need_login(app):
     client = app.test_client()
     for url in ("/admin/", "/admin/jobs/"):
         response = client.get(url)
-        assert response.status_code == 302 and response.location.startswith("/login?next=")
+        assert response.status_code == 302 and response.location.startswith("/admin/login?next=")
 
 
 def test_wrong_password_is_refused(app):
@@ -122,7 +122,7 @@ def test_login_then_logout(app):
     page = client.get("/admin/jobs/")
     assert page.status_code == 200
     response = client.post("/logout", data={"csrf_token": csrf_from(page.text)})
-    assert response.status_code == 302 and response.location == "/login"
+    assert response.status_code == 302 and response.location == "/admin/login"
     assert client.get("/admin/jobs/").status_code == 302
 
 

@@ -1,0 +1,215 @@
+"""The front door end to end: `wordslab-dashboard up` runs the real nginx (Debian's package) in
+front of the real admin, the real Prometheus and a stand-in Grafana (the fake tarball's server,
+installed through the real install path, recording the auth-proxy header it gets). The test is a
+browser behind Runpod's HTTPS proxy: X-Forwarded-Proto https, the public host in
+X-Forwarded-Host, a Host rewritten to the door's loopback address."""
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import requests
+
+from tests.fakes import grafana_tarball
+from tests.support.env import free_port, wordslab_env
+
+ROOT = Path(__file__).resolve().parents[2]
+PASSWORD = "door-pass-123"
+POD = "abc123xyz"
+CSRF = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(not any(Path(d, "nginx").exists() for d in ("/usr/sbin", "/usr/bin")),
+                       reason="needs Debian's nginx (./dashboard.sh test installs it)"),
+]
+
+
+class Browser:
+    """Cookies kept by hand: requests will not send a Secure cookie over the door's plain HTTP,
+    which the platform's HTTPS proxy would do."""
+
+    def __init__(self, door: str, public_host: str):
+        self.door, self.cookies = door, {}
+        self.proxy_headers = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": public_host,
+                              "Host": urlsplit(door).netloc}
+        self.set_cookie_lines: list[str] = []
+
+    def request(self, method: str, path: str, headers: dict | None = None, **kwargs) -> requests.Response:
+        cookie = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
+        all_headers = {**self.proxy_headers, **({"Cookie": cookie} if cookie else {}), **(headers or {})}
+        response = requests.request(method, self.door + path, headers=all_headers, allow_redirects=False,
+                                    timeout=10, **kwargs)
+        for line in response.raw.headers.getlist("Set-Cookie"):
+            self.set_cookie_lines.append(line)
+            name, _, rest = line.partition("=")
+            self.cookies[name] = rest.split(";", 1)[0]
+        return response
+
+    def get(self, path, **kwargs):
+        return self.request("GET", path, **kwargs)
+
+    def login(self, next_path: str = "/") -> requests.Response:
+        page = self.get(f"/admin/login?next={next_path}")
+        token = CSRF.search(page.text).group(1)
+        return self.request("POST", f"/admin/login?next={next_path}",
+                            data={"password": PASSWORD, "csrf_token": token},
+                            headers={"Origin": f"https://{self.proxy_headers['X-Forwarded-Host']}"})
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("door")
+    tarball = tmp / "grafana.tar.gz"
+    sha = grafana_tarball.build(tarball)
+    ports = {name: free_port() for name in ("exporter", "admin", "prometheus", "grafana", "door")}
+    env = {**os.environ, **wordslab_env(tmp), "PATH": os.environ["PATH"], "PYTHONPATH": str(ROOT),
+           "WORDSLAB_DASHBOARD_ADMIN_PASSWORD": PASSWORD, "WORDSLAB_DASHBOARD_CACHE_DIR": str(tmp / "cache"),
+           # Runpod: the platform's public URL for the door's port is its HTTPS proxy's.
+           "RUNPOD_POD_ID": POD, "DASHBOARD_PORT": str(ports["door"])}
+    docs = Path(env["WORDSLAB_HOME"]) / f"wordslab-notebooks-{env['WORDSLAB_VERSION']}" / "docs"
+    docs.mkdir(parents=True)
+    (docs / "index.md").write_text("# wordslab docs\n\nThe platform's own docs folder.\n")
+    code = ("import sys; from wordslab_dashboard import grafana_install as g, cli; "
+            "from tests.fakes.grafana_tarball import release_for; "
+            f"g.PINNED = release_for('x.tar.gz', {sha!r}); sys.exit(cli.main(sys.argv[1:]))")
+    argv = [sys.executable, "-c", code, "up", "--grafana-tarball", str(tarball),
+            "--exporter-address", f"127.0.0.1:{ports['exporter']}",
+            "--admin-address", f"127.0.0.1:{ports['admin']}",
+            "--prometheus-address", f"127.0.0.1:{ports['prometheus']}",
+            "--grafana-port", str(ports["grafana"]), "--door-host", "127.0.0.1",
+            "--state-dir", str(tmp / "state")]
+    proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+    door = f"http://127.0.0.1:{ports['door']}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if requests.get(door + "/admin/login", timeout=2).status_code == 200 and \
+                    requests.get(f"http://127.0.0.1:{ports['grafana']}/api/health", timeout=2).ok and \
+                    requests.get(f"http://127.0.0.1:{ports['prometheus']}/-/ready", timeout=2).ok:
+                break
+        except requests.RequestException:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            os.killpg(proc.pid, signal.SIGTERM)
+            pytest.fail("the stack did not come up:\n" + proc.communicate(timeout=30)[0])
+        time.sleep(0.5)
+    public_host = f"{POD}-{ports['door']}.proxy.runpod.net"
+    yield {"door": door, "public": f"https://{public_host}", "public_host": public_host, "ports": ports,
+           "grafana_log": tmp / "state" / "grafana-data" / "requests.jsonl", "proc": proc}
+    os.killpg(proc.pid, signal.SIGTERM)
+    output = proc.communicate(timeout=30)[0]
+    assert f"open the dashboard at https://{public_host}/" in output
+
+
+def _grafana_requests(stack) -> list[dict]:
+    log = stack["grafana_log"]
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+GUARDED = ["/", "/d/wordslab-machine?orgId=1&from=now-1h", "/api/search", "/prometheus/",
+           "/prometheus/api/v1/query?query=up", "/prometheus/classic/graph", "/docs/", "/docs/index.md"]
+
+
+def test_unauthenticated_requests_are_sent_to_the_login_and_reach_nothing(stack):
+    browser = Browser(stack["door"], stack["public_host"])
+    seen_before = len(_grafana_requests(stack))
+    for path in GUARDED:
+        response = browser.get(path, headers={"X-WEBAUTH-USER": "admin"})  # a forged header opens nothing
+        assert response.status_code == 302, path
+        location = urlsplit(response.headers["Location"])
+        assert location.path == "/admin/login" and not location.netloc, path  # relative: any host
+        assert parse_qs(location.query)["next"] == [path]  # back to the whole URL after login
+    for path in ("/admin/", "/admin/jobs/"):  # the admin guards its own pages
+        response = browser.get(path)
+        assert response.status_code == 302 and response.headers["Location"].startswith("/admin/login?next=")
+    assert browser.get("/_wordslab/auth").status_code == 404  # nginx-internal
+    assert len(_grafana_requests(stack)) == seen_before  # Grafana never saw one of them
+    assert browser.request("POST", "/api/dashboards/db", json={}).status_code == 302
+
+
+def test_one_login_opens_every_path_with_secure_cookies(stack):
+    browser = Browser(stack["door"], stack["public_host"])
+    response = browser.login("/d/wordslab-machine?orgId=1")
+    assert response.status_code == 302 and response.headers["Location"] == "/d/wordslab-machine?orgId=1"
+    session_cookies = [line for line in browser.set_cookie_lines if line.startswith("wordslab_admin_session=")]
+    assert session_cookies and all("; Secure" in line and "HttpOnly" in line for line in session_cookies)
+    grafana = browser.get("/d/wordslab-machine?orgId=1")
+    assert grafana.status_code == 200 and grafana.json() == {
+        "fake": "grafana", "path": "/d/wordslab-machine?orgId=1", "user": "admin"}
+    query = browser.get("/prometheus/api/v1/query?query=up")
+    assert query.status_code == 200 and query.json()["status"] == "success"
+    flags = browser.get("/prometheus/api/v1/status/flags").json()["data"]
+    assert flags["web.external-url"] == stack["public"] + "/prometheus/"
+    # Prometheus' UI sends the browser on under its external path, where the door serves it.
+    home = browser.get("/prometheus/")
+    assert home.status_code == 302
+    ui_path = urlsplit(home.headers["Location"]).path
+    assert ui_path.startswith("/prometheus/") and ui_path != "/prometheus/"
+    ui = browser.get(ui_path)
+    assert ui.status_code == 200 and "<html" in ui.text.lower()
+    docs = browser.get("/docs/index.md")
+    assert docs.status_code == 200 and "The platform's own docs folder." in docs.text
+    assert browser.get("/docs").status_code == 301 and browser.get("/docs/").status_code == 200
+    assert browser.get("/admin/").status_code == 200
+
+
+def test_a_client_sent_auth_proxy_header_is_replaced_by_the_door(stack):
+    browser = Browser(stack["door"], stack["public_host"])
+    assert browser.login().status_code == 302
+    forged = {"X-WEBAUTH-USER": "intruder", "x-webauth-user": "intruder2", "X_WEBAUTH_USER": "intruder3"}
+    response = browser.get("/api/user", headers=forged)
+    assert response.status_code == 200 and response.json()["user"] == "admin"
+    last = [r for r in _grafana_requests(stack) if r["path"] == "/api/user"][-1]
+    assert last["users"] == ["admin"]
+
+
+def test_grafana_runs_in_auth_proxy_mode_without_anonymous_access_or_default_password(stack):
+    browser = Browser(stack["door"], stack["public_host"])
+    browser.login()
+    browser.get("/api/health")
+    grafana_env = _grafana_requests(stack)[-1]["env"]
+    assert grafana_env["GF_AUTH_PROXY_ENABLED"] == "true"
+    assert grafana_env["GF_AUTH_PROXY_HEADER_NAME"] == "X-WEBAUTH-USER"
+    assert grafana_env["GF_AUTH_PROXY_WHITELIST"] == "127.0.0.1, ::1"
+    assert grafana_env["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
+    assert grafana_env["GF_AUTH_BASIC_ENABLED"] == "false" and grafana_env["GF_AUTH_DISABLE_LOGIN_FORM"] == "true"
+    password = grafana_env["GF_SECURITY_ADMIN_PASSWORD"]
+    assert password != "admin" and len(password) >= 24
+    assert grafana_env["GF_SERVER_ROOT_URL"] == stack["public"] + "/"
+    assert grafana_env["GF_SECURITY_COOKIE_SECURE"] == "true"
+    assert grafana_env["GF_SERVER_HTTP_ADDR"] == "127.0.0.1"  # only the door is outside loopback
+
+
+def test_csrf_keeps_working_when_the_proxy_rewrites_host(stack):
+    browser = Browser(stack["door"], stack["public_host"])
+    browser.proxy_headers["Host"] = "localhost"  # what a platform proxy may send instead
+    assert browser.login("/admin/").status_code == 302
+    page = browser.get("/admin/jobs/")
+    assert page.status_code == 200
+    token = CSRF.search(page.text).group(1)
+    forged = browser.request("POST", "/admin/logout", data={"csrf_token": "forged"})
+    assert forged.status_code == 400
+    browser.proxy_headers["X-Forwarded-Host"] = "localhost:8888"  # rewritten differently this time
+    out = browser.request("POST", "/admin/logout", data={"csrf_token": token},
+                          headers={"Origin": stack["public"]})
+    assert out.status_code == 302
+    # Signed out of the admin is signed out of the door.
+    assert browser.get("/").status_code == 302 and browser.get("/prometheus/").status_code == 302
+
+
+def test_admin_pages_link_to_the_public_url_never_to_loopback(stack):
+    browser = Browser(stack["door"], stack["public_host"])
+    browser.login("/admin/")
+    index = browser.get("/admin/").text
+    assert f'href="{stack["public"]}/d/wordslab-machine"' in index
+    assert f"127.0.0.1:{stack['ports']['grafana']}" not in index and "127.0.0.1:3000" not in index
+    login_page = Browser(stack["door"], stack["public_host"]).get("/admin/login").text
+    assert f'href="{stack["public"]}"' in login_page or f'href="{stack["public"]}/"' in login_page

@@ -1,0 +1,223 @@
+"""The front door: nginx on DASHBOARD_PORT, the one address the user's browser needs.
+
+On Runpod, Jarvislabs, Vast.ai and WSL only ports 8880-8888 reach the browser; DASHBOARD_PORT
+(8888) is the dashboard's. nginx (Debian's package natively, the official image in compose)
+listens there and everything else stays on loopback:
+
+    /               Grafana (its home dashboard), as the signed-in user (auth proxy)
+    /admin/         the admin (its own login page lives here)
+    /prometheus/    Prometheus' UI and API (run with --web.external-url .../prometheus/)
+    /alertmanager/  Alertmanager, when it runs (any Route added by the runner)
+    /docs/          the wordslab docs folder, or a page saying where the docs are
+
+One login: before each request outside /admin/, nginx asks the admin (`auth_request` to
+/admin/auth/check). A 401 sends the browser to the admin's login with next= the asked URL;
+a 200 carries the user, which nginx puts in Grafana's AUTH_PROXY_HEADER. A copy of that header
+sent by the client never passes: nginx replaces it on the Grafana route and blanks it elsewhere
+(and drops header names with underscores, its default).
+"""
+from __future__ import annotations
+
+import html
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+AUTH_PROXY_HEADER = "X-WEBAUTH-USER"
+MIME_TYPES = Path("/etc/nginx/mime.types")
+DOCS_HOME = "https://github.com/wordslab-org/wordslab-notebooks/tree/main/docs"
+
+
+@dataclass(frozen=True)
+class Route:
+    """A loopback service behind the door at `path` ("/name/"); the prefix is stripped, so the
+    service runs at its root and generates its links from its external URL."""
+
+    path: str
+    upstream: str  # host:port on loopback
+
+
+@dataclass(frozen=True)
+class Door:
+    listen_host: str
+    port: int
+    runtime: Path  # nginx.conf, pid, temp files
+    admin: str  # host:port of the admin
+    grafana: str | None = None  # host:port; None: "/" goes to the admin
+    routes: tuple[Route, ...] = ()
+    docs_dir: Path | None = None
+    # nginx running as root switches its workers to "nobody", which cannot read the state
+    # directory; keep them as the user that ran `up` (often root in cloud containers).
+    workers_as_root: bool = field(default_factory=lambda: os.geteuid() == 0)
+
+    @property
+    def config_path(self) -> Path:
+        return self.runtime / "nginx.conf"
+
+    def argv(self, nginx: str) -> list[str]:
+        return [nginx, "-p", str(self.runtime), "-c", str(self.config_path), "-e", "stderr"]
+
+    def write(self) -> Path:
+        """Write nginx.conf (and the docs placeholder page when there is no docs folder)."""
+        for sub in ("tmp", "docs-placeholder"):
+            (self.runtime / sub).mkdir(parents=True, exist_ok=True)
+        if self.docs_dir is None:
+            (self.runtime / "docs-placeholder" / "index.html").write_text(_docs_placeholder())
+        self.config_path.write_text(render(self))
+        return self.config_path
+
+
+_FORWARDED = """\
+            proxy_http_version 1.1;
+            proxy_set_header Host $wordslab_host;
+            proxy_set_header X-Forwarded-Host $wordslab_host;
+            proxy_set_header X-Forwarded-Proto $wordslab_proto;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection $wordslab_connection;"""
+
+_GUARD = """\
+            auth_request /_wordslab/auth;
+            auth_request_set $wordslab_user $upstream_http_x_wordslab_user;
+            error_page 401 = @wordslab_login;"""
+
+
+def _location(path: str, body: str) -> str:
+    return f"        location {path} {{\n{body}\n        }}\n"
+
+
+def _proxied(path: str, upstream_url: str, *, user: bool) -> str:
+    header = f"$wordslab_user" if user else '""'
+    return _location(path, f"{_GUARD}\n            proxy_pass {upstream_url};\n{_FORWARDED}\n"
+                           f"            proxy_set_header {AUTH_PROXY_HEADER} {header};")
+
+
+def render(door: Door) -> str:
+    """nginx.conf for `door`."""
+    mime = f"include {MIME_TYPES};" if MIME_TYPES.is_file() else "types { text/html html; text/css css; }"
+    tmp = door.runtime / "tmp"
+    locations = [
+        # The question asked before every guarded request; never reachable from outside.
+        _location("= /_wordslab/auth", f"""\
+            internal;
+            proxy_pass http://{door.admin}/admin/auth/check;
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
+            proxy_set_header X-Original-URI $request_uri;
+{_FORWARDED}
+            proxy_set_header {AUTH_PROXY_HEADER} "";"""),
+        # Refused: the admin answers with a redirect to its login, next= the asked URL (encoded).
+        _location("@wordslab_login", f"""\
+            rewrite ^ /admin/auth/login-redirect break;
+            proxy_method GET;
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
+            proxy_set_header X-Original-URI $request_uri;
+            proxy_pass http://{door.admin};
+{_FORWARDED}
+            proxy_set_header {AUTH_PROXY_HEADER} "";"""),
+        # The admin guards its own pages (its login page must open without a session).
+        _location("/admin/", f"""\
+            proxy_pass http://{door.admin};
+{_FORWARDED}
+            proxy_set_header {AUTH_PROXY_HEADER} "";"""),
+        _location("= /admin", "            return 301 /admin/;"),
+    ]
+    for route in door.routes:
+        locations.append(_proxied(route.path, f"http://{route.upstream}/", user=False))
+        locations.append(_location(f"= {route.path.rstrip('/')}", f"            return 301 {route.path};"))
+    docs = door.docs_dir or door.runtime / "docs-placeholder"
+    locations.append(_location("/docs/", f"""\
+{_GUARD}
+            alias {docs}/;
+            index index.html index.md README.md;
+            autoindex on;
+            charset utf-8;
+            types {{ text/html html htm; text/plain md txt; text/css css; application/javascript js;
+                    image/png png; image/jpeg jpg jpeg; image/gif gif; image/svg+xml svg;
+                    application/pdf pdf; }}
+            default_type application/octet-stream;"""))
+    locations.append(_location("= /docs", "            return 301 /docs/;"))
+    if door.grafana:
+        locations.append(_proxied("/", f"http://{door.grafana}", user=True))
+    else:
+        locations.append(_location("= /", "            return 302 /admin/;"))
+    user = "user root root;\n" if door.workers_as_root else ""
+    return f"""\
+# Written by wordslab-dashboard (wordslab_dashboard/door.py) at each start: edits are lost.
+{user}worker_processes 1;
+pid {door.runtime / "nginx.pid"};
+error_log stderr warn;
+daemon off;
+
+events {{
+    worker_connections 512;
+}}
+
+http {{
+    {mime}
+    default_type application/octet-stream;
+    access_log off;
+    server_tokens off;
+    # Redirects stay relative: the browser's host is the platform proxy's, not ours.
+    absolute_redirect off;
+    client_max_body_size 64m;
+    client_body_temp_path {tmp}/body;
+    proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+
+    # What the platform's proxy (Runpod, Jarvislabs: HTTPS) says, else what we see.
+    map $http_x_forwarded_proto $wordslab_proto {{
+        default $http_x_forwarded_proto;
+        "" $scheme;
+    }}
+    map $http_x_forwarded_host $wordslab_host {{
+        default $http_x_forwarded_host;
+        "" $http_host;
+    }}
+    map $http_upgrade $wordslab_connection {{
+        default upgrade;
+        "" close;
+    }}
+
+    server {{
+        listen {door.listen_host}:{door.port};
+        server_name _;
+
+{"".join(locations)}    }}
+}}
+"""
+
+
+def _docs_placeholder() -> str:
+    where = html.escape(DOCS_HOME)
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>wordslab docs</title></head>
+<body style="font-family: sans-serif; max-width: 40em; margin: 3em auto">
+<h1>wordslab docs</h1>
+<p>The wordslab-notebooks docs folder was not found on this machine.</p>
+<p>Read them online: <a href="{where}">{where}</a>.</p>
+<p>On a wordslab VM they are installed in
+<code>$WORDSLAB_HOME/wordslab-notebooks-$WORDSLAB_VERSION/docs</code>; set
+<code>WORDSLAB_DASHBOARD_DOCS_DIR</code> (or <code>wordslab-dashboard up --docs-dir</code>)
+to serve another folder here.</p>
+</body></html>
+"""
+
+
+def find_docs(env: dict[str, str] | None, explicit: Path | None) -> Path | None:
+    """The docs folder to serve: `explicit` when given, else the platform's own
+    ($WORDSLAB_HOME/wordslab-notebooks-$WORDSLAB_VERSION/docs, or .../wordslab-notebooks/docs)."""
+    if explicit:
+        return explicit
+    env = env or {}
+    home = env.get("WORDSLAB_HOME")
+    if not home:
+        return None
+    candidates = []
+    if env.get("WORDSLAB_VERSION"):
+        candidates.append(Path(home) / f"wordslab-notebooks-{env['WORDSLAB_VERSION']}" / "docs")
+    candidates.append(Path(home) / "wordslab-notebooks" / "docs")
+    return next((c for c in candidates if c.is_dir()), None)
