@@ -51,7 +51,8 @@ def _run_up(tmp_path: Path, venv: Path) -> tuple[subprocess.Popen, int]:
             "--admin-address", f"127.0.0.1:{free_port()}",
             "--prometheus-address", f"127.0.0.1:{free_port()}",
             "--state-dir", str(tmp_path / "state"),
-            "--door-host", "127.0.0.1", "--dashboard-port", str(free_port())]
+            "--door-host", "127.0.0.1", "--dashboard-port", str(free_port()),
+            "--alertmanager-address", f"127.0.0.1:{free_port()}"]
     proc = subprocess.Popen(argv, env=env, cwd=tmp_path, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
     return proc, exporter

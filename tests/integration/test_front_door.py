@@ -6,6 +6,7 @@ X-Forwarded-Host, a Host rewritten to the door's loopback address."""
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -26,6 +27,8 @@ CSRF = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 
 pytestmark = [
     pytest.mark.integration,
+    pytest.mark.skipif(not shutil.which("prometheus-alertmanager") and not shutil.which("alertmanager"),
+                       reason="needs Debian's prometheus-alertmanager (./dashboard.sh test installs it)"),
     pytest.mark.skipif(not any(Path(d, "nginx").exists() for d in ("/usr/sbin", "/usr/bin")),
                        reason="needs Debian's nginx (./dashboard.sh test installs it)"),
 ]
@@ -68,7 +71,7 @@ def stack(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("door")
     tarball = tmp / "grafana.tar.gz"
     sha = grafana_tarball.build(tarball)
-    ports = {name: free_port() for name in ("exporter", "admin", "prometheus", "grafana", "door")}
+    ports = {name: free_port() for name in ("exporter", "admin", "prometheus", "grafana", "door", "alertmanager")}
     env = {**os.environ, **wordslab_env(tmp), "PATH": os.environ["PATH"], "PYTHONPATH": str(ROOT),
            "WORDSLAB_DASHBOARD_ADMIN_PASSWORD": PASSWORD, "WORDSLAB_DASHBOARD_CACHE_DIR": str(tmp / "cache"),
            # Runpod: the platform's public URL for the door's port is its HTTPS proxy's.
@@ -84,6 +87,7 @@ def stack(tmp_path_factory):
             "--admin-address", f"127.0.0.1:{ports['admin']}",
             "--prometheus-address", f"127.0.0.1:{ports['prometheus']}",
             "--grafana-port", str(ports["grafana"]), "--door-host", "127.0.0.1",
+            "--alertmanager-address", f"127.0.0.1:{ports['alertmanager']}",
             "--state-dir", str(tmp / "state")]
     proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, start_new_session=True)
@@ -93,7 +97,8 @@ def stack(tmp_path_factory):
         try:
             if requests.get(door + "/admin/login", timeout=2).status_code == 200 and \
                     requests.get(f"http://127.0.0.1:{ports['grafana']}/api/health", timeout=2).ok and \
-                    requests.get(f"http://127.0.0.1:{ports['prometheus']}/-/ready", timeout=2).ok:
+                    requests.get(f"http://127.0.0.1:{ports['prometheus']}/-/ready", timeout=2).ok and \
+                    requests.get(f"http://127.0.0.1:{ports['alertmanager']}/-/ready", timeout=2).ok:
                 break
         except requests.RequestException:
             pass
@@ -115,7 +120,8 @@ def _grafana_requests(stack) -> list[dict]:
 
 
 GUARDED = ["/", "/d/wordslab-machine?orgId=1&from=now-1h", "/api/search", "/prometheus/",
-           "/prometheus/api/v1/query?query=up", "/prometheus/classic/graph", "/docs/", "/docs/index.md"]
+           "/prometheus/api/v1/query?query=up", "/prometheus/classic/graph", "/alertmanager/",
+           "/alertmanager/api/v2/status", "/docs/", "/docs/index.md"]
 
 
 def test_unauthenticated_requests_are_sent_to_the_login_and_reach_nothing(stack):
@@ -155,6 +161,9 @@ def test_one_login_opens_every_path_with_secure_cookies(stack):
     assert ui_path.startswith("/prometheus/") and ui_path != "/prometheus/"
     ui = browser.get(ui_path)
     assert ui.status_code == 200 and "<html" in ui.text.lower()
+    alerts = browser.get("/alertmanager/api/v2/status")
+    assert alerts.status_code == 200 and alerts.json()["config"]["original"]
+    assert browser.get("/alertmanager/").status_code == 200
     docs = browser.get("/docs/index.md")
     assert docs.status_code == 200 and "The platform's own docs folder." in docs.text
     assert browser.get("/docs").status_code == 301 and browser.get("/docs/").status_code == 200

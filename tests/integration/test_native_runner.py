@@ -114,6 +114,7 @@ def _up_with_release(tmp_path: Path, name: str, sha256: str, url: str, ports: di
             "--admin-address", f"127.0.0.1:{ports['admin']}",
             "--prometheus-address", f"127.0.0.1:{ports['prometheus']}",
             "--grafana-port", str(ports["grafana"]), "--state-dir", str(tmp_path / "state"),
+            "--alertmanager-address", f"127.0.0.1:{free_port()}",
             "--door-host", "127.0.0.1", "--dashboard-port", str(free_port())]
     return subprocess.Popen(argv, env=env, cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
