@@ -18,7 +18,9 @@ from pathlib import Path
 DASHBOARDS_DIR = Path(__file__).resolve().parent / "dashboards"
 DATASOURCE_UID = "wordslab-prometheus"
 DS = {"type": "prometheus", "uid": "${datasource}"}
-ADMIN_URL_DEFAULT = "http://127.0.0.1:9878"
+# Empty: links to the admin are "/admin/...", the admin behind the same front door as Grafana,
+# so they work at whatever public URL the browser opened the dashboard (Runpod, Vast, WSL).
+ADMIN_URL_DEFAULT = ""
 INSTANCE = 'instance=~"$instance"'  # the label filter every selector carries
 GRID_WIDTH = 24
 
@@ -274,7 +276,7 @@ def query_variable(name: str, label: str, expr: str, *, all_values: bool = False
 def admin_url_variable() -> dict:
     return {"type": "textbox", "name": "admin_url", "label": "Admin URL", "query": ADMIN_URL_DEFAULT,
             "current": {"text": ADMIN_URL_DEFAULT, "value": ADMIN_URL_DEFAULT}, "hide": 0,
-            "description": "Where the wordslab admin app answers; its pages are linked from panels."}
+            "description": "Where the wordslab admin app answers (empty: behind the same front door); its pages are linked from panels."}
 
 
 INSTANCE_VARIABLE_QUERY = "label_values(wordslab_system_info, instance)"
