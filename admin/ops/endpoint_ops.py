@@ -30,7 +30,7 @@ from common.sources.ollama_client import OllamaClient, OllamaError, ollama_base_
 from common.store.jobs import utcnow
 from common.store.services import Endpoint
 
-from admin.jobs import JobFailed
+from admin.jobs import JobCancelled, JobFailed
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +155,12 @@ class EndpointOps:
                           [f"127.0.0.1:{endpoint.internal_port}"], {"job": "vllm", "endpoint": endpoint.name})
         if progress is not None:
             progress.update(0.5, message=f"started, waiting for {endpoint.name} to answer")
-        return self._wait_ready(endpoint, pid, container_id, watch)
+        try:
+            return self._wait_ready(endpoint, pid, container_id, watch, progress)
+        except JobCancelled:
+            # Cancelling a start stops what it started: nothing keeps holding the GPU or port.
+            self.stop(endpoint.id)
+            raise
 
     def _start_process(self, endpoint: Endpoint) -> int:
         args = command_args(endpoint)
@@ -209,22 +214,31 @@ class EndpointOps:
         pid = (container.attrs.get("State") or {}).get("Pid") or None
         return pid, container.id, container
 
-    def _wait_ready(self, endpoint: Endpoint, pid: int | None, container_id: str, container) -> str:
+    def _wait_ready(self, endpoint: Endpoint, pid: int | None, container_id: str, container,
+                    progress=None) -> str:
         target = self._target(endpoint, pid, container_id)
         deadline = time.monotonic() + self.ready_timeout
+        wait = progress.sleep if progress is not None else time.sleep
         while time.monotonic() < deadline:
             result = probe(target, nvml.shared(), self.settings)
             if result.status == "running":
                 self._update(endpoint.id, status="running")
                 return f"{endpoint.name} is running on port {endpoint.internal_port}"
             exited = self._exited(endpoint, pid, container)
+            if exited and self._stopped_meanwhile(endpoint.id, pid, container_id):
+                raise OpError(f"{endpoint.name} was stopped before it answered")
             if result.status == "error" or exited:
                 reason = exited or result.error
                 self._cleanup_after_failure(endpoint)
                 raise self._fail(endpoint, f"{endpoint.name} failed to start: {reason}")
-            time.sleep(0.2)
+            wait(0.2)
         raise OpError(f"{endpoint.name} did not answer within {self.ready_timeout:.0f} s; "
                       "it is still starting (see its log) or stop it")
+
+    def _stopped_meanwhile(self, endpoint_id: int, pid: int | None, container_id: str) -> bool:
+        """A Stop (its own job) ended what this start launched: not a start failure."""
+        now = self._load(endpoint_id)
+        return (now.pid, now.container_id or "") != (pid, container_id or "")
 
     def _exited(self, endpoint: Endpoint, pid: int | None, container) -> str:
         if container is not None:

@@ -202,23 +202,33 @@ def git_failure(exc: Exception) -> str:
 
 
 def _run_with_progress(args: list[str], env: Mapping[str, str], parser: gitpython.RemoteProgress,
-                       timeout: float) -> None:
+                       timeout: float, on_cancel: Callable[[Callable[[], None]], None] | None = None) -> None:
     """`git *args`, its stderr fed line by line (progress ends lines with CR) to `parser`;
-    killed with its children after `timeout` seconds. GitError carries git's own lines."""
+    killed with its children after `timeout` seconds, or when the callback given to
+    `on_cancel` is called (then GitError too). GitError carries git's own lines."""
     process = subprocess.Popen(["git", *args], env=dict(env), stdin=subprocess.DEVNULL,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
-    expired = threading.Event()
+    expired, cancelled = threading.Event(), threading.Event()
 
     def kill():
-        expired.set()
         try:
             os.killpg(process.pid, signal.SIGKILL)  # git and its helpers (remote-https, ssh)
         except ProcessLookupError:
             pass
 
-    timer = threading.Timer(timeout, kill)
+    def expire():
+        expired.set()
+        kill()
+
+    def cancel():
+        cancelled.set()
+        kill()
+
+    timer = threading.Timer(timeout, expire)
     timer.daemon = True
     timer.start()
+    if on_cancel is not None:
+        on_cancel(cancel)
     handle = parser.new_message_handler()
     kept: list[str] = []  # the last lines that are not progress: git's messages
     try:
@@ -233,6 +243,8 @@ def _run_with_progress(args: list[str], env: Mapping[str, str], parser: gitpytho
     finally:
         timer.cancel()
         process.stderr.close()
+    if cancelled.is_set():
+        raise GitError(f"fatal: git {args[0]} was cancelled")
     if expired.is_set():
         raise GitError(f"fatal: git {args[0]} did not finish within {timeout:.0f} s and was stopped")
     if returncode != 0:
@@ -249,23 +261,58 @@ def _feed(raw: bytes, handle, kept: list[str]) -> None:
         del kept[:-20]
 
 
+# A clone runs in a hidden sibling (the project scans skip dot directories) and is renamed into
+# place only once complete: a killed admin never leaves a half clone listed as a project.
+STAGING_PREFIX = ".wordslab-clone-"
+
+
+def staging_path(dest: Path) -> Path:
+    return dest.parent / f"{STAGING_PREFIX}{dest.name}"
+
+
+def remove_interrupted_clones(workspace: Path | None) -> list[str]:
+    """At admin start: delete what clones of a previous admin process left; returns their names."""
+    if workspace is None or not workspace.is_dir():
+        return []
+    removed = []
+    for entry in workspace.iterdir():
+        if entry.name.startswith(STAGING_PREFIX) and entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry.name.removeprefix(STAGING_PREFIX))
+    return removed
+
+
 def clone(url: str, dest: Path, *, env: Mapping[str, str], branch: str | None = None,
           progress: Callable[[float, str], None] = lambda ratio, text: None,
-          timeout: float = CLONE_TIMEOUT_SECONDS) -> str:
+          timeout: float = CLONE_TIMEOUT_SECONDS,
+          on_cancel: Callable[[Callable[[], None]], None] | None = None) -> str:
     """Clone a validated URL into a new directory; on failure nothing is left behind.
 
-    GitOpError("Clone failed: <git's fatal: line>") on any failure, after at most `timeout` s."""
+    GitOpError("Clone failed: <git's fatal: line>") on any failure, after at most `timeout` s.
+    `on_cancel(kill)`: registers how to stop the clone (the job's cancel calls `kill`).
+    """
     url = validate_clone_url(url)
     branch = validate_branch(branch)
-    if dest.exists():
+    if dest.exists() or dest.is_symlink():
         raise GitOpError(f"A project or file named {dest.name!r} already exists in the workspace.")
-    args = ["clone", "--progress", *(["--branch", branch] if branch else []), "--", url, str(dest)]
+    staging = staging_path(dest)
+    if staging.exists():
+        raise GitOpError(f"A clone into {dest.name!r} is already under way.")
+    args = ["clone", "--progress", *(["--branch", branch] if branch else []), "--", url, str(staging)]
     try:
-        _run_with_progress(args, clone_env(env), CloneProgress(progress), timeout)
+        _run_with_progress(args, clone_env(env), CloneProgress(progress), timeout, on_cancel)
     except GitError as exc:
-        if dest.exists():  # git removes what it created; be sure no half clone stays
-            shutil.rmtree(dest, ignore_errors=True)
+        shutil.rmtree(staging, ignore_errors=True)  # git removes what it created; be sure
         raise GitOpError(f"Clone failed: {git_failure(exc)}") from None
+    try:
+        # rename(2) replaces an empty directory: refuse if anything took the name meanwhile.
+        if dest.exists() or dest.is_symlink():
+            raise FileExistsError(dest)
+        staging.rename(dest)
+    except OSError:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise GitOpError(f"A project or file named {dest.name!r} appeared in the workspace during the "
+                         "clone: nothing was changed") from None
     record_sync(dest)
     return f"cloned {public_target(url)} into {dest.name}" + (f" (branch {branch})" if branch else "")
 

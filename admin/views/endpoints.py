@@ -177,8 +177,9 @@ class EndpointView(SecureModelView):
             flash(str(exc), "error")
             return redirect(url_for(".index_view"))
         work = ACTIONS[op]
+        # The control lane: a start waiting on its server never holds up a Stop, a clone or a download.
         job_id = self.ctx.jobs.submit(f"endpoint-{op}", endpoint.name,
-                                      lambda progress: work(self.ops, endpoint_id, progress))
+                                      lambda progress: work(self.ops, endpoint_id, progress), lane="control")
         flash(f"{op.capitalize()} {endpoint.name}: job #{job_id} started.", "success")
         return redirect(url_for(".index_view"))
 

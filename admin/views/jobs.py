@@ -1,7 +1,7 @@
 """Jobs list: progress of clones and downloads, refreshing itself; JSON status for polling."""
 from __future__ import annotations
 
-from flask import get_template_attribute, jsonify
+from flask import flash, get_template_attribute, jsonify, redirect, url_for
 from flask_admin import expose
 from markupsafe import Markup, escape
 from sqlalchemy import func, select
@@ -10,10 +10,11 @@ from wtforms.validators import ValidationError
 from common.store.jobs import ACTIVE_STATUSES, Job
 
 from admin.formatting import progress_text, utc_iso
-from admin.jobs import active_jobs
-from admin.security import SecureModelView
+from admin.jobs import JobFailed, active_jobs
+from admin.security import SecureModelView, csrf_token
 
-STATUS_BADGES = {"queued": "secondary", "running": "primary", "done": "success", "failed": "danger"}
+STATUS_BADGES = {"queued": "secondary", "running": "primary", "done": "success", "failed": "danger",
+                 "cancelled": "warning"}
 
 
 def job_status(job: Job) -> dict:
@@ -33,7 +34,13 @@ def _progress_cell(view, context, model, name):
 
 def _status_cell(view, context, model, name):
     badge = STATUS_BADGES.get(model.status, "secondary")
-    return Markup(f'<span class="badge badge-{badge} job-status">{escape(model.status)}</span>')
+    html = f'<span class="badge badge-{badge} job-status">{escape(model.status)}</span>'
+    if model.status in ACTIVE_STATUSES:
+        url = url_for(".cancel", job_id=model.id)
+        html += (f'<form method="post" action="{escape(url)}" class="job-cancel d-block mt-1">'
+                 f'<input type="hidden" name="csrf_token" value="{escape(csrf_token())}">'
+                 f'<button type="submit" class="btn btn-sm btn-outline-danger">Cancel</button></form>')
+    return Markup(html)
 
 
 class JobView(SecureModelView):
@@ -66,6 +73,15 @@ class JobView(SecureModelView):
             return jsonify(error=f"no job {job_id}"), 404
         return jsonify(job_status(job))
 
+    @expose("/<int:job_id>/cancel/", methods=["POST"])
+    def cancel(self, job_id: int):
+        """Stop a queued or running job (CSRF-checked like every POST)."""
+        try:
+            flash(self.jobs.cancel(job_id), "info")
+        except JobFailed as exc:
+            flash(str(exc), "danger")
+        return redirect(url_for(".index_view"))
+
     @expose("/status.json")
     def summary_json(self):
         active = active_jobs(self.session)
@@ -74,4 +90,6 @@ class JobView(SecureModelView):
 
 
 def register(admin, ctx) -> None:
-    admin.add_view(JobView(Job, ctx.sessions, name="Jobs", endpoint="jobs"))
+    view = JobView(Job, ctx.sessions, name="Jobs", endpoint="jobs")
+    view.jobs = ctx.jobs
+    admin.add_view(view)

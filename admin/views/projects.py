@@ -5,6 +5,7 @@ page that names what would be lost, and refuses without the confirm box ticked.
 """
 from __future__ import annotations
 
+import logging
 import time
 from datetime import datetime, timezone
 
@@ -22,6 +23,8 @@ from admin.jobs import JobFailed, active_jobs
 from admin.ops import git_ops
 from admin.security import CSRFForm, SecureBaseView, confirmed
 from admin.validation import max_chars
+
+log = logging.getLogger(__name__)
 
 PROJECT_JOB_KINDS = ("clone", "pull", "push")
 # Sizes need a walk of every file: refreshed in the background, not per page view.
@@ -124,8 +127,10 @@ class ProjectsView(SecureBaseView):
         def work(progress):
             try:
                 message = git_ops.clone(url, dest, env=env, branch=branch,
-                                        progress=lambda ratio, text: progress.update(ratio, message=text))
+                                        progress=lambda ratio, text: progress.update(ratio, message=text),
+                                        on_cancel=progress.on_cancel)
             except git_ops.GitOpError as exc:
+                progress.check()  # killed by a cancel: say so, not "git failed"
                 raise JobFailed(str(exc)) from None
             files.request_refresh()
             return message
@@ -192,4 +197,7 @@ class ProjectsView(SecureBaseView):
 
 
 def register(admin, ctx) -> None:
+    # Clones a previous admin process left half done (its jobs are marked interrupted at start).
+    for name in git_ops.remove_interrupted_clones(ctx.settings.workspace):
+        log.warning("removed the half clone of %s left by an interrupted clone job", name)
     admin.add_view(ProjectsView(ctx, name="Projects", endpoint="projects", url="/admin/projects"))

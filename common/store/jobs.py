@@ -9,7 +9,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from common.redact import strip_userinfo
 from common.store.db import Base
 
-JOB_STATUSES = ("queued", "running", "done", "failed")
+JOB_STATUSES = ("queued", "running", "done", "failed", "cancelled")
 ACTIVE_STATUSES = ("queued", "running")
 
 

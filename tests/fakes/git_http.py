@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
+import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -24,6 +25,7 @@ from tests.fakes.loopback import serving
 
 class _GitHttpHandler(BaseHTTPRequestHandler):
     project_root = ""
+    chunk_delay = 0.0  # seconds between 16 KiB chunks of an answer: a slow remote
 
     def do_GET(self):
         self._cgi()
@@ -81,12 +83,22 @@ class _GitHttpHandler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
-        self.wfile.write(payload)
+        if not self.chunk_delay:
+            self.wfile.write(payload)
+            return
+        try:
+            for start in range(0, len(payload), 16384):
+                self.wfile.write(payload[start:start + 16384])
+                self.wfile.flush()
+                time.sleep(self.chunk_delay)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client was killed mid-clone
 
 
-def git_http_handler(root: Path) -> type[BaseHTTPRequestHandler]:
-    """Handler class serving the bare repos under `root`."""
-    return type("GitHttpHandler", (_GitHttpHandler,), {"project_root": str(Path(root).resolve())})
+def git_http_handler(root: Path, chunk_delay: float = 0.0) -> type[BaseHTTPRequestHandler]:
+    """Handler class serving the bare repos under `root` (`chunk_delay`: see _GitHttpHandler)."""
+    return type("GitHttpHandler", (_GitHttpHandler,), {"project_root": str(Path(root).resolve()),
+                                                       "chunk_delay": chunk_delay})
 
 
 @dataclass(frozen=True)
@@ -100,9 +112,9 @@ class GitHttpServer:
 
 
 @contextlib.contextmanager
-def git_http_server(root: Path) -> Iterator[GitHttpServer]:
+def git_http_server(root: Path, chunk_delay: float = 0.0) -> Iterator[GitHttpServer]:
     """`with git_http_server(root) as remote:` serves the bare repos under `root` on loopback."""
-    with serving(git_http_handler(root)) as base_url:
+    with serving(git_http_handler(root, chunk_delay)) as base_url:
         yield GitHttpServer(Path(root), base_url)
 
 

@@ -185,3 +185,54 @@ def test_an_unfinished_job_cannot_be_deleted(vm_env):
                            follow_redirects=True)
     assert "wait until it ends to delete it" in response.text
     assert _job(sessions, running.id) is not None
+
+
+def test_cancel_stops_a_waiting_job_and_runs_its_cancel_callbacks(store):
+    from admin.jobs import CANCELLED_MESSAGE
+    _, sessions = store
+    runner = JobRunner(sessions, workers=1)
+    waiting, killed = threading.Event(), threading.Event()
+
+    def work(progress):
+        progress.on_cancel(killed.set)
+        waiting.set()
+        while True:
+            progress.sleep(3600)
+
+    running = runner.submit("endpoint-start", "a", work)
+    queued = runner.submit("clone", "b", lambda progress: "never runs")
+    assert waiting.wait(30)
+    assert _job(sessions, queued).status == "queued"  # the only worker is taken
+    assert runner.cancel(queued) == f"job {queued}: cancel requested"
+    assert runner.cancel(running) == f"job {running}: cancel requested"
+    assert runner.wait_idle(30) and killed.is_set()
+    for job_id in (running, queued):
+        job = _job(sessions, job_id)
+        assert (job.status, job.message) == ("cancelled", CANCELLED_MESSAGE) and job.finished_at
+    with pytest.raises(JobFailed, match="nothing to cancel"):
+        runner.cancel(running)
+    runner.shutdown()
+
+
+def test_control_jobs_do_not_wait_for_busy_workers(store):
+    _, sessions = store
+    runner = JobRunner(sessions, workers=1)
+    release = threading.Event()
+    busy = runner.submit("clone", "big", lambda progress: release.wait(60) and "done")
+    assert _wait_status(sessions, busy, "running")  # the only worker is taken
+    stop = runner.submit("endpoint-stop", "a", lambda progress: "stopped", lane="control")
+    assert _wait_status(sessions, stop, "done")
+    assert _job(sessions, busy).status == "running"
+    release.set()
+    assert runner.wait_idle(30)
+    runner.shutdown()
+
+
+def _wait_status(sessions, job_id, status, timeout=30.0) -> bool:
+    import time
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if _job(sessions, job_id).status == status:
+            return True
+        time.sleep(0.05)
+    return False

@@ -65,7 +65,7 @@ def test_recent_jobs_with_progress_and_one_status_each(vm_env):
     status = {}
     for sample in samples["wordslab_job_status"]:
         status.setdefault(sample.labels["job"], {})[sample.labels["status"]] = sample.value
-    assert status["1"] == {"queued": 0.0, "running": 1.0, "done": 0.0, "failed": 0.0}
+    assert status["1"] == {"queued": 0.0, "running": 1.0, "done": 0.0, "failed": 0.0, "cancelled": 0.0}
     assert status["2"]["queued"] == 1.0 and status["3"]["done"] == 1.0
     assert all(sorted(s) == sorted(JOB_STATUSES) and sum(s.values()) == 1.0 for s in status.values())
 
