@@ -9,6 +9,9 @@ clients use, with each provider's instance state machine and failure knobs.
     fake.lose_create_answer = 502  # rent the next create, then answer this status instead (a
                                    # create the provider accepted but whose answer was lost)
     fake.on_call = fn              # fn(method, path) called after the call was done, before answering
+    fake.watch_db = path           # at each call, check nobody holds this SQLite file's write lock:
+                                   # fake.calls_under_db_lock lists the calls made inside a write
+                                   # transaction (there must be none)
 
 State machines (one status read moves a booting instance on):
     Runpod:     create -> RUNNING (no runtime, then runtime) -> podStop EXITED -> podResume RUNNING;
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import sqlite3
 import threading
 import time
 from http.server import BaseHTTPRequestHandler
@@ -43,10 +47,23 @@ class FakeProvider:
         self.hidden: set[str] = set()
         self.lose_create_answer: int | None = None
         self.on_call = None
+        self.watch_db: str | None = None
+        self.calls_under_db_lock: list[str] = []
         # (method, path-with-query, authorization header) of every request, for assertions.
         self.requests: list[tuple[str, str, str]] = []
         self.lock = threading.Lock()
         self._ids = itertools.count(1)
+
+    def check_db_lock(self, what: str) -> None:
+        """Record `what` when another connection holds the watched DB's write lock right now."""
+        conn = sqlite3.connect(self.watch_db, timeout=0, isolation_level=None)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("ROLLBACK")
+        except sqlite3.OperationalError:
+            self.calls_under_db_lock.append(what)
+        finally:
+            conn.close()
 
     def next_id(self) -> str:
         return str(next(self._ids))
@@ -73,6 +90,8 @@ class FakeProvider:
                 raw = self.rfile.read(length) if length else b""
                 auth = self.headers.get("Authorization", "")
                 fake.requests.append((self.command, self.path, auth))
+                if fake.watch_db:
+                    fake.check_db_lock(f"{self.command} {self.path}")
                 if fake.fail == "timeout":
                     time.sleep(fake.hang_seconds)
                 if fake.fail == "401" or auth != f"Bearer {fake.api_key}":

@@ -72,6 +72,7 @@ def _vm_row(env) -> Vm:
 @pytest.mark.parametrize("provider", list(FAKES))
 def test_create_start_stop_terminate_against_the_fake_provider(client, env, provider):
     fake = FAKES[provider]()
+    fake.watch_db = env["WORDSLAB_DASHBOARD_DB"]
     with serve(fake) as base_url:
         assert _platform(client, base_url, provider).status_code == 200
         platform = _rows(env, HostingPlatform)[0]
@@ -124,6 +125,10 @@ def test_create_start_stop_terminate_against_the_fake_provider(client, env, prov
         assert vm.status == "terminated" and vm.terminated_at is not None
         list_page = client.get("/admin/vms/").text
         assert "terminated" in list_page and API_KEY not in list_page
+        for _ in range(2):  # the status and cost refreshes, with billing
+            _refresh(env)
+            _refresh_costs(env)
+        assert fake.requests and fake.calls_under_db_lock == []  # no provider call in a write transaction
 
 
 def test_provider_failure_is_shown_and_changes_nothing(client, env):
@@ -237,6 +242,16 @@ def _refresh(env, at: float | None = None) -> None:
     try:
         clock = (lambda: at) if at is not None else __import__("time").time
         refresh_statuses(session_factory(engine), Settings.from_env(env), clock)
+    finally:
+        engine.dispose()
+
+
+def _refresh_costs(env) -> None:
+    from common.config import Settings
+    from admin.cloud.vm_status import refresh_costs
+    engine = connect(env["WORDSLAB_DASHBOARD_DB"])
+    try:
+        refresh_costs(session_factory(engine), Settings.from_env(env))
     finally:
         engine.dispose()
 
@@ -380,5 +395,55 @@ def test_a_refused_create_changes_nothing_and_can_be_retried(client, env):
         fake.fail = None
         _action(client, vm.id, "create", confirm=True)
         assert len(fake.instances) == 1
+    finally:
+        stack.__exit__(None, None, None)
+
+
+def test_refreshing_several_platforms_never_calls_a_provider_inside_a_write_transaction(client, env):
+    fakes = [FAKES["runpod.io"](), FAKES["vast.ai"]()]
+    with serve(fakes[0]) as url_a, serve(fakes[1]) as url_b:
+        _platform(client, url_a, "runpod.io")
+        _platform(client, url_b, "vast.ai", name="vast")
+        for platform in _rows(env, HostingPlatform):
+            _template(client, platform.id, name=f"t-{platform.name}")
+        for template in _rows(env, VmTemplate):
+            _vm(client, template.id, name=f"vm-{template.name}")
+        for vm in _rows(env, Vm):
+            _action(client, vm.id, "create", confirm=True)
+        assert all(vm.instance_id for vm in _rows(env, Vm))
+        for fake in fakes:
+            fake.watch_db = env["WORDSLAB_DASHBOARD_DB"]
+            fake.requests.clear()
+        for _ in range(2):
+            _refresh(env)
+            _refresh_costs(env)
+        for vm in _rows(env, Vm):
+            _action(client, vm.id, "stop")
+        assert all(fake.requests for fake in fakes)
+        assert [fake.calls_under_db_lock for fake in fakes] == [[], []]
+
+
+def test_a_refresh_leaves_rows_changed_or_deleted_during_its_provider_call_alone(client, env):
+    fake, stack, vm = _created_vm(client, env, "runpod.io")
+    try:
+        _vm(client, _rows(env, VmTemplate)[0].id, name="other")
+        for row in _rows(env, Vm):
+            _action(client, row.id, "create", confirm=True)
+        box, other = sorted(_rows(env, Vm), key=lambda v: v.name)
+        engine = connect(env["WORDSLAB_DASHBOARD_DB"])
+
+        def meanwhile(method, path):
+            # While the refresh waits for the list: an action records box stopped, other goes away.
+            fake.on_call = None
+            with session_factory(engine).begin() as s:
+                s.get(Vm, box.id).status = "stopped"
+                s.delete(s.get(Vm, other.id))
+        fake.on_call = meanwhile
+        try:
+            _refresh(env)
+        finally:
+            engine.dispose()
+        rows = _rows(env, Vm)
+        assert [(v.name, v.status) for v in rows] == [("box", "stopped")]
     finally:
         stack.__exit__(None, None, None)
