@@ -52,6 +52,8 @@ class Settings:
     dashboard_port: int = 8888
     public_url: str | None = None
     docs_dir: Path | None = None
+    # Where the cgroup file system is mounted: memory and CPU limits of a container (Runpod, Vast).
+    cgroup_root: Path = Path("/sys/fs/cgroup")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> "Settings":
@@ -114,6 +116,7 @@ _ALERTING_ENV = (
     ("admin_url", "WORDSLAB_ADMIN_URL", str),
     ("autostop_interval_seconds", "WORDSLAB_AUTOSTOP_INTERVAL_SECONDS", float),
     ("autostop_time_scale", "WORDSLAB_AUTOSTOP_TIME_SCALE", float),
+    ("cgroup_root", "WORDSLAB_DASHBOARD_CGROUP_ROOT", Path),
 )
 
 

@@ -6,6 +6,7 @@ import logging
 import signal
 import sys
 import threading
+from pathlib import Path
 
 from common.config import DEFAULT_LISTEN_ADDRESS, Settings
 from exporter.exposition import Exposition
@@ -24,6 +25,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--git-fetch-interval", type=float, default=300.0,
                         help="seconds between background `git fetch` of workspace projects")
     parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--cgroup-root", help="cgroup file system whose memory and CPU limits bound the "
+                        "machine's figures (default $WORDSLAB_DASHBOARD_CGROUP_ROOT or /sys/fs/cgroup)")
     for var in ("WORDSLAB_PLATFORM", "WORDSLAB_VERSION", "WORDSLAB_HOME", "WORDSLAB_WORKSPACE",
                 "WORDSLAB_MODELS", "WORDSLAB_NOTEBOOKS_ENV", "WORDSLAB_ROOT_URL"):
         flag = "--" + var.lower().removeprefix("wordslab_").replace("_", "-")
@@ -43,6 +46,8 @@ def settings_from_args(args: argparse.Namespace, env=None) -> Settings:
         overrides["db_path"] = args.db_path
     if args.state_dir:
         overrides["state_dir"] = args.state_dir
+    if args.cgroup_root:
+        overrides["cgroup_root"] = Path(args.cgroup_root)
     return Settings.from_env(env, **overrides)
 
 
