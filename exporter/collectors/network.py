@@ -1,4 +1,5 @@
-"""The primary network interface (the default route's): address, traffic and the highest rates seen.
+"""The primary network interface (the IPv4 default route's, else the IPv6 one's): address, traffic
+and the highest rates seen.
 
 The interface and its address are looked up in the background once a minute. Traffic
 rates are measured between scrapes; their maxima are kept in a small JSON file in the
@@ -6,6 +7,7 @@ state dir so they survive exporter restarts.
 """
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import socket
@@ -25,9 +27,11 @@ from exporter.collectors.base import PREFIX, WordslabCollector
 log = logging.getLogger(__name__)
 
 ROUTE_PATH = Path("/proc/net/route")
+ROUTE6_PATH = Path("/proc/net/ipv6_route")
 INTERFACE_REFRESH_SECONDS = 60.0
 MAX_RATES_FILE = "network_max_rates.json"
 _RTF_UP = 0x1
+_RTF_REJECT = 0x200
 
 
 def default_route_interface(route_path: Path = ROUTE_PATH) -> str | None:
@@ -50,21 +54,68 @@ def default_route_interface(route_path: Path = ROUTE_PATH) -> str | None:
     return best[0] if best else None
 
 
-def primary_interface(route_path: Path = ROUTE_PATH) -> tuple[str, str] | None:
-    """(interface, address): the default route's, else the first interface up with IPv4, else loopback."""
+def default_route6_interface(route_path: Path = ROUTE6_PATH) -> str | None:
+    """Interface of the IPv6 default route (::/0) with the lowest metric, from /proc/net/ipv6_route.
+
+    Fields: destination, prefix length, source, source prefix length, next hop, metric,
+    refcount, use, flags, device. The kernel lists an unreachable ::/0 on `lo` (RTF_REJECT):
+    not a route out.
+    """
+    best = None
+    try:
+        lines = route_path.read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 10 or fields[0] != "0" * 32 or fields[1] != "00":
+            continue
+        try:
+            flags, metric = int(fields[8], 16), int(fields[5], 16)
+        except ValueError:
+            continue
+        if flags & _RTF_UP and not flags & _RTF_REJECT and (best is None or metric < best[1]):
+            best = (fields[9], metric)
+    return best[0] if best else None
+
+
+def _ipv6_rank(address: str) -> int:
+    """Global addresses first, then unique-local and others, link-local last."""
+    try:
+        ip = ipaddress.IPv6Address(address.split("%")[0])
+    except ValueError:
+        return 3
+    if ip.is_link_local or ip.is_loopback:
+        return 2
+    return 0 if ip.is_global else 1
+
+
+def interface_address(addresses) -> str:
+    """The interface's IPv4 address, else its best IPv6 one (global before unique-local before link-local)."""
+    v4 = [a.address for a in addresses if a.family == socket.AF_INET]
+    if v4:
+        return v4[0]
+    v6 = sorted((a.address.split("%")[0] for a in addresses if a.family == socket.AF_INET6), key=_ipv6_rank)
+    return v6[0] if v6 else ""
+
+
+def primary_interface(route_path: Path = ROUTE_PATH, route6_path: Path = ROUTE6_PATH) -> tuple[str, str] | None:
+    """(interface, address): the IPv4 default route's, else the IPv6 default route's (an IPv6-only
+    VM), else the first interface up with an address other than loopback's, else loopback."""
     addrs = psutil.net_if_addrs()
     stats = psutil.net_if_stats()
     chosen = default_route_interface(route_path)
     if chosen not in addrs:
-        up = [name for name, st in stats.items() if st.isup and name in addrs]
-        with_ipv4 = [n for n in up if n != "lo" and any(a.family == socket.AF_INET for a in addrs[n])]
-        chosen = with_ipv4[0] if with_ipv4 else ("lo" if "lo" in addrs else None)
+        chosen = default_route6_interface(route6_path)
+    if chosen not in addrs:
+        up = [name for name, st in stats.items() if st.isup and name in addrs and name != "lo"]
+        with_ipv4 = [n for n in up if any(a.family == socket.AF_INET for a in addrs[n])]
+        with_ipv6 = [n for n in up if any(a.family == socket.AF_INET6 and _ipv6_rank(a.address) < 2
+                                          for a in addrs[n])]
+        chosen = (with_ipv4 or with_ipv6 or [None])[0] or ("lo" if "lo" in addrs else None)
     if chosen is None:
         return None
-    ordered = sorted(addrs[chosen], key=lambda a: a.family != socket.AF_INET)
-    address = next((a.address.split("%")[0] for a in ordered
-                    if a.family in (socket.AF_INET, socket.AF_INET6)), "")
-    return chosen, address
+    return chosen, interface_address(addrs[chosen])
 
 
 class MaxRateStore:
@@ -113,11 +164,11 @@ class MaxRateStore:
 class NetworkCollector(WordslabCollector):
     name = "network"
 
-    def __init__(self, settings: Settings, *, route_path: Path = ROUTE_PATH,
+    def __init__(self, settings: Settings, *, route_path: Path = ROUTE_PATH, route6_path: Path = ROUTE6_PATH,
                  min_rate_interval_seconds: float = 1.0):
         super().__init__(settings)
         self.interface_source = BackgroundSource(
-            "network_interface", lambda: primary_interface(route_path), INTERFACE_REFRESH_SECONDS)
+            "network_interface", lambda: primary_interface(route_path, route6_path), INTERFACE_REFRESH_SECONDS)
         self.sources.append(self.interface_source)
         self.max_rates = MaxRateStore(Path(settings.state_dir) / MAX_RATES_FILE if settings.state_dir else None)
         # Scrapes closer than this (a manual curl right after Prometheus) would give noisy rates.
