@@ -134,9 +134,10 @@ class _Poll:
 
 
 def _watched(vm: Vm) -> bool:
+    """Polled: live instances, half-done creates, and "gone" ones (in case they come back)."""
     if vm.status == "creating":
         return True
-    return bool(vm.instance_id) and vm.status not in ("terminated", "gone")
+    return bool(vm.instance_id) and vm.status != "terminated"
 
 
 def _plan(sessions: sessionmaker, settings: Settings) -> list[_Poll]:
@@ -173,8 +174,12 @@ def _apply(session: Session, poll: _Poll, now: float) -> int:
             continue
         state = poll.states.get(vm.instance_id) if vm.instance_id else _adopt(vm, poll.states, tracked)
         if state is None:
-            apply_missing(vm, poll.provider, now)
+            if vm.status != "gone":
+                apply_missing(vm, poll.provider, now)
             continue
+        if vm.status == "gone":  # the rule was wrong: it bills again from now on
+            log.warning("VM %s: instance %s is listed by %s again", vm.name, vm.instance_id, poll.provider)
+            vm.terminated_at = None
         if not vm.instance_id:
             log.warning("VM %s: adopting instance %s found by name at %s", vm.name, state.instance_id,
                         poll.provider)

@@ -153,8 +153,14 @@ def _record_failure(sessions: sessionmaker, vm_id: int, action: str, error: str,
         if vm is None:
             return
         vm.last_error = error
-        if action == "create" and surely_nothing and vm.status == "creating" and not vm.instance_id:
+        if action != "create" or vm.status != "creating" or vm.instance_id:
+            return
+        if surely_nothing:
             vm.status, vm.create_requested_at = "new", None
+        else:
+            vm.last_error = (f"create sent, answer lost ({error}): the provider may have rented it; the "
+                             f"status refresh adopts an instance named {vm.name} when the provider lists one, "
+                             "else it goes back to new")
 
 
 def _create_request(vm: Vm) -> CreateRequest:

@@ -144,6 +144,9 @@ def _status_cell(view, context, vm, name):
               "error": "danger", "unknown": "warning", "missing": "warning", "creating": "warning",
               "gone": "dark", "terminated": "dark"}.get(vm.status, "light")
     badge = f'<span class="badge badge-{colour} vm-status">{escape(vm.status)}</span>'
+    if vm.status == "creating" and not vm.last_error:
+        badge += ('<br><small class="text-muted vm-error">create sent: waiting for the provider to list it '
+                  '(the status refresh records it)</small>')
     if vm.last_error:
         badge += f'<br><small class="text-danger vm-error">{escape(vm.last_error)}</small>'
     return Markup(badge)

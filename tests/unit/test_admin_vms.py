@@ -314,6 +314,15 @@ def test_an_instance_left_out_long_enough_is_gone_and_shown_so(client, env):
         page = client.get("/admin/vms/").text
         assert ">gone<" in page and "presumed terminated" in page
         assert 'data-action="terminate"' in page  # still offered, in case the rule was wrong
+        fake.hidden = set()  # the rule was wrong after all: it is listed again, and bills again
+        _refresh(env, t0 + MISSING_MIN_SECONDS + 60)
+        vm = _vm_row(env)
+        assert vm.status == "running" and vm.terminated_at is None
+        assert [i.ended_at is None for i in _rows(env, VmInterval)] == [False, True]
+        fake.instances.clear()  # terminated at the provider for real
+        for i in range(MISSING_ANSWERS):
+            _refresh(env, t0 + 2 * MISSING_MIN_SECONDS + i * MISSING_MIN_SECONDS)
+        assert _vm_row(env).status == "gone"
         assert "may still exist" not in _delete(client, vm.id) and _rows(env, Vm) == []
     finally:
         stack.__exit__(None, None, None)
@@ -353,7 +362,8 @@ def test_a_create_whose_answer_was_lost_shows_as_creating_and_is_adopted(client,
         assert f"create box: {provider} may have created it" in page
         assert len(fake.instances) == 1
         assert _vm_row(env).status == "creating"
-        assert "waiting for" not in _vm_row(env).last_error  # the call's own error until a refresh
+        assert "may have rented it" in _vm_row(env).last_error and "HTTP 502" in _vm_row(env).last_error
+        assert 'data-action="create"' not in client.get("/admin/vms/").text  # no second rent
         _refresh(env)
         vm = _vm_row(env)
         assert vm.instance_id == next(iter(fake.instances)) and vm.status in ("starting", "running")
