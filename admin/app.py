@@ -11,6 +11,7 @@ from flask_admin.menu import MenuLink
 from flask_admin.theme import Bootstrap4Theme
 
 from common.config import Settings
+from common.urls import dashboard_url
 from common.readable import readable_value
 from common.store import connect, init_db, session_factory
 from common.store.settings import get_setting, set_setting
@@ -190,7 +191,7 @@ def create_app(settings: Settings, *, password: str | None = None,
     sessions = session_factory(engine)
     jobs = JobRunner(sessions, workers=job_workers)
     ctx = AdminContext(settings=settings, engine=engine, sessions=sessions, jobs=jobs,
-                       grafana_url=grafana_url)
+                       grafana_url=grafana_url or dashboard_url(settings))  # Grafana: the door's root
     jobs.mark_interrupted()
     app = Flask(__name__, template_folder=str(HERE / "templates"), static_folder=str(HERE / "static"),
                 static_url_path="/admin/assets")  # under /admin/: the front door sends it here

@@ -10,6 +10,7 @@ import sys
 
 from common.config import Settings
 from common.config import parse_listen_address
+from common.urls import dashboard_url
 
 DEFAULT_LISTEN = "127.0.0.1:9878"
 PASSWORD_ENV = "WORDSLAB_DASHBOARD_ADMIN_PASSWORD"
@@ -42,8 +43,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--db", dest="db_path", help="dashboard SQLite file (default: "
                         "$WORDSLAB_WORKSPACE/.wordslab-dashboard/dashboard.db)")
     parser.add_argument("--grafana-url", default=None,
-                        help="Grafana base URL for links back to the dashboards "
-                             "(default $WORDSLAB_GRAFANA_URL or http://127.0.0.1:3000)")
+                        help="Grafana base URL for links back to the dashboards (default: the front "
+                             "door's public URL, where Grafana is at the root)")
     parser.add_argument("--alertmanager-url", help="Alertmanager the admin configures and asks for alerts "
                         "(default $WORDSLAB_ALERTMANAGER_URL or http://127.0.0.1:9093)")
     parser.add_argument("--prometheus-url", help="Prometheus autostop and the budget guard query "
@@ -81,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings.from_env(**overrides)
     from admin.app import create_app
     app = create_app(settings, password=os.environ.get(PASSWORD_ENV) or None,
-                     grafana_url=args.grafana_url or os.environ.get("WORDSLAB_GRAFANA_URL"),
+                     grafana_url=args.grafana_url or dashboard_url(settings),
                      reset_password=args.reset_password)
     generated = app.config.pop("WORDSLAB_GENERATED_PASSWORD", None)
     if generated:

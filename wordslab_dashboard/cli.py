@@ -8,14 +8,12 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import secrets
 import signal
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from common.config import Settings
 from common.urls import dashboard_url
@@ -70,28 +68,14 @@ def find_grafana(args: argparse.Namespace, settings: Settings,
         return None, f"grafana: {exc}"
 
 
-def _grafana_admin_password(layout: Layout) -> str:
-    # Grafana's built-in admin gets a random password no one uses (basic auth and the login form
-    # are off: users come in through the door's auth proxy), never Grafana's default "admin".
-    path = layout.state / "grafana-admin-password"
-    if not path.is_file():
-        layout.state.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_urlsafe(24))
-    return path.read_text().strip()
-
-
 def grafana_service(args: argparse.Namespace, layout: Layout, grafana: GrafanaInstall,
                     common: dict[str, str], public: str) -> Service:
     """Grafana with our provisioning (grafana/) and its data, logs and plugins under the state
     dir, at the root of the front door, signing users in from the door's auth-proxy header."""
-    host = urlsplit(public).netloc
     return Service("grafana", grafana.argv(), f"http://127.0.0.1:{args.grafana_port}", {
         **common,
         "GF_SERVER_HTTP_ADDR": "127.0.0.1",
         "GF_SERVER_HTTP_PORT": str(args.grafana_port),
-        "GF_SERVER_ROOT_URL": public + "/",
         "GF_PATHS_DATA": str(layout.grafana_data),
         "GF_PATHS_LOGS": str(layout.grafana_data / "log"),
         "GF_PATHS_PLUGINS": str(layout.grafana_data / "plugins"),
@@ -99,24 +83,8 @@ def grafana_service(args: argparse.Namespace, layout: Layout, grafana: GrafanaIn
         "WORDSLAB_GRAFANA_DASHBOARDS_DIR": str(layout.repo / "grafana" / "dashboards"),
         "GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH":
             str(layout.repo / "grafana" / "dashboards" / "home.json"),
-        # One login: the door's user, trusted only from the door on loopback.
-        "GF_AUTH_PROXY_ENABLED": "true",
-        "GF_AUTH_PROXY_HEADER_NAME": door.AUTH_PROXY_HEADER,
-        "GF_AUTH_PROXY_HEADER_PROPERTY": "username",
-        "GF_AUTH_PROXY_AUTO_SIGN_UP": "true",
-        "GF_AUTH_PROXY_WHITELIST": "127.0.0.1, ::1",
-        "GF_AUTH_ANONYMOUS_ENABLED": "false",
-        "GF_AUTH_BASIC_ENABLED": "false",
-        "GF_AUTH_DISABLE_LOGIN_FORM": "true",
-        "GF_AUTH_DISABLE_SIGNOUT_MENU": "true",  # signing out is the admin's (it closes the door)
-        "GF_USERS_ALLOW_SIGN_UP": "false",
-        "GF_SECURITY_ADMIN_USER": "admin",
-        "GF_SECURITY_ADMIN_PASSWORD": _grafana_admin_password(layout),
-        "GF_SECURITY_COOKIE_SECURE": "true" if public.startswith("https://") else "false",
-        "GF_SECURITY_CSRF_TRUSTED_ORIGINS": host,
-        "GF_ANALYTICS_REPORTING_ENABLED": "false",
-        "GF_ANALYTICS_CHECK_FOR_UPDATES": "false",
-        "GF_NEWS_NEWS_FEED_ENABLED": "false",
+        **door.grafana_env(door.grafana_settings(public)),
+        "GF_SECURITY_ADMIN_PASSWORD__FILE": str(door.admin_password_file(layout.state)),
     }, route="/", upstream=f"127.0.0.1:{args.grafana_port}")
 
 
@@ -266,6 +234,33 @@ def cmd_up(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_door_config(args: argparse.Namespace) -> int:
+    """compose.yaml's door: nginx.conf for the official nginx image, and grafana.ini (plus the
+    admin password file) for the official Grafana image, from the same code as `up`."""
+    overrides = {"door_host": args.door_host, "dashboard_port": args.dashboard_port,
+                 "public_url": args.public_url, "docs_dir": Path(args.docs_dir) if args.docs_dir else None}
+    settings = Settings.from_env(**{k: v for k, v in overrides.items() if v})
+    runtime = Path(args.runtime)
+    routes = []
+    for spec in args.route:
+        path, sep, upstream = spec.partition("=")
+        if not sep or not path.startswith("/") or not path.endswith("/") or ":" not in upstream:
+            print(f"wordslab-dashboard: --route wants /PATH/=HOST:PORT, got {spec!r}", file=sys.stderr)
+            return 2
+        routes.append(door.Route(path, upstream))
+    public = dashboard_url(settings)
+    the_door = door.Door(listen_host=settings.door_host, port=settings.dashboard_port, runtime=runtime,
+                         admin=args.admin_address, grafana=args.grafana_address, routes=tuple(routes),
+                         docs_dir=door.find_docs(dict(settings.env), settings.docs_dir),
+                         mime_types=Path(args.mime_types))
+    the_door.write()
+    (runtime / "grafana.ini").write_text(door.grafana_ini(door.grafana_settings(public)))
+    door.admin_password_file(runtime)
+    print(f"wordslab-dashboard: wrote {the_door.config_path} and {runtime / 'grafana.ini'} "
+          f"for {public}/")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="wordslab-dashboard", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -295,9 +290,23 @@ def main(argv: list[str] | None = None) -> int:
                                        "else the wordslab-notebooks docs under $WORDSLAB_HOME)")
     up.add_argument("--cache-dir", help="downloads kept across installs (default "
                                         "$WORDSLAB_DASHBOARD_CACHE_DIR or ~/.cache/wordslab-dashboard)")
+    config = sub.add_parser("door-config", help="write the front door's nginx.conf and grafana.ini "
+                                                   "(compose.yaml runs it before nginx and Grafana)")
+    config.add_argument("--runtime", required=True, help="folder for nginx.conf, grafana.ini, pid and temp files")
+    config.add_argument("--admin-address", default="127.0.0.1:9878")
+    config.add_argument("--grafana-address", default="127.0.0.1:3000")
+    config.add_argument("--route", action="append", default=[], metavar="/PATH/=HOST:PORT",
+                        help="another service behind the door (e.g. /prometheus/=127.0.0.1:9090)")
+    config.add_argument("--mime-types", default="/etc/nginx/mime.types",
+                        help="nginx's mime.types where nginx runs (default %(default)s)")
+    for flag in ("--dashboard-port", "--door-host", "--public-url", "--docs-dir"):
+        config.add_argument(flag, type=int if flag == "--dashboard-port" else str,
+                            help=f"as for `up {flag}`")
     args = parser.parse_args(argv)
     if args.command == "up":
         return cmd_up(args)
+    if args.command == "door-config":
+        return cmd_door_config(args)
     return 2
 
 

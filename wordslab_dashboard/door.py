@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import html
 import os
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 AUTH_PROXY_HEADER = "X-WEBAUTH-USER"
 MIME_TYPES = Path("/etc/nginx/mime.types")
@@ -49,6 +51,8 @@ class Door:
     # nginx running as root switches its workers to "nobody", which cannot read the state
     # directory; keep them as the user that ran `up` (often root in cloud containers).
     workers_as_root: bool = field(default_factory=lambda: os.geteuid() == 0)
+    # Debian's and the official image's; None: a few types inline.
+    mime_types: Path | None = field(default_factory=lambda: MIME_TYPES if MIME_TYPES.is_file() else None)
 
     @property
     def config_path(self) -> Path:
@@ -94,7 +98,8 @@ def _proxied(path: str, upstream_url: str, *, user: bool) -> str:
 
 def render(door: Door) -> str:
     """nginx.conf for `door`."""
-    mime = f"include {MIME_TYPES};" if MIME_TYPES.is_file() else "types { text/html html; text/css css; }"
+    mime = (f"include {door.mime_types};" if door.mime_types else
+            "types { text/html html; text/css css; application/javascript js; image/svg+xml svg; }")
     tmp = door.runtime / "tmp"
     locations = [
         # The question asked before every guarded request; never reachable from outside.
@@ -221,3 +226,54 @@ def find_docs(env: dict[str, str] | None, explicit: Path | None) -> Path | None:
         candidates.append(Path(home) / f"wordslab-notebooks-{env['WORDSLAB_VERSION']}" / "docs")
     candidates.append(Path(home) / "wordslab-notebooks" / "docs")
     return next((c for c in candidates if c.is_dir()), None)
+
+
+def grafana_settings(public: str) -> dict[tuple[str, str], str]:
+    """Grafana behind the door as (ini section, key) -> value, for `public` (the door's URL):
+    at the door's root, signing users in from the door's header (trusted from loopback only),
+    no anonymous access, no login form or basic auth (so no usable admin password), no calls home."""
+    return {
+        ("server", "root_url"): public.rstrip("/") + "/",
+        ("auth.proxy", "enabled"): "true",
+        ("auth.proxy", "header_name"): AUTH_PROXY_HEADER,
+        ("auth.proxy", "header_property"): "username",
+        ("auth.proxy", "auto_sign_up"): "true",
+        ("auth.proxy", "whitelist"): "127.0.0.1, ::1",
+        ("auth.anonymous", "enabled"): "false",
+        ("auth.basic", "enabled"): "false",
+        ("auth", "disable_login_form"): "true",
+        ("auth", "disable_signout_menu"): "true",  # signing out is the admin's: it closes the door
+        ("users", "allow_sign_up"): "false",
+        ("security", "admin_user"): "admin",
+        ("security", "cookie_secure"): "true" if public.startswith("https://") else "false",
+        ("security", "csrf_trusted_origins"): urlsplit(public).netloc,
+        ("analytics", "reporting_enabled"): "false",
+        ("analytics", "check_for_updates"): "false",
+        ("news", "news_feed_enabled"): "false",
+    }
+
+
+def grafana_env(settings: dict[tuple[str, str], str]) -> dict[str, str]:
+    """The same settings as GF_<SECTION>_<KEY> variables (Grafana's override rule)."""
+    return {f"GF_{section.upper().replace('.', '_')}_{key.upper()}": value
+            for (section, key), value in settings.items()}
+
+
+def grafana_ini(settings: dict[tuple[str, str], str]) -> str:
+    sections: dict[str, list[str]] = {}
+    for (section, key), value in settings.items():
+        sections.setdefault(section, []).append(f"{key} = {value}")
+    return "".join(f"[{name}]\n" + "\n".join(lines) + "\n\n" for name, lines in sections.items())
+
+
+def admin_password_file(state: Path) -> Path:
+    """A random password for Grafana's built-in admin, made once (owner-only), never shown:
+    with basic auth and the login form off no one logs in with it, and it is not Grafana's
+    default "admin"."""
+    path = state / "grafana-admin-password"
+    if not path.is_file():
+        state.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(24))
+    return path

@@ -20,7 +20,8 @@ def test_login_jobs_progress_and_logout(admin_server, page, screenshot):
     page.fill("#password", admin_server.password)
     page.click("#login-form button[type=submit]")
     expect(page).to_have_url(url + "/admin/jobs/")  # back to the page asked for
-    expect(page.locator("a.grafana-link")).to_have_attribute("href", "http://127.0.0.1:3000/d/wordslab-devenv")
+    # Grafana behind the front door, at the platform's public URL for DASHBOARD_PORT.
+    expect(page.locator("a.grafana-link")).to_have_attribute("href", "http://127.0.0.1:8888/d/wordslab-devenv")
 
     # A job appears in the DB (as a clone form would create it): the open page picks it up.
     sessions = admin_server.sessions()
@@ -57,7 +58,7 @@ def test_index_shows_running_jobs_and_grafana_links(admin_server, logged_in_page
     expect(logged_in_page.locator(".wl-job .wl-job-text")).to_have_text("50 %")
     links = logged_in_page.locator("#grafana-links a")
     expect(links).to_have_count(4)
-    expect(links.first).to_have_attribute("href", "http://127.0.0.1:3000/d/wordslab-home")
+    expect(links.first).to_have_attribute("href", "http://127.0.0.1:8888/d/wordslab-home")
 
 
 def _logged_in_http(server) -> requests.Session:

@@ -190,8 +190,10 @@ def test_grafana_runs_in_auth_proxy_mode_without_anonymous_access_or_default_pas
     assert grafana_env["GF_AUTH_PROXY_WHITELIST"] == "127.0.0.1, ::1"
     assert grafana_env["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
     assert grafana_env["GF_AUTH_BASIC_ENABLED"] == "false" and grafana_env["GF_AUTH_DISABLE_LOGIN_FORM"] == "true"
-    password = grafana_env["GF_SECURITY_ADMIN_PASSWORD"]
-    assert password != "admin" and len(password) >= 24
+    password_file = Path(grafana_env["GF_SECURITY_ADMIN_PASSWORD__FILE"])
+    assert password_file.stat().st_mode & 0o077 == 0  # owner-only
+    password = password_file.read_text()
+    assert password != "admin" and len(password) >= 24 and "GF_SECURITY_ADMIN_PASSWORD" not in grafana_env
     assert grafana_env["GF_SERVER_ROOT_URL"] == stack["public"] + "/"
     assert grafana_env["GF_SECURITY_COOKIE_SECURE"] == "true"
     assert grafana_env["GF_SERVER_HTTP_ADDR"] == "127.0.0.1"  # only the door is outside loopback

@@ -324,4 +324,5 @@ def test_admin_links_back_to_grafana(app):
 
 def test_default_grafana_url(vm_env):
     app = make_admin_app(vm_env, view_modules=("jobs",))
-    assert 'href="http://127.0.0.1:3000/d/wordslab-home"' in logged_in_client(app).get("/admin/").text
+    # Grafana at the root of the front door, at the platform's public URL for DASHBOARD_PORT.
+    assert 'href="http://127.0.0.1:8888/d/wordslab-home"' in logged_in_client(app).get("/admin/").text

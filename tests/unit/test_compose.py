@@ -33,7 +33,7 @@ def test_schema_check_rejects_a_broken_file(tmp_path):
 def test_stack_uses_the_repo_files_the_native_runner_uses():
     compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
     services = compose["services"]
-    assert set(services) == {"exporter", "admin", "prometheus", "alertmanager", "grafana"}
+    assert set(services) == {"exporter", "admin", "prometheus", "alertmanager", "grafana", "door-config", "door"}
     for name, service in services.items():
         assert service["network_mode"] == "host", name
         for volume in service.get("volumes", []):
@@ -63,3 +63,45 @@ def test_grafana_image_is_pinned_to_the_native_runners_version():
     from wordslab_dashboard.grafana_install import PINNED
     image = yaml.safe_load((ROOT / "compose.yaml").read_text())["services"]["grafana"]["image"]
     assert image == f"grafana/grafana:{PINNED.version}"
+
+
+def test_the_door_is_the_one_port_beyond_loopback_and_runs_the_runners_config(tmp_path):
+    """compose's door-config command, run here, writes a config the real nginx accepts; the door
+    listens on every interface, every other service on 127.0.0.1; Grafana reads the door's ini."""
+    import os
+    import shutil
+    import sys
+    compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
+    services = compose["services"]
+    assert services["door"]["image"].startswith("nginx:") and services["door"]["image"] != "nginx:latest"
+    command = services["door-config"]["command"]
+    assert command[:2] == ["wordslab-dashboard", "door-config"]
+    args = command[2:]
+    args[args.index("--runtime") + 1] = str(tmp_path / "door")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "DASHBOARD_PORT": "8888", "RUNPOD_POD_ID": "pod9"}
+    result = subprocess.run([sys.executable, "-m", "wordslab_dashboard", "door-config", *args,
+                             "--mime-types", str(tmp_path / "missing-ok")],
+                            env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    conf = (tmp_path / "door" / "nginx.conf").read_text()
+    assert "listen 0.0.0.0:8888;" in conf
+    assert "location /prometheus/" in conf and "location /alertmanager/" in conf
+    ini = (tmp_path / "door" / "grafana.ini").read_text()
+    assert "root_url = https://pod9-8888.proxy.runpod.net/" in ini and "[auth.proxy]\nenabled = true" in ini
+    assert (tmp_path / "door" / "grafana-admin-password").stat().st_mode & 0o077 == 0
+    nginx = shutil.which("nginx", path="/usr/sbin:/usr/bin")
+    if nginx:
+        conf_ok = conf.replace(f"include {tmp_path / 'missing-ok'};", "include /etc/nginx/mime.types;")
+        (tmp_path / "door" / "nginx.conf").write_text(conf_ok)
+        check = subprocess.run([nginx, "-t", "-p", str(tmp_path / "door"), "-c", str(tmp_path / "door" / "nginx.conf"),
+                                "-e", "stderr"], capture_output=True, text=True, timeout=30)
+        assert check.returncode == 0, check.stderr
+    grafana_env = services["grafana"]["environment"]
+    assert grafana_env["GF_PATHS_CONFIG"] == "/state/door/grafana.ini"
+    assert grafana_env["GF_SERVER_HTTP_ADDR"] == "127.0.0.1"
+    listens = " ".join(" ".join(svc.get("command") or []) for name, svc in services.items() if name != "door-config")
+    for flag in ("--web.listen-address=", "--listen-address "):
+        for found in listens.split(flag)[1:]:
+            assert found.startswith("127.0.0.1:"), found
+    for name, svc in services.items():
+        assert "ports" not in svc, name  # host networking: the door listens on the host itself
