@@ -96,6 +96,9 @@ def door_service(args: argparse.Namespace, layout: Layout, settings: Settings,
     if not nginx:
         return None, (f"door: nginx not found (Debian/Ubuntu: sudo apt-get install nginx); "
                       f"only the admin answers, on loopback: {admin.url}")
+    busy = door.port_problem(args.door_host, args.dashboard_port)
+    if busy:
+        return None, f"door: {busy}; only the admin answers, on loopback: {admin.url}"
     grafana = next((s for s in services if s.route == "/"), None)
     the_door = door.Door(
         listen_host=args.door_host, port=args.dashboard_port, runtime=layout.state / "door",

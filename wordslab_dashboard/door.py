@@ -21,6 +21,7 @@ from __future__ import annotations
 import html
 import os
 import secrets
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -277,3 +278,18 @@ def admin_password_file(state: Path) -> Path:
         with os.fdopen(fd, "w") as f:
             f.write(secrets.token_urlsafe(24))
     return path
+
+
+def port_problem(host: str, port: int) -> str | None:
+    """Why the door cannot listen on host:port (another program has it, e.g. wordslab-notebooks'
+    own dashboard on DASHBOARD_PORT), or None. Checked before nginx starts, whose exit would
+    stop the whole stack."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            return (f"cannot listen on {host}:{port} ({exc.strerror or exc}): stop what uses the port "
+                    f"or choose another with --dashboard-port / DASHBOARD_PORT")
+    return None

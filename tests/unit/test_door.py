@@ -94,3 +94,15 @@ def test_dashboard_url_override_then_platform_then_localhost():
     other = {"DASHBOARD_URL": "https://1.notebooks.jarvislabs.net", "DASHBOARD_PORT": "8888"}
     assert dashboard_url(Settings.from_env(other)) == "https://1.notebooks.jarvislabs.net"
     assert dashboard_url(Settings.from_env(other, dashboard_port=18888)) == "http://localhost:18888"
+
+
+def test_a_busy_port_is_reported_before_nginx_starts():
+    import socket
+    from wordslab_dashboard.door import port_problem
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        problem = port_problem("127.0.0.1", port)
+        assert f"cannot listen on 127.0.0.1:{port}" in problem and "--dashboard-port" in problem
+    assert port_problem("127.0.0.1", port) is None
