@@ -4,25 +4,16 @@ installed through the real install path, recording the auth-proxy header it gets
 browser behind Runpod's HTTPS proxy: X-Forwarded-Proto https, the public host in
 X-Forwarded-Host, a Host rewritten to the door's loopback address."""
 import json
-import os
 import re
 import shutil
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
 
-from tests.fakes import grafana_tarball
-from tests.support.env import free_port, wordslab_env
+from tests.support.door_stack import PASSWORD, start_door_stack, stop_door_stack
 
-ROOT = Path(__file__).resolve().parents[2]
-PASSWORD = "door-pass-123"
-POD = "abc123xyz"
 CSRF = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 
 pytestmark = [
@@ -68,50 +59,10 @@ class Browser:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("door")
-    tarball = tmp / "grafana.tar.gz"
-    sha = grafana_tarball.build(tarball)
-    ports = {name: free_port() for name in ("exporter", "admin", "prometheus", "grafana", "door", "alertmanager")}
-    env = {**os.environ, **wordslab_env(tmp), "PATH": os.environ["PATH"], "PYTHONPATH": str(ROOT),
-           "WORDSLAB_DASHBOARD_ADMIN_PASSWORD": PASSWORD, "WORDSLAB_DASHBOARD_CACHE_DIR": str(tmp / "cache"),
-           # Runpod: the platform's public URL for the door's port is its HTTPS proxy's.
-           "RUNPOD_POD_ID": POD, "DASHBOARD_PORT": str(ports["door"])}
-    docs = Path(env["WORDSLAB_HOME"]) / f"wordslab-notebooks-{env['WORDSLAB_VERSION']}" / "docs"
-    docs.mkdir(parents=True)
-    (docs / "index.md").write_text("# wordslab docs\n\nThe platform's own docs folder.\n")
-    code = ("import sys; from wordslab_dashboard import grafana_install as g, cli; "
-            "from tests.fakes.grafana_tarball import release_for; "
-            f"g.PINNED = release_for('x.tar.gz', {sha!r}); sys.exit(cli.main(sys.argv[1:]))")
-    argv = [sys.executable, "-c", code, "up", "--grafana-tarball", str(tarball),
-            "--exporter-address", f"127.0.0.1:{ports['exporter']}",
-            "--admin-address", f"127.0.0.1:{ports['admin']}",
-            "--prometheus-address", f"127.0.0.1:{ports['prometheus']}",
-            "--grafana-port", str(ports["grafana"]), "--door-host", "127.0.0.1",
-            "--alertmanager-address", f"127.0.0.1:{ports['alertmanager']}",
-            "--state-dir", str(tmp / "state")]
-    proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True)
-    door = f"http://127.0.0.1:{ports['door']}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if requests.get(door + "/admin/login", timeout=2).status_code == 200 and \
-                    requests.get(f"http://127.0.0.1:{ports['grafana']}/api/health", timeout=2).ok and \
-                    requests.get(f"http://127.0.0.1:{ports['prometheus']}/-/ready", timeout=2).ok and \
-                    requests.get(f"http://127.0.0.1:{ports['alertmanager']}/-/ready", timeout=2).ok:
-                break
-        except requests.RequestException:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            os.killpg(proc.pid, signal.SIGTERM)
-            pytest.fail("the stack did not come up:\n" + proc.communicate(timeout=30)[0])
-        time.sleep(0.5)
-    public_host = f"{POD}-{ports['door']}.proxy.runpod.net"
-    yield {"door": door, "public": f"https://{public_host}", "public_host": public_host, "ports": ports,
-           "grafana_log": tmp / "state" / "grafana-data" / "requests.jsonl", "proc": proc}
-    os.killpg(proc.pid, signal.SIGTERM)
-    output = proc.communicate(timeout=30)[0]
-    assert f"open the dashboard at https://{public_host}/" in output
+    stack = start_door_stack(tmp_path_factory.mktemp("door"))
+    yield stack
+    output = stop_door_stack(stack)
+    assert f"open the dashboard at {stack['public']}/" in output
 
 
 def _grafana_requests(stack) -> list[dict]:
