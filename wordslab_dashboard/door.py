@@ -92,9 +92,14 @@ def _location(path: str, body: str) -> str:
 
 
 def _proxied(path: str, upstream_url: str, *, user: bool) -> str:
-    header = f"$wordslab_user" if user else '""'
+    header = "$wordslab_user" if user else '""'
+    # Grafana refuses a POST whose Origin is not the Host it sees ("origin not allowed"), which
+    # a platform proxy that rewrites Host causes for every panel query. A request the browser
+    # itself marks same-origin (Sec-Fetch-Site, not settable by pages) needs no such check: its
+    # Origin is dropped; any other keeps it, and Grafana checks it.
+    origin = "\n            proxy_set_header Origin $wordslab_origin;" if user else ""
     return _location(path, f"{_GUARD}\n            proxy_pass {upstream_url};\n{_FORWARDED}\n"
-                           f"            proxy_set_header {AUTH_PROXY_HEADER} {header};")
+                           f"            proxy_set_header {AUTH_PROXY_HEADER} {header};{origin}")
 
 
 def render(door: Door) -> str:
@@ -182,6 +187,10 @@ http {{
     map $http_x_forwarded_host $wordslab_host {{
         default $http_x_forwarded_host;
         "" $http_host;
+    }}
+    map $http_sec_fetch_site $wordslab_origin {{
+        same-origin "";
+        default $http_origin;
     }}
     map $http_upgrade $wordslab_connection {{
         default upgrade;

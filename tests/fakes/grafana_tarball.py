@@ -28,7 +28,8 @@ os.makedirs(os.environ["GF_PATHS_DATA"], exist_ok=True)
 class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         record = {"path": self.path, "user": self.headers.get(header),
-                  "users": self.headers.get_all(header) or [],
+                  "users": self.headers.get_all(header) or [], "origin": self.headers.get("Origin"),
+                  "host": self.headers.get("Host"),
                   "env": {k: v for k, v in os.environ.items() if k.startswith("GF_")}}
         with open(log, "a") as f:
             f.write(json.dumps(record) + "\n")

@@ -175,3 +175,20 @@ def test_admin_pages_link_to_the_public_url_never_to_loopback(stack):
     assert f"127.0.0.1:{stack['ports']['grafana']}" not in index and "127.0.0.1:3000" not in index
     login_page = Browser(stack["door"], stack["public_host"]).get("/admin/login").text
     assert f'href="{stack["public"]}"' in login_page or f'href="{stack["public"]}/"' in login_page
+
+
+def test_grafana_sees_no_origin_on_same_origin_requests_so_a_rewritten_host_breaks_no_query(stack):
+    browser = Browser(stack["door"], stack["public_host"])
+    browser.login()
+    browser.proxy_headers.pop("X-Forwarded-Host")
+    browser.proxy_headers["Host"] = "localhost"  # rewritten, and the public host nowhere
+    same = browser.request("POST", "/api/ds/query", json={},
+                           headers={"Origin": stack["public"], "Sec-Fetch-Site": "same-origin"})
+    assert same.status_code == 200
+    seen = [r for r in _grafana_requests(stack) if r["path"] == "/api/ds/query"][-1]
+    assert seen["origin"] is None and seen["host"] == "localhost" and seen["user"] == "admin"
+    # Anything the browser does not mark same-origin keeps its Origin, for Grafana to check.
+    other = browser.request("POST", "/api/ds/query", json={},
+                            headers={"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"})
+    assert other.status_code == 200
+    assert [r for r in _grafana_requests(stack) if r["path"] == "/api/ds/query"][-1]["origin"] == "https://evil.example"
