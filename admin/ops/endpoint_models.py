@@ -10,11 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping
 
+from sqlalchemy import select
+
 from common.sources.endpoint_probe import normalize_ollama_tag, server_root
 from common.sources.file_models import scan_model_files
 from common.sources.hf_models import scan_hf_cache
 from common.sources.model_dirs import FILE_PROVIDER_DIRS, hf_hub_cache
 from common.sources.ollama_client import OllamaClient, OllamaError, ollama_base_url
+from common.store.services import Endpoint
 
 # A form waits at most this long for Ollama's list (connect, read).
 LIST_TIMEOUT = (1.0, 2.0)
@@ -88,3 +91,23 @@ def refusal(found: DownloadedModels, server: str, model: str) -> str:
     kind = SERVER_MODEL_KIND.get(server, "")
     return (f"{model} is not a downloaded {kind}model: choose one of the list "
             "(download it first on the Models page)")
+
+
+# An endpoint in these states is serving (or loading) its model right now.
+IN_USE_STATUSES = ("running", "starting")
+
+
+def endpoints_using(session, provider: str, model: str) -> tuple[list[str], list[str]]:
+    """Names of the endpoints configured with this downloaded model: (serving it now, stopped).
+
+    An endpoint's model matches as its form checks it (Ollama tags normalized); a server kind
+    that only serves other providers' models (vLLM serves Hugging Face ones) never matches.
+    """
+    running, stopped = [], []
+    for endpoint in session.scalars(select(Endpoint).order_by(Endpoint.name)):
+        providers = SERVER_PROVIDERS.get(endpoint.server)
+        if not endpoint.model or (providers is not None and provider not in providers):
+            continue
+        if _same(provider, endpoint.model, model):
+            (running if endpoint.status in IN_USE_STATUSES else stopped).append(endpoint.name)
+    return running, stopped

@@ -338,6 +338,10 @@ def describe_delete(env: Mapping[str, str], provider: str, model: str,
         return DeleteTarget(provider, model, None, f"the Ollama model {model} (its blobs go once "
                                                    "no other model uses them)")
     if provider == "huggingface":
+        folder = _hf_unreadable_folder(env, model, revision)
+        if folder is not None:
+            return DeleteTarget(provider, model, None, f"the whole folder {folder} (an incomplete or "
+                                "unreadable download: huggingface_hub cannot list its revisions)")
         repo, revisions = _hf_revisions(env, model, revision)
         what = f"revision {revision} of " if revision else ""
         listed = () if revision else tuple((r.commit_hash, ", ".join(sorted(r.refs))) for r in revisions)
@@ -357,6 +361,10 @@ def delete_model(env: Mapping[str, str], target: DeleteTarget, *, confirmed: boo
             raise ModelOpError(str(exc)) from None
         return f"deleted Ollama model {target.model}"
     if target.provider == "huggingface":
+        folder = _hf_unreadable_folder(env, target.model, target.revision)
+        if folder is not None:
+            shutil.rmtree(folder)
+            return f"deleted {target.model} from the Hugging Face cache (its whole folder)"
         _, revisions = _hf_revisions(env, target.model, target.revision)
         info = scan_cache_dir(hf_hub_cache(env))
         strategy = info.delete_revisions(*(r.commit_hash for r in revisions))
@@ -365,6 +373,19 @@ def delete_model(env: Mapping[str, str], target: DeleteTarget, *, confirmed: boo
     path = _model_file(env, target.provider, target.model)
     path.unlink()
     return f"deleted {path}"
+
+
+def _hf_unreadable_folder(env: Mapping[str, str], repo_id: str, revision: str | None) -> Path | None:
+    """The repo's cache folder when huggingface_hub cannot read it (a blob deleted by hand, a
+    download cut before its first file): only the whole folder can then be deleted."""
+    folder = hf_hub_cache(env) / ("models--" + repo_id.replace("/", "--"))
+    if revision is not None or folder.is_symlink() or not folder.is_dir():
+        return None
+    try:
+        listed = any(r.repo_id == repo_id and r.repo_type == "model" for r in scan_cache_dir(folder.parent).repos)
+    except CacheNotFound:
+        listed = False
+    return None if listed else folder
 
 
 def _hf_revisions(env: Mapping[str, str], repo_id: str, revision: str | None):

@@ -24,6 +24,7 @@ from admin.context import AdminContext
 from admin.formatting import human_bytes
 from admin.jobs import active_jobs
 from admin.ops import model_ops
+from admin.ops.endpoint_models import endpoints_using
 from admin.ops.model_catalog import CATALOG
 from admin.ops.model_ops import ModelOpError
 from admin.security import CSRFForm, SecureBaseView, confirmed
@@ -182,6 +183,12 @@ class ModelsView(SecureBaseView):
         return model_ops.describe_delete(self.env, args.get("provider", ""), args.get("model", ""),
                                          args.get("revision") or None)
 
+    def _confirm_page(self, target, users: tuple[list[str], list[str]], error: str | None = None):
+        running, stopped = users
+        page = self.render("admin/models/confirm_delete.html", target=target, error=error,
+                           running_endpoints=running, stopped_endpoints=stopped)
+        return page, (409 if error else 200)
+
     @expose("/delete/", methods=("GET", "POST"))
     def delete(self):
         args = request.form if request.method == "POST" else request.args
@@ -190,12 +197,21 @@ class ModelsView(SecureBaseView):
         except ModelOpError as exc:
             flash(f"Not deleted: {exc}", "danger")
             return redirect(url_for(".index"))
+        with self.ctx.sessions() as s:
+            users = endpoints_using(s, target.provider, target.model)
         if request.method == "GET":
-            return self.render("admin/models/confirm_delete.html", target=target, error=None)
+            return self._confirm_page(target, users)
+        shown = set(filter(None, request.form.get("endpoints_shown", "").split(",")))
+        started = [name for name in users[0] if name not in shown]
+        if started:  # an endpoint took the model since the page was shown: ask again, naming it
+            return self._confirm_page(target, users, error=f"Not deleted: endpoint {', '.join(started)} "
+                                      "now serves this model. Check and confirm again.")
         try:
             message = model_ops.delete_model(self.env, target, confirmed=confirmed())
         except ModelOpError as exc:
-            return self.render("admin/models/confirm_delete.html", target=target, error=str(exc)), 409
+            return self._confirm_page(target, users, error=str(exc))
+        if users[0]:
+            message += f"; endpoint {', '.join(users[0])} served it and will fail until given another model"
         if target.revision is None:
             with self.ctx.sessions.begin() as s:
                 forget_model(s, target.provider, target.model)

@@ -132,6 +132,32 @@ def test_delete_needs_the_confirmation(client, servers):
     assert "qwen3:8b-32k" not in ollama.state.models
 
 
+def test_delete_of_a_model_a_running_endpoint_serves_names_it_and_asks_first(client, app, servers):
+    ollama, _ = servers
+    from common.store.services import Endpoint
+    with app.extensions["wordslab"].sessions.begin() as s:
+        s.add_all([Endpoint(name="chat", model="qwen3:8b-32k", server="ollama", status="running"),
+                   Endpoint(name="nightly", model="qwen3:8b-32k", server="ollama", status="stopped"),
+                   Endpoint(name="other", model="qwen3:8b", server="ollama", status="running"),
+                   Endpoint(name="vl", model="qwen3:8b-32k", server="vllm", status="running")])
+    page = client.get("/admin/models/delete/?provider=ollama&model=qwen3:8b-32k")
+    assert page.status_code == 200
+    warning = page.text[page.text.index('id="endpoints-in-use"'):]
+    warning = warning[:warning.index("</div>")]
+    assert "<strong>chat</strong>" in warning
+    assert "<strong>other</strong>" not in warning and "<strong>vl</strong>" not in warning
+    assert "nightly" in page.text[page.text.index('id="endpoints-configured"'):]
+    assert "and break endpoint chat" in page.text
+    # A confirmation that did not see the endpoint (an old page, a script) is asked again.
+    again = post(client, "/admin/models/delete/", provider="ollama", model="qwen3:8b-32k", confirm="1")
+    assert again.status_code == 409 and "endpoint chat now serves this model" in again.text
+    assert "qwen3:8b-32k" in ollama.state.models
+    done = post(client, "/admin/models/delete/", provider="ollama", model="qwen3:8b-32k", confirm="1",
+                endpoints_shown="chat")
+    assert done.status_code == 302 and "qwen3:8b-32k" not in ollama.state.models
+    assert "endpoint chat served it" in client.get("/admin/models/").text
+
+
 def test_delete_of_a_file_outside_its_folder_is_refused(client, vm_env, tmp_path):
     victim = tmp_path / "victim.pth"
     victim.write_bytes(b"data")

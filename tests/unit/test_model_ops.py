@@ -181,3 +181,17 @@ def test_ollama_names_from_a_registry_with_a_port_are_valid():
     assert model_ops.check_model_id("ollama", "model:5000") == "model:5000"  # no '/' after: a tag
     with pytest.raises(ModelOpError):
         model_ops.check_model_id("ollama", "registry:123456/ns/model")  # not a port
+
+
+def test_hf_repo_with_a_missing_blob_can_be_deleted_whole(vm_env):
+    import hashlib
+    weights = safetensors_bytes({"w": ((8, 8), "float16")})
+    repo = hf_cache_repo(hf_hub_cache(vm_env), "org/broken", {"config.json": json.dumps(llm_config()).encode(),
+                                                              "model.safetensors": weights})
+    (repo / "blobs" / hashlib.sha256(weights).hexdigest()).unlink()
+    hf_llm(vm_env)  # a healthy neighbour stays
+    target = model_ops.describe_delete(vm_env, "huggingface", "org/broken")
+    assert "whole folder" in target.description and str(repo) in target.description
+    assert "deleted org/broken" in model_ops.delete_model(vm_env, target, confirmed=True)
+    assert not repo.exists()
+    assert [r.model for r in scan_hf_cache(hf_hub_cache(vm_env))] == ["tiny-org/tiny-llama"]
