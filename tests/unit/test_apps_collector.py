@@ -82,6 +82,15 @@ def test_vast_ai_maps_internal_ports_to_public_ones(services_down):
     assert info["vscode"]["url"] == "http://203.0.113.7:8881"
 
 
+def test_runpod_links_each_port_through_its_https_proxy(services_down):
+    # The same rule as the front door's own public URL (common.urls.public_port_url).
+    env = {**services_down, "RUNPOD_POD_ID": "ebkhet9vq5flt7", "WORDSLAB_ROOT_URL": "http://127.0.0.1:",
+           "JUPYTERLAB_PORT": "8880", "DASHBOARD_PORT": "8888"}
+    info = {lbl["app"]: lbl for lbl in scrape(AppsCollector(Settings.from_env(env))).labels("wordslab_app_info")}
+    assert info["jupyterlab"]["url"] == "https://ebkhet9vq5flt7-8880.proxy.runpod.net"
+    assert info["dashboard"]["url"] == "https://ebkhet9vq5flt7-8888.proxy.runpod.net"
+
+
 def test_url_variable_alone_configures_the_app_on_its_default_port(services_down):
     env = {**services_down, "OPENWEBUI_URL": "https://abc-8882.proxy.runpod.net"}
     info = {lbl["app"]: lbl for lbl in scrape(AppsCollector(Settings.from_env(env))).labels("wordslab_app_info")}

@@ -84,6 +84,13 @@ def test_without_notebooks_env_versions_come_from_this_interpreter(vm_env, os_re
     assert result.labels("wordslab_system_info")[0]["docs_url"] == ""  # DASHBOARD_PORT unset
 
 
+def test_docs_link_is_the_front_doors_public_url_on_runpod(vm_env, os_release):
+    env = {**vm_env, "RUNPOD_POD_ID": "ebkhet9vq5flt7", "DASHBOARD_PORT": "8888"}
+    collector = SystemCollector(Settings.from_env(env), os_release=os_release, nvml=Nvml(load_fake_pynvml(gpus=0)))
+    assert scrape(collector).labels("wordslab_system_info")[0]["docs_url"] == \
+        "https://ebkhet9vq5flt7-8888.proxy.runpod.net/docs"
+
+
 def test_conda_env_python_version_from_its_lib_dir(vm_env, os_release, tmp_path):
     conda = tmp_path / "conda-env"
     (conda / "lib" / "python3.11" / "site-packages").mkdir(parents=True)
