@@ -18,6 +18,7 @@ from common.store.settings import get_setting, set_setting
 
 from admin import front_door
 from admin.context import GRAFANA_DASHBOARDS, AdminContext
+from admin.grafana_status import GrafanaStatus
 from admin.formatting import human_bytes, progress_text
 from admin.jobs import JobRunner, active_jobs
 from admin.login_throttle import LoginThrottle
@@ -210,8 +211,11 @@ def create_app(settings: Settings, *, password: str | None = None,
     app.after_request(_security_headers)
     # File and folder names that are not UTF-8 are shown escaped instead of failing the page.
     app.jinja_env.finalize = readable_value
+    grafana_status = GrafanaStatus(ctx.grafana_url)
+    grafana_status.start()
+    app.extensions["wordslab_grafana_status"] = grafana_status
     app.jinja_env.globals.update(
-        grafana_url=ctx.grafana_url, grafana_dashboard_url=ctx.dashboard_url,
+        grafana_url=ctx.grafana_url, grafana_dashboard_url=ctx.dashboard_url, grafana_health=grafana_status.current,
         human_bytes=human_bytes, progress_text=progress_text, mask_secret=mask_secret,
     )
     app.register_blueprint(_auth_blueprint(ctx))

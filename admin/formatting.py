@@ -34,3 +34,19 @@ def utc_iso(moment: datetime | None) -> str | None:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
     return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def plural(count: int, singular: str, plural_form: str | None = None) -> str:
+    """'1 unpushed commit', '2 unpushed commits' (plural_form for irregular ones: 'stashes')."""
+    return f"{count} {singular if count == 1 else (plural_form or singular + 's')}"
+
+
+def usd(amount: float | None, per: str = "") -> str:
+    """Dollars as people read them, with cents: '$0.49/h', '$1,234.50'; a positive amount under
+    half a cent reads '<$0.01' rather than a misleading '$0.00'; '' when unknown."""
+    if amount is None:
+        return ""
+    if 0 < amount < 0.005:
+        return f"<$0.01{per}"
+    sign = "-" if amount < 0 else ""
+    return f"{sign}${abs(amount):,.2f}{per}"

@@ -18,6 +18,7 @@ import secrets
 import warnings
 from datetime import datetime, timedelta
 
+from markupsafe import escape
 from flask import Flask, abort, flash, jsonify, redirect, request, session, url_for
 from flask_admin import BaseView
 from flask_admin.contrib.sqla import ModelView
@@ -168,6 +169,27 @@ class SecureBaseView(BaseView):
         return _login_redirect()
 
 
+ACRONYMS = {"api": "API", "gpu": "GPU", "gpus": "GPUs", "url": "URL", "urls": "URLs", "vm": "VM", "vms": "VMs",
+            "cpu": "CPU", "vcpus": "vCPUs", "ram": "RAM", "vram": "VRAM", "gb": "GB", "id": "ID", "http": "HTTP",
+            "usd": "USD", "llm": "LLM", "hf": "HF", "ssh": "SSH"}
+
+
+def prettify_label(name: str) -> str:
+    """snake_case -> a sentence-case label keeping acronyms: "api_key_var" -> "API key var"."""
+    words = [ACRONYMS.get(word, word) for word in name.split("_") if word]
+    if words and words[0] == words[0].lower():
+        words[0] = words[0].capitalize()
+    return " ".join(words)
+
+
+class _Labels(dict):
+    """column_labels whose missing entries read as prettify_label: Flask-Admin's form builder asks
+    column_labels.get(name) and falls back to WTForms' own 'Api Type' when it gets None."""
+
+    def get(self, key, default=None):
+        return super().get(key) or prettify_label(key)
+
+
 class SecureModelView(ModelView):
     """ModelView with CSRF on every form and action, and login required.
 
@@ -182,7 +204,17 @@ class SecureModelView(ModelView):
     page_size = 50
     grafana_dashboard: str | None = None
 
+    def _prettify_name(self, name: str) -> str:
+        """Column and field labels: api_type -> "API type", gpu_count -> "GPU count" (Flask-Admin's
+        own would say "Api Type")."""
+        return prettify_label(name)
+
     def __init__(self, model, session, *args, **kwargs):
+        # Flask-Admin renders a field's description as HTML (|safe): help texts are plain text
+        # here ("http://127.0.0.1:<port>"), so they are escaped once, for every view.
+        self.column_labels = _Labels(self.column_labels or {})
+        self.form_args = {name: {**spec, "description": escape(spec["description"])} if "description" in spec else spec
+                          for name, spec in (self.form_args or {}).items()}
         if isinstance(session, Session):
             bind = session.get_bind()
             session.close()

@@ -9,6 +9,7 @@ import threading
 from pathlib import Path
 
 from common.config import DEFAULT_LISTEN_ADDRESS, Settings
+from common.version import program_version
 from exporter.exposition import Exposition
 from exporter.registry import build_collectors
 from common.config import parse_listen_address
@@ -27,10 +28,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--log-level", default="INFO")
     parser.add_argument("--cgroup-root", help="cgroup file system whose memory and CPU limits bound the "
                         "machine's figures (default $WORDSLAB_DASHBOARD_CGROUP_ROOT or /sys/fs/cgroup)")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {program_version()}",
+                        help="print this program's version and exit")
     for var in ("WORDSLAB_PLATFORM", "WORDSLAB_VERSION", "WORDSLAB_HOME", "WORDSLAB_WORKSPACE",
                 "WORDSLAB_MODELS", "WORDSLAB_NOTEBOOKS_ENV", "WORDSLAB_ROOT_URL"):
-        flag = "--" + var.lower().removeprefix("wordslab_").replace("_", "-")
-        parser.add_argument(flag, dest=var, help=f"overrides ${var}")
+        # --wordslab-version: --version is the program's own, as in every command-line tool.
+        name = var.lower() if var == "WORDSLAB_VERSION" else var.lower().removeprefix("wordslab_")
+        parser.add_argument("--" + name.replace("_", "-"), dest=var, help=f"overrides ${var}")
     return parser.parse_args(argv)
 
 

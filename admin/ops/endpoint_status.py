@@ -32,7 +32,8 @@ from common import nvml as nvml_module
 from common.background import BackgroundSource, Snapshot
 from common.config import Settings
 from common.nvml import Nvml
-from common.sources.endpoint_probe import REFRESH_SECONDS, EndpointTarget, probe, target_from_row
+from common.sources.endpoint_probe import (REFRESH_SECONDS, EndpointState, EndpointTarget, error_to_show, probe,
+                                          target_from_row, unconfigured_discovered)
 from common.store.services import Endpoint
 
 from admin.ops.endpoint_ops import reap_exited_children
@@ -72,6 +73,9 @@ class EndpointStatusRefresher:
         self.nvml = nvml or nvml_module.shared()
         interval = status_interval(settings) if interval_seconds is None else interval_seconds
         self.source = BackgroundSource("endpoint_status", self.refresh, interval)
+        # The platform's own services the exporter also lists (ollama, hermes-agent...): not rows,
+        # so kept here for the list page, probed with the rows.
+        self.discovered: list[EndpointState] = []
 
     @property
     def interval_seconds(self) -> float:
@@ -94,16 +98,29 @@ class EndpointStatusRefresher:
         """Probe every configured endpoint; returns how many rows changed."""
         reap_exited_children()
         changed = 0
-        for seen in self._read():
+        rows = self._read()
+        self.discovered = self._probe_discovered([seen.target for seen in rows])
+        for seen in rows:
             try:
                 result = probe(seen.target, self.nvml, self.settings)
             except Exception:  # one odd row (say, an unusable base URL) must not hide the others
                 log.exception("probing endpoint %s failed", seen.target.name)
                 continue
-            error = result.error or seen.last_error
+            error = error_to_show(result, seen.target, seen.last_error)
             if (result.status, error) != (seen.status, seen.last_error):
                 changed += self._write(seen, result.status, error)
         return changed
+
+    def _probe_discovered(self, configured: list[EndpointTarget]) -> list[EndpointState]:
+        states = []
+        for target in unconfigured_discovered(self.settings.env, configured):
+            try:
+                result = probe(target, self.nvml, self.settings)
+            except Exception as exc:  # shown on its row, never hides the others
+                states.append(EndpointState(target, "error", None, f"probe failed: {type(exc).__name__}: {exc}"))
+                continue
+            states.append(EndpointState(target, result.status, result.vram_bytes, result.error))
+        return states
 
     def _read(self) -> list[_Seen]:
         with self.sessions() as session:

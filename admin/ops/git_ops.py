@@ -28,6 +28,7 @@ from common.sources.git_status import (
 from common.readable import readable
 from common.store.jobs import public_target
 
+from admin.formatting import plural
 from admin.validation import MAX_CHARS
 
 ALLOWED_SCHEMES = ("https", "http", "ssh")
@@ -398,10 +399,11 @@ class Loss:
 
     def sections(self) -> list[tuple[str, tuple[str, ...], int]]:
         """(title, first lines, how many more) for each non-empty kind of loss."""
-        kinds = [("uncommitted files", self.uncommitted), ("unpushed commits", self.unpushed),
-                 ("stashes", self.stashes), ("ignored files (not in git)", self.ignored)]
-        return [(f"{len(items)} {title}", items[:MAX_LISTED], max(0, len(items) - MAX_LISTED))
-                for title, items in kinds if items]
+        kinds = [("uncommitted file", "uncommitted files", self.uncommitted),
+                 ("unpushed commit", "unpushed commits", self.unpushed), ("stash", "stashes", self.stashes),
+                 ("ignored file (not in git)", "ignored files (not in git)", self.ignored)]
+        return [(plural(len(items), one, many), items[:MAX_LISTED], max(0, len(items) - MAX_LISTED))
+                for one, many, items in kinds if items]
 
     def summary(self) -> str:
         if self.error:

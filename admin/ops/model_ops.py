@@ -158,6 +158,7 @@ def plan_download(env: Mapping[str, str], provider: str, model_id: str, revision
     if provider == "ollama":
         if revision:
             raise ModelOpError("Ollama models take a tag (name:tag), not a revision")
+        check_ollama_answers(env)
         return DownloadPlan(provider, model_id, None, ollama_models(env), None)
     cache = hf_hub_cache(env)
     expected = hub_repo_size(env, model_id, revision)
@@ -253,6 +254,16 @@ def download(env: Mapping[str, str], plan: DownloadPlan, report: Report, *,
     if plan.source is not None:
         return download_file_model(env, plan, report, free_fn)
     return download_hf(env, plan, report)
+
+
+def check_ollama_answers(env: Mapping[str, str]) -> None:
+    """Raise ModelOpError when Ollama does not answer: a pull queued now could only fail."""
+    client = OllamaClient.from_env(env)
+    try:
+        client.tags()
+    except OllamaError as exc:
+        raise ModelOpError(f"Ollama does not answer at {client.base_url} ({exc}): start it (ollama serve, "
+                           "or the platform's start script) and download again; nothing was queued") from exc
 
 
 def pull_ollama(client: OllamaClient, name: str, models_dir: Path, report: Report,

@@ -16,6 +16,7 @@ from sqlalchemy import update
 from sqlalchemy.orm import sessionmaker
 
 from common.config import Settings
+from admin.formatting import usd
 from admin.cloud import vm_status
 from admin.cloud.providers import CreateRequest, ProviderClient, ProviderError, ProviderRefused
 from common.store.vms import MAY_BILL_STATUSES, Vm
@@ -57,9 +58,9 @@ def may_bill(vm: Vm) -> bool:
 def confirmation_text(vm: Vm, action: str) -> str | None:
     t = vm.template
     if action == "create":
-        return f"Rent {vm.name} at {t.compute_usd_per_hour:.2f} $/h plus storage"
+        return f"Rent {vm.name} at {usd(t.compute_usd_per_hour, '/h')} plus storage"
     if action == "start":
-        return f"Start {vm.name}: {t.compute_usd_per_hour:.2f} $/h while it runs"
+        return f"Start {vm.name}: {usd(t.compute_usd_per_hour, '/h')} while it runs"
     if action == "terminate":
         return f"Terminate {vm.name} and delete its {vm.volume_gb:g} GB volume and all its data"
     return None

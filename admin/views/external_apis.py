@@ -3,12 +3,15 @@ from __future__ import annotations
 
 import re
 
+from markupsafe import Markup, escape
 from wtforms import BooleanField, FloatField, PasswordField, SelectField
 from wtforms.validators import NumberRange, Optional, ValidationError
 
 from common.sources.external_api_probe import read_user_env
 from common.store.services import API_TYPES, PROVIDERS, ExternalApi
 
+from admin.formatting import usd
+from admin.ops.external_api_status import ExternalApiStatus
 from admin.security import SecureModelView, mask_secret
 from admin.validation import check_http_url, check_key, check_name, check_unique_name, max_chars
 from admin.views.endpoints import DASHBOARD, handle_db_error
@@ -22,8 +25,9 @@ def _masked(attr: str):
 
 class ExternalApiView(SecureModelView):
     grafana_dashboard = DASHBOARD
+    status: ExternalApiStatus | None = None  # set at registration
     can_export = False
-    column_list = ("name", "provider", "api_type", "base_url", "api_key_var", "api_key",
+    column_list = ("name", "status", "provider", "api_type", "base_url", "api_key_var", "api_key",
                    "manual_cost_month_usd", "probe_interval_seconds", "quota_description")
     column_details_list = ("name", "provider", "api_type", "base_url", "spec_url", "api_key_var", "api_key",
                            "admin_key_var", "admin_key", "quota_description", "cost_per_call_description",
@@ -31,7 +35,9 @@ class ExternalApiView(SecureModelView):
     column_labels = {"api_key_var": "Key variable", "api_key": "Stored key", "admin_key_var": "Admin key variable",
                      "admin_key": "Stored admin key", "manual_cost_month_usd": "Cost this month $ (manual)",
                      "probe_interval_seconds": "Probe every (s)", "base_url": "Base URL", "spec_url": "Spec URL"}
-    column_formatters = {"api_key": _masked("api_key"), "admin_key": _masked("admin_key")}
+    column_formatters = {"api_key": _masked("api_key"), "admin_key": _masked("admin_key"),
+                         "status": lambda view, c, api, n: view.status_cell(api),
+                         "manual_cost_month_usd": lambda v, c, api, n: usd(api.manual_cost_month_usd)}
     column_default_sort = "name"
     form_columns = ("name", "provider", "api_type", "base_url", "spec_url", "api_key_var", "admin_key_var",
                     "new_api_key", "clear_api_key", "new_admin_key", "clear_admin_key",
@@ -109,6 +115,23 @@ class ExternalApiView(SecureModelView):
     def handle_view_exception(self, exc):
         return handle_db_error(exc) or super().handle_view_exception(exc)
 
+    def status_cell(self, api) -> Markup:
+        """The last probe's state (ok, out of credit, rate limited, unauthorized, error, unreachable),
+        its HTTP status and error on hover; 'not probed yet' before the first probe."""
+        outcome = self.status.outcome(api.name) if self.status else None
+        if outcome is None:
+            return Markup('<span class="badge badge-light api-status">not probed yet</span>')
+        colour = {"ok": "success", "rate_limited": "warning"}.get(outcome.state, "danger")
+        title = f"HTTP {outcome.http_status}" if outcome.http_status else "no HTTP answer"
+        if outcome.error:
+            title += f": {outcome.error}"
+        return Markup(f'<span class="badge badge-{colour} api-status" title="{escape(title)}">'
+                      f'{escape(outcome.state.replace("_", " "))}</span>')
+
 
 def register(admin, ctx) -> None:
-    admin.add_view(ExternalApiView(ctx, name="External APIs", endpoint="external_apis", category="AI services"))
+    status = ExternalApiStatus(ctx.settings)
+    view = ExternalApiView(ctx, name="External APIs", endpoint="external_apis", category="AI services")
+    view.status = status
+    admin.add_view(view)
+    status.start()

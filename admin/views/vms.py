@@ -12,6 +12,7 @@ from wtforms import FloatField, PasswordField, SelectField
 from wtforms.validators import NumberRange, Optional, ValidationError
 
 from common.sources import vm_costs
+from admin.formatting import usd
 from admin.cloud.providers import DEFAULT_KEY_VARS, UnknownProvider, check_provider
 from admin.cloud.vm_status import VmRefresher, status_interval
 from common.store.settings import get_setting, set_setting
@@ -78,9 +79,12 @@ class TemplateView(SecureModelView):
                    "compute_usd_per_hour", "container_usd_per_gb_month", "volume_usd_per_gb_month",
                    "runs_dashboard")
     column_labels = {"vram_gb": "VRAM GB", "ram_gb": "RAM GB", "vcpus": "vCPU",
-                     "compute_usd_per_hour": "Compute $/h",
-                     "container_usd_per_gb_month": "Container $/GB-month",
-                     "volume_usd_per_gb_month": "Volume $/GB-month (running)"}
+                     "compute_usd_per_hour": "Compute",
+                     "container_usd_per_gb_month": "Container storage",
+                     "volume_usd_per_gb_month": "Volume storage (running)"}
+    column_formatters = {"compute_usd_per_hour": lambda v, c, m, n: usd(m.compute_usd_per_hour, "/h"),
+                         "container_usd_per_gb_month": lambda v, c, m, n: usd(m.container_usd_per_gb_month, "/GB-month"),
+                         "volume_usd_per_gb_month": lambda v, c, m, n: usd(m.volume_usd_per_gb_month, "/GB-month")}
     form_columns = ("name", "platform", "region", "gpu", "gpu_count", "vram_gb", "vcpus", "ram_gb",
                     "compute_usd_per_hour", "container_usd_per_gb_month", "volume_usd_per_gb_month",
                     "image", "runs_dashboard", "dashboard_port", "exporter_port")
@@ -118,10 +122,6 @@ class TemplateView(SecureModelView):
             raise ValidationError(f"template {model.name} is used by VMs: delete them first")
 
 
-def _money(value: float | None) -> str:
-    return "" if value is None else f"${value:,.4f}"
-
-
 def _when(ts: float | None) -> str:
     return "" if ts is None else time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ts))
 
@@ -135,8 +135,8 @@ def _cost_cell(view, context, vm, name):
     cost = _month_cost(vm)
     if cost is None:
         return ""
-    title = f"compute {_money(cost.compute_usd)} + storage {_money(cost.storage_usd)} ({cost.source})"
-    return Markup(f'<span class="vm-cost" title="{escape(title)}">{escape(_money(cost.total_usd))}</span>')
+    title = f"compute {usd(cost.compute_usd)} + storage {usd(cost.storage_usd)} ({cost.source})"
+    return Markup(f'<span class="vm-cost" title="{escape(title)}">{escape(usd(cost.total_usd))}</span>')
 
 
 def _status_cell(view, context, vm, name):
@@ -184,12 +184,12 @@ class VmView(SecureModelView):
                            "cost_month", "container_gb", "volume_gb", "max_running_hours",
                            "created_at", "terminated_at", "last_started_at", "last_stopped_at",
                            "status_checked_at", "terminal_url", "dashboard_url")
-    column_labels = {"cost_month": "Cost this month", "price": "$/h", "container_gb": "Container GB",
+    column_labels = {"cost_month": "Cost this month", "price": "Price", "container_gb": "Container GB",
                      "volume_gb": "Volume GB", "max_running_hours": "Max running hours"}
     column_formatters = {
         "status": _status_cell,
         "cost_month": _cost_cell,
-        "price": lambda v, c, m, n: f"{m.template.compute_usd_per_hour:.2f}",
+        "price": lambda v, c, m, n: usd(m.template.compute_usd_per_hour, "/h"),
         "actions": _actions_cell,
         "terminal_url": _url_cell("terminal_url"),
         "dashboard_url": _url_cell("dashboard_url"),

@@ -264,6 +264,24 @@ def discovered_targets(env: Mapping[str, str]) -> list[EndpointTarget]:
     return found
 
 
+def error_to_show(result: ProbeResult, target: EndpointTarget, last_seen: str = "") -> str:
+    """The endpoint's error after a probe. While the admin's recorded status is still error, the
+    recorded error (a failed start: "cannot run 'vllm' ... (is vLLM installed?)") explains more
+    than what the probe then finds ("/health: connection refused"), so it stays until the endpoint
+    is seen up (the status becomes running) or restarted (the start clears it); otherwise the
+    probe's error, else the last one seen, else the recorded one (kept after recovery)."""
+    if result.status == "error" and target.desired == "error" and target.recorded_error:
+        return short_error(target.recorded_error)
+    return result.error or last_seen or short_error(target.recorded_error)
+
+
+def unconfigured_discovered(env: Mapping[str, str], configured: list[EndpointTarget]) -> list[EndpointTarget]:
+    """The platform's services not already configured (by name or by server address)."""
+    names = {t.name for t in configured}
+    urls = {server_root(t.base_url) for t in configured}
+    return [t for t in discovered_targets(env) if t.name not in names and server_root(t.base_url) not in urls]
+
+
 class EndpointProber:
     """Refresh function of the endpoints BackgroundSource; remembers each endpoint's last error."""
 
@@ -274,11 +292,7 @@ class EndpointProber:
 
     def targets(self) -> list[EndpointTarget]:
         configured = configured_targets(self.settings)
-        names = {t.name for t in configured}
-        urls = {server_root(t.base_url) for t in configured}
-        discovered = [t for t in discovered_targets(self.settings.env)
-                      if t.name not in names and server_root(t.base_url) not in urls]
-        return configured + discovered
+        return configured + unconfigured_discovered(self.settings.env, configured)
 
     def refresh(self) -> list[EndpointState]:
         states = []
@@ -287,8 +301,8 @@ class EndpointProber:
                 result = probe(target, self.nvml, self.settings)
             except Exception as exc:  # one bad row (e.g. an empty base URL) must not hide the others
                 result = ProbeResult("error", None, f"probe failed: {type(exc).__name__}: {exc}")
+            error = error_to_show(result, target, self._last_errors.get(target.name, ""))
             if result.error:
-                self._last_errors[target.name] = result.error
-            error = self._last_errors.get(target.name) or short_error(target.recorded_error)
+                self._last_errors[target.name] = error
             states.append(EndpointState(target, result.status, result.vram_bytes, error))
         return states

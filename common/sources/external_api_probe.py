@@ -293,6 +293,32 @@ def _is_openrouter(target: ApiTarget) -> bool:
     return target.provider == "openrouter" or "openrouter.ai" in target.base_url
 
 
+class DueProbes:
+    """Each API probed when its own probe interval has passed; the last outcome otherwise."""
+
+    def __init__(self, timeout=PROBE_TIMEOUT):
+        self.timeout = timeout
+        self._probes: dict[str, ProbeOutcome] = {}
+        self._probed_at: dict[str, float] = {}  # by the caller's clock, which decides what is due
+
+    def outcome(self, target: ApiTarget, key: str, now: float) -> ProbeOutcome:
+        last = self._probed_at.get(target.name)
+        if last is None or now - last >= target.probe_interval_seconds:
+            self._probes[target.name] = probe_api(target, key, self.timeout)
+            self._probed_at[target.name] = now
+        return self._probes[target.name]
+
+
+def probe_configured(settings: Settings, probes: DueProbes, now: float) -> list[tuple[ApiTarget, str, ProbeOutcome]]:
+    """(target, resolved key, probe outcome) of every configured API, probing those due."""
+    user_env = read_user_env(settings)
+    found = []
+    for target in configured_apis(settings):
+        key = resolve_key(target.api_key, target.api_key_var, settings, user_env)
+        found.append((target, key, probes.outcome(target, key, now)))
+    return found
+
+
 class ExternalApiMonitor:
     """Refresh function of the external_apis BackgroundSource: probes what is due, costs hourly."""
 
@@ -301,23 +327,14 @@ class ExternalApiMonitor:
         self.settings = settings
         self.clock = clock
         self.timeout = timeout
-        self._probes: dict[str, ProbeOutcome] = {}
-        self._probed_at: dict[str, float] = {}  # by self.clock, which decides what is due
+        self.probes = DueProbes(timeout)
         self._costs: dict[str, tuple[float, CostOutcome]] = {}  # name -> (fetched at, outcome)
 
     def refresh(self) -> list[ApiState]:
         user_env = read_user_env(self.settings)
         now = self.clock()
-        states = []
-        for target in configured_apis(self.settings):
-            key = resolve_key(target.api_key, target.api_key_var, self.settings, user_env)
-            last = self._probed_at.get(target.name)
-            if last is None or now - last >= target.probe_interval_seconds:
-                self._probes[target.name] = probe_api(target, key, self.timeout)
-                self._probed_at[target.name] = now
-            states.append(ApiState(target, self._probes[target.name],
-                                   self._cost(target, key, user_env, now)))
-        return states
+        return [ApiState(target, outcome, self._cost(target, key, user_env, now))
+                for target, key, outcome in probe_configured(self.settings, self.probes, now)]
 
     def _cost(self, target: ApiTarget, key: str, user_env: Mapping[str, str], now: float) -> CostOutcome | None:
         cached = self._costs.get(target.name)

@@ -52,7 +52,7 @@ def test_clone_list_metrics_and_delete(admin_server, page, screenshot, git_remot
 
     (workspace / "demo" / "results.csv").write_text("epoch,loss\n1,0.3\n")  # unsaved work
     project.locator("#delete-demo button").click()
-    expect(page.locator("#loss")).to_contain_text("1 uncommitted files")
+    expect(page.locator("#loss")).to_contain_text("1 uncommitted file")
     expect(page.locator("#loss")).to_contain_text("results.csv")
     screenshot("confirm-delete")
     page.locator("#confirm-delete button").click()  # box not ticked: refused

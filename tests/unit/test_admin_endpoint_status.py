@@ -148,3 +148,24 @@ def test_the_list_page_says_whether_status_is_live(admin):
     client, ctx = admin
     note = client.get("/admin/endpoints/").text
     assert "Live status probing is off" in note
+
+
+def test_a_failed_starts_error_is_kept_until_the_endpoint_is_up_or_restarted(admin):
+    """'cannot run ... (is vLLM installed?)' says what to do; the probe that follows only finds
+    nothing listening. The list and /metrics keep the start error."""
+    from common.sources.endpoint_probe import EndpointProber, configured_targets
+    client, ctx = admin
+    create_endpoint(client, command="/nonexistent/vllm serve {model} --port {port}")
+    act(client, ctx, endpoint(ctx), "start")
+    row = endpoint(ctx)
+    assert row.status == "error" and "is vLLM installed?" in row.last_error
+    start_error = row.last_error
+
+    prober = EndpointStatusRefresher(ctx.settings, ctx.sessions, nvml=NO_GPU)
+    for _ in range(2):
+        prober.refresh_now()
+    assert (endpoint(ctx).status, endpoint(ctx).last_error) == ("error", start_error)
+    assert start_error in list_row(client, "qwen")
+    [state] = [s for s in EndpointProber(ctx.settings, NO_GPU).refresh() if s.target.name == "qwen"]
+    assert (state.status, state.error) == ("error", start_error)
+    assert configured_targets(ctx.settings)[0].recorded_error == start_error

@@ -161,8 +161,8 @@ def test_delete_shows_the_loss_and_needs_the_box_ticked(admin):
 
     page = client.post("/admin/projects/demo/delete/", data={"csrf_token": token})
     assert page.status_code == 200 and repo.exists()
-    assert "1 uncommitted files" in page.text and "draft.ipynb" in page.text
-    assert "1 unpushed commits" in page.text and "precious analysis" in page.text
+    assert "1 uncommitted file" in page.text and "draft.ipynb" in page.text
+    assert "1 unpushed commit" in page.text and "precious analysis" in page.text
     fingerprint = re.search(r'name="fingerprint" value="([^"]+)"', page.text).group(1)
 
     refused = client.post("/admin/projects/demo/delete/", data={"csrf_token": token, "fingerprint": fingerprint})

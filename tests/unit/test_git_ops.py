@@ -197,8 +197,8 @@ def test_loss_names_uncommitted_unpushed_stashed_and_ignored(cloned):
         "analysis of the results (main)", "edit .gitignore (main)"]
     assert len(loss.stashes) == 1 and "wip readme" in loss.stashes[0]
     assert loss.ignored == ("secrets.env",)
-    assert loss.summary() == ("1 uncommitted files, 2 unpushed commits, 1 stashes, "
-                              "1 ignored files (not in git)")
+    assert loss.summary() == ("1 uncommitted file, 2 unpushed commits, 1 stash, "
+                              "1 ignored file (not in git)")
 
 
 def test_delete_refuses_without_confirmation_and_names_the_loss(cloned, workspace):
@@ -206,7 +206,7 @@ def test_delete_refuses_without_confirmation_and_names_the_loss(cloned, workspac
     commit(repo, "unpushed.txt", "x\n", "precious work")
     with pytest.raises(ConfirmationRequired) as err:
         git_ops.delete(repo, env=ENV)
-    assert "1 unpushed commits" in str(err.value) and "precious work" in err.value.loss.unpushed[0]
+    assert "1 unpushed commit" in str(err.value) and "precious work" in err.value.loss.unpushed[0]
     assert repo.exists()
 
     stale = err.value.loss.fingerprint
