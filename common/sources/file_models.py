@@ -11,12 +11,13 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 
 from common.log_changes import ChangeLog
 from common.readable import readable
 from common.sources.model_dirs import FILE_PROVIDER_DIRS
-from common.sources.model_record import UNKNOWN_TYPE, ModelRecord
+from common.sources.gguf_meta import Truncated, read_gguf
+from common.sources.model_record import UNKNOWN_TYPE, ModelRecord, vram_estimate
 from common.sources.keras_meta import summarize_keras
 from common.sources.safetensors_meta import TensorSummary, summarize
 from common.sources.torch_meta import summarize_checkpoint
@@ -71,25 +72,40 @@ def _record(provider: str, root: Path, path: Path) -> ModelRecord:
     reader = WEIGHT_READERS.get(path.suffix)
     if reader is not None:
         try:
-            summary = reader(path)
+            reader(record, path)
         except (OSError, ValueError, RecursionError) as exc:
             _problems.report(str(path), str(exc), "no metadata from %s: %s", path, exc)
-            record.mark("error", readable(str(exc)))  # listed, its estimate the file size
-        else:
-            record.parameters = summary.parameters_at(None)
-            record.quantization = summary.dtype
-            record.vram_estimate_bytes = summary.tensor_bytes
+            # Listed, its estimate the file size; a file cut short is a download not finished.
+            record.mark("incomplete" if isinstance(exc, Truncated) else "error", readable(str(exc)))
     return record
+
+
+def _tensors_into(summarize_file: Callable[[Path], TensorSummary]):
+    def read(record: ModelRecord, path: Path) -> None:
+        summary = summarize_file(path)
+        record.parameters = summary.parameters_at(None)
+        record.quantization = summary.dtype
+        record.vram_estimate_bytes = summary.tensor_bytes
+    return read
+
+
+def _gguf_into(record: ModelRecord, path: Path) -> None:
+    """A GGUF file holds a whole model: parameters, quantization, context and the KV cache's shape."""
+    summary = read_gguf(path)
+    record.parameters, record.quantization = summary.parameters, summary.quantization
+    record.context_length = summary.context_length
+    record.vram_estimate_bytes = vram_estimate(record.size_bytes, summary.kv_shape, summary.context_length)
 
 
 def _keras_tensors(path: Path) -> TensorSummary:
     return summarize_keras(path).tensors
 
 
-# File suffix -> the reader of its weights' metadata.
+# File suffix -> the reader that fills a record from the weights' metadata.
 WEIGHT_READERS = {
-    ".safetensors": summarize,
-    ".pth": summarize_checkpoint, ".pt": summarize_checkpoint, ".bin": summarize_checkpoint,
-    ".ckpt": summarize_checkpoint,
-    ".h5": _keras_tensors, ".keras": _keras_tensors,
+    ".safetensors": _tensors_into(summarize),
+    ".pth": _tensors_into(summarize_checkpoint), ".pt": _tensors_into(summarize_checkpoint),
+    ".bin": _tensors_into(summarize_checkpoint), ".ckpt": _tensors_into(summarize_checkpoint),
+    ".h5": _tensors_into(_keras_tensors), ".keras": _tensors_into(_keras_tensors),
+    ".gguf": _gguf_into,
 }

@@ -21,6 +21,7 @@ from common.log_changes import ChangeLog
 from common.readable import readable
 from common.sources.model_record import (PIPELINE_TYPES, UNKNOWN_TYPE, KvShape, ModelRecord,
                                          type_from_architectures, vram_estimate)
+from common.sources.gguf_meta import Truncated, summarize_gguf_set
 from common.sources.safetensors_meta import TensorSummary, combine, read_noatime, summarize
 
 log = logging.getLogger(__name__)
@@ -149,16 +150,19 @@ def _record(repo: Path, repo_id: str) -> ModelRecord:
     text_config = _dict(config.get("text_config") or config.get("llm_config"))
     summary = _tensors(files, record)
     weights = weight_files(files)
+    gguf = _gguf(files, record) if summary is None else None
 
     record.model_type = _model_type(files, config)
-    record.quantization = _quantization(config, summary)
-    record.context_length = _context_length(config, text_config)
+    record.quantization = gguf.quantization if gguf else _quantization(config, summary)
+    record.context_length = _context_length(config, text_config) or (gguf.context_length if gguf else None)
     if record.status == "ok":
         quant = _dict(config.get("quantization_config"))
-        record.parameters = summary.parameters_at(_int(quant.get("bits"))) if summary else None
-        weights_bytes = summary.tensor_bytes if summary else sum(f.size for f in weights)
-        record.vram_estimate_bytes = vram_estimate(weights_bytes or record.size_bytes,
-                                                   _kv_shape(text_config or config), record.context_length)
+        record.parameters = (summary.parameters_at(_int(quant.get("bits"))) if summary
+                             else gguf.parameters if gguf else None)
+        weights_bytes = (summary.tensor_bytes if summary else gguf.weights_bytes if gguf
+                         else sum(f.size for f in weights))
+        kv = _kv_shape(text_config or config) or (gguf.kv_shape if gguf else None)
+        record.vram_estimate_bytes = vram_estimate(weights_bytes or record.size_bytes, kv, record.context_length)
     # Weights are only read when the model is used (we read headers with O_NOATIME).
     accessed = [f.atime for f in weights] or [st.st_atime for st in complete]
     record.last_used_timestamp = float(max(accessed)) if accessed else None
@@ -196,6 +200,52 @@ def safetensors_set(names: list[str]) -> list[str]:
         others = [n for n in tensors if not n.rpartition("/")[2].startswith("consolidated")]
         chosen += sorted(others or tensors)
     return chosen
+
+
+@dataclass(frozen=True)
+class GgufChoice:
+    """A repo of GGUF files: one file (or split set) per quantization, the smallest counted."""
+
+    parameters: int
+    quantization: str  # every quantization in the repo, "Q4_K_M, Q8_0"
+    context_length: int | None
+    kv_shape: KvShape | None
+    weights_bytes: int  # the smallest variant, with a vision projector (mmproj) if there is one
+
+
+_SPLIT = re.compile(r"-\d{5}-of-\d{5}(?=\.gguf$)")
+
+
+def gguf_variants(names: list[str]) -> dict[str, list[str]]:
+    """GGUF files grouped by variant (a split model's `-00001-of-00003` parts together), the
+    vision projectors (`mmproj*.gguf`) left out."""
+    variants: dict[str, list[str]] = {}
+    for name in sorted(names):
+        if name.endswith(".gguf") and not name.rpartition("/")[2].startswith("mmproj"):
+            variants.setdefault(_SPLIT.sub("", name), []).append(name)
+    return variants
+
+
+def _gguf(files: dict[str, CachedFile], record: ModelRecord) -> GgufChoice | None:
+    variants = gguf_variants(list(files))
+    if not variants:
+        return None
+    summaries = {}
+    for key, names in variants.items():
+        try:
+            summaries[key] = summarize_gguf_set([files[n].blob_path for n in names])
+        except (OSError, ValueError) as exc:
+            record.mark("incomplete" if isinstance(exc, Truncated) else "error",
+                        f"unreadable {names[0]}: {readable(str(exc))}")
+    if not summaries:
+        return None
+    smallest = min(summaries, key=lambda key: sum(files[n].size for n in variants[key]))
+    chosen = summaries[smallest]
+    projector = min((f.size for name, f in files.items()
+                     if name.rpartition("/")[2].startswith("mmproj") and name.endswith(".gguf")), default=0)
+    return GgufChoice(chosen.parameters, ", ".join(sorted({s.quantization for s in summaries.values()})),
+                      chosen.context_length, chosen.kv_shape,
+                      sum(files[n].size for n in variants[smallest]) + projector)
 
 
 def _dict(value) -> dict:

@@ -17,9 +17,10 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from common.sources.model_record import (OLLAMA_DEFAULT_KEEP_ALIVE_SECONDS, KvShape, ModelRecord,
+from common.sources.model_record import (OLLAMA_DEFAULT_KEEP_ALIVE_SECONDS, ModelRecord,
                                         parse_parameter_size, type_from_capabilities,
                                         vram_estimate)
+from common.sources.gguf_meta import kv_shape_from_metadata, metadata_int
 from common.sources.ollama_client import OllamaClient, OllamaError
 
 log = logging.getLogger(__name__)
@@ -166,7 +167,7 @@ class OllamaScanner:
         details = show.get("details") or model.get("details") or {}
         info = show.get("model_info") or {}
         arch = info.get("general.architecture", "")
-        context = _num_ctx(show) or _int(info.get(f"{arch}.context_length"))
+        context = _num_ctx(show) or metadata_int(info.get(f"{arch}.context_length"))
         last_used = self._last_loaded.get(name)
         path = ""
         if self.models_dir is not None:
@@ -179,10 +180,10 @@ class OllamaScanner:
             path=path,
             quantization=details.get("quantization_level", ""),
             size_bytes=size,
-            parameters=_int(info.get("general.parameter_count"))
+            parameters=metadata_int(info.get("general.parameter_count"))
             or parse_parameter_size(details.get("parameter_size")),
             context_length=context,
-            vram_estimate_bytes=vram_estimate(weights, _kv_shape(info, arch), context),
+            vram_estimate_bytes=vram_estimate(weights, kv_shape_from_metadata(info, arch), context),
             download_timestamp=parse_time(model.get("modified_at")),
             last_used_timestamp=last_used,
         )
@@ -212,22 +213,3 @@ def _num_ctx(show: dict) -> int | None:
     """A `-Nk` variant sets num_ctx: that is the context it runs with."""
     match = _NUM_CTX.search(show.get("parameters") or "")
     return int(match.group(1)) if match else None
-
-
-def _int(value) -> int | None:
-    if isinstance(value, list):  # per-layer arrays (e.g. head_count_kv in some archs)
-        value = max(value) if value else None
-    return int(value) if isinstance(value, (int, float)) and value > 0 else None
-
-
-def _kv_shape(info: dict, arch: str) -> KvShape | None:
-    layers = _int(info.get(f"{arch}.block_count"))
-    heads = _int(info.get(f"{arch}.attention.head_count"))
-    if not (layers and heads):
-        return None
-    kv_heads = _int(info.get(f"{arch}.attention.head_count_kv")) or heads
-    head_dim = _int(info.get(f"{arch}.attention.key_length"))
-    if not head_dim:
-        embedding = _int(info.get(f"{arch}.embedding_length"))
-        head_dim = embedding // heads if embedding else None
-    return KvShape(layers, kv_heads, head_dim) if head_dim else None

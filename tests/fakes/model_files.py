@@ -89,3 +89,30 @@ def provider_file(env: dict, provider: str, name: str, data: bytes | None = None
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(torch_checkpoint_bytes() if data is None else data)
     return path
+
+
+def gguf_bytes(tmp_dir: Path, *, file_type: str = "MOSTLY_Q4_K_M", tensors: dict | None = None,
+               context: int = 4096, layers: int = 2, heads: int = 4, kv_heads: int = 2, embedding: int = 64,
+               arch: str = "llama", vocab: int = 3000) -> bytes:
+    """A real GGUF file written by llama.cpp's own `gguf` package: metadata as llama.cpp sets it
+    (a tokenizer vocabulary included, the large arrays a reader must skip) and zero tensors."""
+    import gguf
+    path = Path(tmp_dir) / f"w-{os.getpid()}-{id(tensors)}.gguf"
+    writer = gguf.GGUFWriter(str(path), arch)
+    writer.add_context_length(context)
+    writer.add_block_count(layers)
+    writer.add_head_count(heads)
+    writer.add_head_count_kv(kv_heads)
+    writer.add_embedding_length(embedding)
+    writer.add_file_type(getattr(gguf.LlamaFileType, file_type))
+    writer.add_token_list([f"tok{i}" for i in range(vocab)])
+    writer.add_token_scores([0.0] * vocab)
+    for name, (shape, dtype) in (tensors or {"token_embd.weight": ((vocab, embedding), "float16")}).items():
+        writer.add_tensor(name, np.zeros(shape, dtype=dtype))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    data = path.read_bytes()
+    path.unlink()
+    return data
