@@ -10,6 +10,7 @@ from flask_admin import Admin, AdminIndexView, expose
 from flask_admin.menu import MenuLink
 from flask_admin.theme import Bootstrap4Theme
 
+from common import redact
 from common.config import Settings
 from common.urls import dashboard_url
 from common.readable import readable_value
@@ -22,6 +23,7 @@ from admin.grafana_status import GrafanaStatus
 from admin.formatting import human_bytes, progress_text
 from admin.jobs import JobRunner, active_jobs
 from admin.login_throttle import LoginThrottle
+from admin.redaction import protect_app
 from admin.security import check_password, csrf_protect, hash_password, logged_in, mask_secret
 from admin.views import register_views
 
@@ -62,6 +64,7 @@ def ensure_password(ctx: AdminContext, password: str | None, *, reset: bool = Fa
     with ctx.sessions.begin() as s:
         stored = get_setting(s, PASSWORD_KEY)
         if password:
+            redact.remember(password)
             if not (stored and check_password(password, stored)):
                 set_setting(s, PASSWORD_KEY, hash_password(password))
                 _forget_sessions(s)
@@ -69,6 +72,7 @@ def ensure_password(ctx: AdminContext, password: str | None, *, reset: bool = Fa
         if stored and not reset:
             return None
         generated = secrets.token_urlsafe(12)
+        redact.remember(generated)  # shown once on the terminal (a print), never in a log
         set_setting(s, PASSWORD_KEY, hash_password(generated))
         _forget_sessions(s)
         return generated
@@ -209,6 +213,7 @@ def create_app(settings: Settings, *, password: str | None = None,
     app.extensions["wordslab"] = ctx
     csrf_protect(app)
     app.after_request(_security_headers)
+    protect_app(app, sessions)
     # File and folder names that are not UTF-8 are shown escaped instead of failing the page.
     app.jinja_env.finalize = readable_value
     grafana_status = GrafanaStatus(ctx.grafana_url)

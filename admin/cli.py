@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 
+from common import redact
 from common.config import Settings
 from common.config import parse_listen_address
 from common.urls import dashboard_url
@@ -64,6 +65,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    redact.protect_process(os.environ)
     # One line per request (jobs pages poll every few seconds) only when debugging.
     logging.getLogger("werkzeug").setLevel(logging.DEBUG if args.log_level.upper() == "DEBUG" else logging.WARNING)
     try:

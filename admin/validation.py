@@ -5,6 +5,8 @@ import re
 from urllib.parse import urlsplit
 
 from sqlalchemy import select
+
+from common import redact
 from wtforms.validators import Length, ValidationError
 
 # Longest value accepted per kind of field. Nothing legitimate is longer, and every check,
@@ -47,6 +49,7 @@ def check_key(value: str | None, what: str) -> str:
     """An API key as typed or pasted: surrounding blanks dropped, none inside (a pasted line
     break would end an HTTP header early), printable ASCII only, bounded."""
     value = (value or "").strip()
+    redact.remember(value)  # even a refused key: whatever echoes it is masked
     check_length(value, "key", what)
     if any(c.isspace() for c in value):
         raise ValidationError(f"{what}: a key has no spaces or line breaks inside: paste it again")

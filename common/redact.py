@@ -14,10 +14,11 @@ same characters, so a 1 MB string costs a few milliseconds, never minutes.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import threading
-from typing import Iterable
+from typing import Iterable, Mapping
 from urllib.parse import quote
 
 MASK = "***"
@@ -39,9 +40,13 @@ _TOKEN_SHAPES = re.compile(
     rf"|(?P<name>\b{_SECRET_NAME})(?P<sep>=|[\"']?\s*:\s*[\"']?)(?P<value>[^\s&\"',;}}]+)",
     re.IGNORECASE)
 
+# Environment variables whose values are secrets (OPENAI_API_KEY, HF_TOKEN, ..._PASSWORD).
+SECRET_VAR = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|PASS|PAT|CREDENTIALS?|AUTH)$", re.IGNORECASE)
+
 _lock = threading.Lock()
 _secrets: frozenset[str] = frozenset()
 _ordered: tuple[str, ...] = ()
+_generation = 0  # bumped with each new secret: cached label scrubs start over
 
 
 def _variants(secret: str) -> set[str]:
@@ -58,23 +63,36 @@ def remember(*values: str | None) -> None:
     for value in values:
         if value and isinstance(value, str):
             new |= _variants(value.strip()) | _variants(value)
+    global _generation
     with _lock:
         if new <= _secrets:
             return
         _secrets = _secrets | new
         # Longest first: a secret that contains another is masked whole.
         _ordered = tuple(sorted(_secrets, key=len, reverse=True))
+        _generation += 1
+
+
+def remember_env(env: Mapping[str, str]) -> None:
+    """Remember the values of the variables named like secrets (`*_API_KEY`, `*_TOKEN`...)."""
+    remember(*(value for name, value in env.items() if SECRET_VAR.search(name)))
 
 
 def forget_all() -> None:
     """Tests only: start from no known secret."""
-    global _secrets, _ordered
+    global _secrets, _ordered, _generation
     with _lock:
         _secrets, _ordered = frozenset(), ()
+        _generation += 1
 
 
 def known_count() -> int:
     return len(_secrets)
+
+
+def generation() -> int:
+    """Changes whenever a secret is added: text cached before then may hold it."""
+    return _generation
 
 
 def strip_userinfo(text: str) -> str:
@@ -117,16 +135,39 @@ def _mask_shape(match: re.Match) -> str:
     return MASK
 
 
-def scrub(text: str | None) -> str:
-    """`text` with every known secret, token shape and URL credential masked (see module doc)."""
+def scrub_known(text: str | None) -> str:
+    """`text` with the known secrets masked, nothing else (for whole pages, whose forms and
+    scripts may legitimately hold `token: ...` shapes)."""
     if not text:
         return text or ""
     text = str(text)
     for secret in _ordered:
         if secret in text:
             text = text.replace(secret, MASK)
-    text = _TOKEN_SHAPES.sub(_mask_shape, text)
+    return text
+
+
+def scrub(text: str | None) -> str:
+    """`text` with every known secret, token shape and URL credential masked (see module doc)."""
+    if not text:
+        return text or ""
+    text = _TOKEN_SHAPES.sub(_mask_shape, scrub_known(text))
     return strip_userinfo(text)
+
+
+def scrub_line(text: str | None, limit: int) -> str:
+    """`scrub(text)` as one line of at most `limit` characters (error texts shown as labels)."""
+    return " ".join(scrub(text).split())[:limit]
+
+
+def scrub_label(value: str) -> str:
+    """`scrub` for metric label values, cached: the same values come back every scrape."""
+    return _scrub_cached(value, _generation)
+
+
+@functools.lru_cache(maxsize=16384)
+def _scrub_cached(value: str, generation: int) -> str:
+    return scrub(value)
 
 
 def scrub_all(values: Iterable[str]) -> list[str]:
@@ -158,3 +199,25 @@ def install_log_filter(logger: logging.Logger | None = None) -> None:
     for handler in logger.handlers:
         if not any(isinstance(f, ScrubFilter) for f in handler.filters):
             handler.addFilter(ScrubFilter())
+
+
+def protect_process(env: Mapping[str, str]) -> None:
+    """At a process's start, after logging is configured: scrub every log record (the root
+    logger's handlers), send uncaught exceptions through logging too (so their text is
+    scrubbed), and remember the secrets of the environment."""
+    import sys
+
+    install_log_filter()
+    remember_env(env)
+    log = logging.getLogger("uncaught")
+
+    def log_uncaught(exc_type, exc, tb):
+        log.error("uncaught exception", exc_info=(exc_type, exc, tb))
+
+    def log_thread_uncaught(args):
+        if args.exc_type is not SystemExit:
+            log.error("uncaught exception in thread %s", getattr(args.thread, "name", "?"),
+                      exc_info=(args.exc_type, args.exc_value, args.exc_traceback))
+
+    sys.excepthook = log_uncaught
+    threading.excepthook = log_thread_uncaught

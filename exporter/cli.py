@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
 from pathlib import Path
 
+from common import redact
 from common.config import DEFAULT_LISTEN_ADDRESS, Settings
 from common.version import program_version
 from exporter.exposition import Exposition
@@ -59,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    redact.protect_process(os.environ)
     try:
         parse_listen_address(args.listen_address)
     except ValueError as exc:

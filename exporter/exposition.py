@@ -19,6 +19,8 @@ from prometheus_client import generate_latest
 from prometheus_client.core import Metric
 
 from common.readable import readable
+from common import redact
+from common.redact import scrub_label
 from exporter.collectors.base import WordslabCollector, run_collector, self_metrics
 
 log = logging.getLogger(__name__)
@@ -43,8 +45,23 @@ class Rendered:
     seconds: float
 
 
-def _render(families: Iterable[Metric]) -> bytes:
+def _scrubbed(families: Iterable[Metric]) -> list[Metric]:
+    """Every label value through common.redact (cached per value): the one way out of this
+    process for text from providers, endpoints and git, so a key echoed there never leaves."""
     families = list(families)
+    for family in families:
+        for i, sample in enumerate(family.samples):
+            labels = sample.labels
+            if not labels:
+                continue
+            clean = {k: scrub_label(v) for k, v in labels.items()}
+            if clean != labels:
+                family.samples[i] = sample._replace(labels=clean)
+    return families
+
+
+def _render(families: Iterable[Metric]) -> bytes:
+    families = _scrubbed(families)
     try:
         return generate_latest(_Families(families))
     except UnicodeEncodeError:
@@ -73,7 +90,8 @@ class Exposition:
 
     @staticmethod
     def _key(collector: WordslabCollector) -> tuple[int, ...]:
-        return tuple(source.snapshot().version for source in collector.sources)
+        # A secret learnt since the text was rendered: render again, so it is masked.
+        return (redact.generation(), *(source.snapshot().version for source in collector.sources))
 
     def prerender(self, collector: WordslabCollector) -> Rendered:
         """Text of a snapshot-only collector, rendered again only when a snapshot's value changed.

@@ -24,8 +24,10 @@ from sqlalchemy import Engine, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+from common import redact
 from common.background import BackgroundSource
 from common.store.db import connect
+from common.store.secrets import stored_secrets
 
 POLL_SECONDS = 2.0
 FORCED_READ_SECONDS = 30.0
@@ -103,6 +105,8 @@ class ConfigDb:
         engine = self._engine_for(signature[0][0])
         values = {}
         with Session(engine) as session, session.begin():  # one read transaction: a consistent view
+            # Keys stored in the admin: masked in every label and log from this read on.
+            redact.remember(*stored_secrets(session))
             for name, (read, default) in list(self._reads.items()):
                 try:
                     values[name] = read(session)

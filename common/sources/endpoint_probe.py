@@ -7,7 +7,6 @@ from NVML's per-process memory of the PID and its children (vLLM's engine is a c
 """
 from __future__ import annotations
 
-import re
 from collections import deque
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -18,6 +17,7 @@ import psutil
 
 from common import http_client
 from common.config import Settings
+from common.redact import scrub_line
 from common.nvml import Nvml, running_processes
 from common.store.services import Endpoint
 from common.sources import config_db
@@ -74,8 +74,8 @@ def endpoint_log_path(settings: Settings, name: str) -> Path:
 
 
 def short_error(text: str) -> str:
-    """One line, bounded: it becomes a label value."""
-    return re.sub(r"\s+", " ", text or "").strip()[:ERROR_TEXT_MAX]
+    """One line, bounded, secrets masked (common.redact): it becomes a label value and a page cell."""
+    return scrub_line(text, ERROR_TEXT_MAX)
 
 
 def log_tail(path: Path, lines: int = 3) -> str:

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable, Iterator, Mapping
 
-from common import http_client
+from common import http_client, redact
 from common.config import Settings
 from common.store.services import ExternalApi
 from common.sources import config_db
@@ -28,8 +28,6 @@ COST_INTERVAL_SECONDS = 3600.0
 ERROR_TEXT_MAX = 200
 API_STATES = ("ok", "out_of_credit", "rate_limited", "unauthorized", "error", "unreachable")
 _VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-# Token shapes scrubbed from any text we keep, in case a provider echoes one back.
-_TOKEN_SHAPES = re.compile(r"(Bearer\s+\S+|\b(?:sk|rk|pk)-[A-Za-z0-9_\-]{6,}|\bhf_[A-Za-z0-9]{6,})")
 
 
 def user_env_path(settings: Settings) -> Path | None:
@@ -57,16 +55,14 @@ def read_user_env(settings: Settings) -> dict[str, str]:
         except ValueError:
             continue
         found[name] = parts[0] if parts else ""
+    redact.remember_env(found)
     return found
 
 
 def scrub(text: str, *secrets: str) -> str:
-    """Text safe to show: known secrets and anything shaped like a token masked, one bounded line."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    text = _TOKEN_SHAPES.sub("***", text)
-    return re.sub(r"\s+", " ", text).strip()[:ERROR_TEXT_MAX]
+    """Text safe to show (common.redact, these secrets included), as one bounded line."""
+    redact.remember(*secrets)
+    return redact.scrub_line(text, ERROR_TEXT_MAX)
 
 
 @dataclass(frozen=True)
@@ -84,6 +80,9 @@ class ApiTarget:
     probe_interval_seconds: float = 60.0
     quota_description: str = ""  # as entered in the admin
     cost_per_call_description: str = ""
+
+    def __post_init__(self):
+        redact.remember(self.api_key, self.admin_key)  # masked wherever they are echoed
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ from sqlalchemy import DateTime, Float, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from common.store.db import Base
+from common.store.scrubbed import ScrubbedText
 from common.store.jobs import utcnow
 
 SERVICE_TYPES = ("LLM", "VLM", "Embed", "ImgGen", "STT", "TTS")
@@ -40,7 +41,7 @@ class Endpoint(Base):
     pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
     container_id: Mapped[str] = mapped_column(String(80), default="")
     status: Mapped[str] = mapped_column(String(10), default="stopped")
-    last_error: Mapped[str] = mapped_column(Text, default="")
+    last_error: Mapped[str] = mapped_column(ScrubbedText, default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow,
                                                  onupdate=utcnow)

@@ -10,6 +10,7 @@ from sqlalchemy import Boolean, Float, ForeignKey, Integer, String, Text, Unique
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from common.store.db import Base
+from common.store.scrubbed import ScrubbedText
 
 PROVIDERS = ("runpod.io", "vast.ai", "jarvislabs.ai")
 
@@ -100,7 +101,7 @@ class Vm(Base):
     status: Mapped[str] = mapped_column(String(20), default="new")
     provider_state: Mapped[str] = mapped_column(String(60), default="")
     # Last provider error for this VM ("" when the last call succeeded).
-    last_error: Mapped[str] = mapped_column(Text, default="")
+    last_error: Mapped[str] = mapped_column(ScrubbedText, default="")
     terminal_url: Mapped[str] = mapped_column(String(400), default="")
     dashboard_url: Mapped[str] = mapped_column(String(400), default="")
     # Public base URL of its exporter when it runs wordslab-dashboard (file_sd target).

@@ -3,7 +3,8 @@ clients use, with each provider's instance state machine and failure knobs.
 
     fake = FakeRunpod()
     with serve(fake) as base_url: ...           # or world.serve(fake.handler())
-    fake.fail = "timeout" | "401" | "500" | "malformed" | None
+    fake.fail = "timeout" | "401" | "500" | "malformed" | "echo_key" | None
+                                   # echo_key: a 400 whose body quotes the Authorization header
     fake.delay_seconds = 14        # a slow provider: every call answers after this long
     fake.hidden = {"pod1"}         # list answers leave these instances out (a provider that lies)
     fake.lose_create_answer = 502  # rent the next create, then answer this status instead (a
@@ -33,7 +34,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from tests.fakes.loopback import send_json, serving
 
-FAILURES = ("timeout", "401", "500", "malformed")
+FAILURES = ("timeout", "401", "500", "malformed", "echo_key")
 API_KEY = "fake-provider-key-0123456789"
 
 
@@ -100,6 +101,8 @@ class FakeProvider:
                     return self._send(500, {"error": "internal error"})
                 if fake.fail == "malformed":
                     return self._send(200, b'{"instances": [ {"id": 1,')
+                if fake.fail == "echo_key":
+                    return self._send(400, {"error": f"invalid request (sent with {auth})"})
                 split = urlsplit(self.path)
                 try:
                     body = json.loads(raw) if raw else None

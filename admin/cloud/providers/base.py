@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from common import http_client
+from common import http_client, redact
 from common.sources.vm_costs import BilledCost  # noqa: F401  (part of the client interface)
 
 DEFAULT_TIMEOUT_SECONDS = 15.0
@@ -67,6 +67,7 @@ class ProviderClient:
         if not api_key:
             raise ProviderError(f"no API key for {self.provider}: set the platform's key or its env var")
         self._api_key = api_key
+        redact.remember(api_key)  # whatever echoes it (an error body, a log) is masked
         self.base_url = (base_url or self.default_base_url).rstrip("/")
         self.timeout = timeout
         # Private ports whose public URLs status answers should carry (dashboard, exporter).
@@ -107,6 +108,8 @@ class ProviderClient:
         try:
             response = http_client.request(method, url, headers=self._headers(),
                                            timeout=self.timeout, **kwargs)
+        except (http_client.InvalidHeader, http_client.InvalidURL) as exc:  # refused before sending
+            raise ProviderRefused(f"{what}: {exc}") from None
         except http_client.Timeout:
             raise ProviderError(f"{what}: no answer within {self.timeout:g} s") from None
         except http_client.RequestException as exc:
