@@ -17,6 +17,7 @@ from common.store.vms import HostingPlatform
 from tests.fakes.hostile_http import silent, trickling
 from tests.support.admin_http import AdminHttp, flashes, page_text
 from tests.support.admin_server import start_admin
+from tests.support.polling import wait_for
 from tests.support.prometheus import start_exporter
 
 pytestmark = pytest.mark.integration
@@ -162,9 +163,13 @@ def test_a_huge_job_target_does_not_slow_the_exporter(tmp_path):
                   created_at=utcnow(), message="x://" * 25_000))
     engine.dispose()
     process, address = start_exporter(env, [], tmp_path)
+    def scrape() -> str:
+        return urllib.request.urlopen(f"http://{address}/metrics", timeout=30).read().decode()
+
     try:
+        wait_for(lambda: 'kind="clone"' in scrape(), 30, "the job in /metrics", interval=0.5)
         for _ in range(3):
-            body = urllib.request.urlopen(f"http://{address}/metrics", timeout=30).read().decode()
+            body = scrape()
             assert 'kind="clone"' in body and "tok@" not in body
     finally:
         process.stop()
