@@ -17,8 +17,10 @@ start/stop/load/unload: a signal, or a wait on a server to answer) get threads o
 so Stop never queues behind a start that waits for 15 minutes, nor behind a clone.
 
 Cancel: `runner.cancel(job_id)` ends a queued job at once and asks a running one to stop:
-work that waits calls `progress.sleep(s)` / `progress.check()` (raising JobCancelled), and work
-that runs a subprocess registers `progress.on_cancel(kill)`. The job ends "cancelled".
+`progress.update()` raises JobCancelled at the next report, work that waits calls
+`progress.sleep(s)` / `progress.check()`, and work that runs a subprocess registers
+`progress.on_cancel(kill)`. The job ends "cancelled"; work that cannot be interrupted (one
+blocking call) ends "done (the cancel came too late)".
 """
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from typing import Callable, Iterable
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from common.store.jobs import ACTIVE_STATUSES, Job, public_target, utcnow
@@ -121,6 +123,9 @@ class Progress:
 
     def update(self, ratio: float | None = None, *, bytes_done: int | None = None,
                bytes_total: int | None = None, message: str | None = None) -> None:
+        """Report progress; raises JobCancelled once the job is cancelled (every job that reports
+        progress stops at its next report: downloads, pulls, clones)."""
+        self.check()
         if ratio is None and bytes_done is not None and bytes_total:
             ratio = bytes_done / bytes_total
         if ratio is not None and not math.isnan(ratio):
@@ -157,7 +162,7 @@ class JobRunner:
         self._pools = {"work": ThreadPoolExecutor(max_workers=workers, thread_name_prefix="job"),
                        "control": ThreadPoolExecutor(max_workers=CONTROL_WORKERS, thread_name_prefix="job-control")}
         self._futures: set[Future] = set()
-        self._cancels: dict[int, CancelToken] = {}
+        self._cancels: dict[int, tuple[CancelToken, Future]] = {}
         self._lock = threading.Lock()
 
     def mark_interrupted(self) -> int:
@@ -180,8 +185,9 @@ class JobRunner:
             session.flush()
             job_id = job.id
         with self._lock:
-            self._cancels[job_id] = CancelToken()
-            future = pool.submit(self._run, job_id, work)
+            token = CancelToken()
+            future = pool.submit(self._run, job_id, token, work)
+            self._cancels[job_id] = (token, future)
             self._futures.add(future)
         future.add_done_callback(self._forget)
         return job_id
@@ -196,19 +202,22 @@ class JobRunner:
         Raises JobFailed when there is nothing to cancel (unknown or finished job).
         """
         with self._lock:
-            token = self._cancels.get(job_id)
+            token, future = self._cancels.get(job_id, (None, None))
         if token is None:
             raise JobFailed(f"job {job_id} is not queued or running: nothing to cancel")
+        if future.cancel():  # still queued: it never runs
+            token.cancel()
+            with self._lock:
+                self._cancels.pop(job_id, None)
+            self._finish(job_id, Progress(self._sessions, job_id), "cancelled", CANCELLED_MESSAGE)
+            return f"job {job_id}: cancelled"
+        with self._sessions.begin() as session:  # before the cancel: the job's end message wins
+            session.execute(update(Job).where(Job.id == job_id, Job.status == "running")
+                            .values(message="cancelling").execution_options(synchronize_session=False))
         token.cancel()
-        with self._sessions.begin() as session:
-            job = session.get(Job, job_id)
-            if job is not None and job.status == "running":
-                job.message = "cancelling"
         return f"job {job_id}: cancel requested"
 
-    def _run(self, job_id: int, work: JobWork) -> None:
-        with self._lock:
-            token = self._cancels[job_id]
+    def _run(self, job_id: int, token: CancelToken, work: JobWork) -> None:
         progress = Progress(self._sessions, job_id, cancel=token)
         try:
             if token.event.is_set():  # cancelled while queued: never starts

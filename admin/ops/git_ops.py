@@ -243,6 +243,9 @@ def _run_with_progress(args: list[str], env: Mapping[str, str], parser: gitpytho
         returncode = process.wait()
     finally:
         timer.cancel()
+        if process.poll() is None:  # the progress handler raised: git must not run on
+            kill()
+            process.wait()
         process.stderr.close()
     if cancelled.is_set():
         raise GitError(f"fatal: git {args[0]} was cancelled")
@@ -305,6 +308,9 @@ def clone(url: str, dest: Path, *, env: Mapping[str, str], branch: str | None = 
     except GitError as exc:
         shutil.rmtree(staging, ignore_errors=True)  # git removes what it created; be sure
         raise GitOpError(f"Clone failed: {git_failure(exc)}") from None
+    except BaseException:  # a cancelled progress report: git was killed, nothing stays
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     try:
         # rename(2) replaces an empty directory: refuse if anything took the name meanwhile.
         if dest.exists() or dest.is_symlink():

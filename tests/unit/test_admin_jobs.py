@@ -203,7 +203,7 @@ def test_cancel_stops_a_waiting_job_and_runs_its_cancel_callbacks(store):
     queued = runner.submit("clone", "b", lambda progress: "never runs")
     assert waiting.wait(30)
     assert _job(sessions, queued).status == "queued"  # the only worker is taken
-    assert runner.cancel(queued) == f"job {queued}: cancel requested"
+    assert runner.cancel(queued) == f"job {queued}: cancelled"
     assert runner.cancel(running) == f"job {running}: cancel requested"
     assert runner.wait_idle(30) and killed.is_set()
     for job_id in (running, queued):
@@ -236,3 +236,25 @@ def _wait_status(sessions, job_id, status, timeout=30.0) -> bool:
             return True
         time.sleep(0.05)
     return False
+
+
+def test_a_cancelled_job_stops_at_its_next_progress_report(store):
+    _, sessions = store
+    runner = JobRunner(sessions)
+    reported, cancelled, reports = threading.Event(), threading.Event(), []
+
+    def work(progress):
+        for i in range(1000):
+            progress.update(i / 1000, message=f"chunk {i}")
+            reports.append(i)
+            reported.set()
+            cancelled.wait(30)
+        return "downloaded"
+
+    job_id = runner.submit("download", "model", work)
+    assert reported.wait(30)
+    runner.cancel(job_id)
+    cancelled.set()
+    assert runner.wait_idle(30)
+    assert _job(sessions, job_id).status == "cancelled" and len(reports) == 1
+    runner.shutdown()
