@@ -117,3 +117,31 @@ def test_a_create_recorded_while_the_db_is_locked_is_not_lost(tmp_path):
             for holder in holders:
                 holder.join()
             server.stop()
+
+
+def test_a_provider_that_lies_once_never_loses_a_live_vm(tmp_path):
+    fake = FakeRunpod()
+    with serve(fake) as base_url:
+        server = start_admin(tmp_path / "vm", env={"WORDSLAB_VM_STATUS_INTERVAL_SECONDS": "1"})
+        try:
+            web = AdminHttp(server)
+            _setup(web, base_url, "runpod.io", ("box",))
+            vm_id = _vm_rows(server)["box"].id
+            _ok(web.post(f"/admin/vms/action/{vm_id}/create/", {"confirm": "1"}))
+            instance_id = _vm_rows(server)["box"].instance_id
+            wait_for(lambda: _vm_rows(server)["box"].status == "running", 30, "the VM to run")
+            fake.hidden = {instance_id}  # the provider's list leaves the live pod out
+            wait_for(lambda: _vm_rows(server)["box"].status == "missing", 30, "the refresh to see it missing")
+            page = _ok(web.get("/admin/vms/"))
+            assert 'data-action="stop"' in page and 'data-action="terminate"' in page
+            assert "it may still bill" in page
+            page = _ok(web.post("/admin/vms/delete/", {"id": str(vm_id)}))
+            assert "terminate it first, nothing was deleted" in page and "box" in _vm_rows(server)
+            fake.hidden = set()
+            vm = wait_for(lambda: (v := _vm_rows(server)["box"]).status == "running" and v, 30,
+                          "the VM to be listed again")
+            assert vm.instance_id == instance_id and vm.terminated_at is None and vm.last_error == ""
+            page = _ok(web.post(f"/admin/vms/action/{vm_id}/terminate/", {"confirm": "1"}))
+            assert "terminate box: accepted by runpod.io" in page and not fake.instances
+        finally:
+            server.stop()
