@@ -817,6 +817,12 @@ def ai_services() -> dict:
         links=admin_links(("Create a VM", "/admin/vms/new/"), ("Manage VMs", "/admin/vms/"),
                           ("VM templates", "/admin/vm_templates/"),
                           ("Hosting platforms", "/admin/platforms/"))), 24, 9)
+    lay.add(stat("Autostop countdown", "Time until autostop stops each running VM unless it is used: "
+                 "its GPUs above the VM's threshold, or \"keep running\" in the admin. Stop, never terminate.",
+                 [query(f"wordslab_vm_autostop_seconds_remaining{{{INSTANCE}}}", "{{vm}}")], "s",
+                 defaults={"noValue": "no autostop countdown",
+                           "thresholds": thresholds((None, "red"), (300, "orange"), (900, "green"))},
+                 links=vms_page), 24, 5)
 
     return dashboard("wordslab-ai-services", "AI services",
                      "Local model endpoints, external AI APIs and cloud VMs with their costs.", lay)

@@ -15,10 +15,13 @@ from common.sources import vm_costs
 from admin.formatting import usd
 from admin.cloud.providers import DEFAULT_KEY_VARS, UnknownProvider, check_provider
 from admin.cloud.vm_status import VmRefresher, status_interval
+from common.store.alerts import BUDGET_STOP_SETTING
 from common.store.settings import get_setting, set_setting
 from common.store.vms import (BUDGET_SETTING, PROVIDERS, STATUS_INTERVAL_SETTING, HostingPlatform, Vm,
                                 VmTemplate)
 
+from admin.cloud.autostop import AutostopGuard, keep_running, policy_of
+from admin.cloud.budget_guard import check_budget
 from admin.ops.vm_ops import VmActionError, allowed_actions, confirmation_text, may_bill, run_action
 from admin.security import SecureBaseView, SecureModelView, confirmed, csrf_token, mask_secret
 from admin.validation import (check_env_var_name, check_http_url, check_key, check_length, check_name,
@@ -73,6 +76,20 @@ class PlatformView(SecureModelView):
             raise ValidationError(f"platform {model.name} is used by templates: delete them first")
 
 
+AUTOSTOP_FIELDS = ("autostop_idle_minutes", "autostop_gpu_percent", "autostop_after_hours")
+AUTOSTOP_FORM_ARGS = {
+    "autostop_idle_minutes": {"label": "Autostop after idle minutes", "validators": [
+        Optional(), _range(5, 7 * 24 * 60, "autostop idle minutes")],
+        "description": "stop (never terminate) after this many minutes with every GPU under the "
+                       "threshold below, read from the VM's own exporter (empty: off)"},
+    "autostop_gpu_percent": {"label": "Autostop GPU threshold %", "validators": [
+        Optional(), _range(0.1, 100, "autostop GPU threshold (percent)")], "description": "default 5 %"},
+    "autostop_after_hours": {"label": "Autostop after running hours", "validators": [
+        Optional(), _range(0.1, 24 * 366, "autostop running hours")],
+        "description": "stop after this many hours running (empty: off)"},
+}
+
+
 class TemplateView(SecureModelView):
     grafana_dashboard = DASHBOARD
     column_list = ("name", "platform", "region", "gpu", "gpu_count", "vram_gb", "vcpus", "ram_gb",
@@ -87,10 +104,11 @@ class TemplateView(SecureModelView):
                          "volume_usd_per_gb_month": lambda v, c, m, n: usd(m.volume_usd_per_gb_month, "/GB-month")}
     form_columns = ("name", "platform", "region", "gpu", "gpu_count", "vram_gb", "vcpus", "ram_gb",
                     "compute_usd_per_hour", "container_usd_per_gb_month", "volume_usd_per_gb_month",
-                    "image", "runs_dashboard", "dashboard_port", "exporter_port")
+                    "image", "runs_dashboard", "dashboard_port", "exporter_port", *AUTOSTOP_FIELDS)
     # SQLAlchemy 2.1's Float is no Numeric: Flask-Admin has no converter for it.
     form_overrides = {f: FloatField for f in ("vram_gb", "ram_gb", "compute_usd_per_hour",
-                                              "container_usd_per_gb_month", "volume_usd_per_gb_month")}
+                                              "container_usd_per_gb_month", "volume_usd_per_gb_month",
+                                              *AUTOSTOP_FIELDS)}
     form_args = {
         "name": {"validators": [max_chars("name", "Name")]},
         "region": {"validators": [max_chars("short", "Region")]},
@@ -107,6 +125,7 @@ class TemplateView(SecureModelView):
         "runs_dashboard": {"description": "the VM runs wordslab-dashboard: scrape its exporter while it runs"},
         "dashboard_port": {"validators": [_range(1, 65535, "dashboard port")]},
         "exporter_port": {"validators": [_range(1, 65535, "exporter port")]},
+        **AUTOSTOP_FORM_ARGS,
     }
 
     def on_model_change(self, form, model, is_created):
@@ -176,18 +195,36 @@ def _url_cell(field):
     return cell
 
 
+def _autostop_cell(view, context, vm, name):
+    """"stops in 12 min unless used" with a keep-running button, or the last decision."""
+    html = ""
+    if vm.autostop_at is not None and vm.status == "running":
+        left = max(0.0, vm.autostop_at - time.time())
+        when = f"{left / 60:.0f} min" if left >= 90 else f"{left:.0f} s"
+        html += f'<span class="badge badge-warning vm-autostop-countdown">stops in {escape(when)} unless used</span>'
+    if vm.autostop_note:
+        html += f'<br><small class="text-muted vm-autostop-note">{escape(vm.autostop_note)}</small>'
+    if vm.status == "running" and policy_of(vm).enabled:
+        url = url_for(".keep", vm_id=vm.id)
+        html += (f'<form method="post" action="{escape(url)}" class="vm-keep d-block mt-1">'
+                 f'<input type="hidden" name="csrf_token" value="{escape(csrf_token())}">'
+                 '<button type="submit" class="btn btn-sm btn-outline-success">keep running</button></form>')
+    return Markup(html)
+
+
 class VmView(SecureModelView):
     grafana_dashboard = DASHBOARD
-    column_list = ("name", "template", "status", "cost_month", "price", "container_gb", "volume_gb",
+    column_list = ("name", "template", "status", "autostop", "cost_month", "price", "container_gb", "volume_gb",
                    "last_started_at", "last_stopped_at", "terminal_url", "dashboard_url", "actions")
     column_details_list = ("name", "template", "status", "provider_state", "instance_id", "last_error",
-                           "cost_month", "container_gb", "volume_gb", "max_running_hours",
-                           "created_at", "terminated_at", "last_started_at", "last_stopped_at",
+                           "cost_month", "container_gb", "volume_gb", "max_running_hours", "autostop",
+                           *AUTOSTOP_FIELDS, "created_at", "terminated_at", "last_started_at", "last_stopped_at",
                            "status_checked_at", "terminal_url", "dashboard_url")
     column_labels = {"cost_month": "Cost this month", "price": "Price", "container_gb": "Container GB",
                      "volume_gb": "Volume GB", "max_running_hours": "Max running hours"}
     column_formatters = {
         "status": _status_cell,
+        "autostop": _autostop_cell,
         "cost_month": _cost_cell,
         "price": lambda v, c, m, n: usd(m.template.compute_usd_per_hour, "/h"),
         "actions": _actions_cell,
@@ -197,10 +234,11 @@ class VmView(SecureModelView):
            for f in ("last_started_at", "last_stopped_at", "created_at", "terminated_at", "status_checked_at")},
     }
     column_default_sort = "name"
-    form_columns = ("name", "template", "container_gb", "volume_gb", "max_running_hours")
-    form_overrides = {f: FloatField for f in ("container_gb", "volume_gb", "max_running_hours")}
+    form_columns = ("name", "template", "container_gb", "volume_gb", "max_running_hours", *AUTOSTOP_FIELDS)
+    form_overrides = {f: FloatField for f in ("container_gb", "volume_gb", "max_running_hours", *AUTOSTOP_FIELDS)}
     form_args = {
         "name": {"validators": [max_chars("name", "Name")]},
+        **AUTOSTOP_FORM_ARGS,
         "container_gb": {"validators": [_range(1, 10000, "container GB")]},
         "volume_gb": {"validators": [_range(0, 100000, "volume GB")]},
         "max_running_hours": {"validators": [Optional(), _range(0.1, 24 * 366, "max running hours")],
@@ -231,6 +269,14 @@ class VmView(SecureModelView):
         if may_bill(model):
             raise ValidationError(f"{model.name} may still exist at {model.template.platform.provider} "
                                   f"({model.status}): terminate it first, nothing was deleted")
+
+    @expose("/keep/<int:vm_id>/", methods=["POST"])
+    def keep(self, vm_id: int):
+        try:
+            flash(keep_running(self.ctx.sessions, vm_id, time.time()), "success")
+        except VmActionError as exc:
+            flash(str(exc), "danger")
+        return redirect(url_for(".index_view"))
 
     @expose("/action/<int:vm_id>/<action>/", methods=["POST"])
     def action(self, vm_id: int, action: str):
@@ -264,13 +310,15 @@ class VmSettingsView(SecureBaseView):
                 with self.ctx.sessions.begin() as session:
                     set_setting(session, BUDGET_SETTING, "" if budget is None else f"{budget:g}")
                     set_setting(session, STATUS_INTERVAL_SETTING, f"{interval:g}")
+                    set_setting(session, BUDGET_STOP_SETTING, "1" if request.form.get("stop_all") else "0")
                 self.refresher.set_interval(interval)
                 flash("VM settings saved.", "success")
             return redirect(url_for(".index"))
         with self.ctx.sessions() as session:
             budget = get_setting(session, BUDGET_SETTING) or ""
+            stop_all = get_setting(session, BUDGET_STOP_SETTING) == "1"
         interval = status_interval(self.ctx.sessions, self.ctx.settings)
-        return self.render("admin/vm_settings.html", budget=budget, interval=f"{interval:g}")
+        return self.render("admin/vm_settings.html", budget=budget, interval=f"{interval:g}", stop_all=stop_all)
 
     @staticmethod
     def _parse(form) -> tuple[float | None, float]:
@@ -301,6 +349,10 @@ def register(admin, ctx) -> None:
     admin.add_view(VmView(Vm, ctx.sessions, name="VMs", endpoint="vms", category="Cloud VMs", ctx=ctx))
     admin.add_view(VmSettingsView(ctx, refresher, name="Budget & polling", endpoint="vm_settings",
                                   category="Cloud VMs"))
+    guard = AutostopGuard(ctx.sessions, ctx.settings,
+                          extra=lambda: check_budget(ctx.sessions, ctx.settings))
     if admin.app is not None:
         admin.app.extensions["wordslab_vm_refresher"] = refresher
+        admin.app.extensions["wordslab_autostop"] = guard
     refresher.start()
+    guard.start()

@@ -79,6 +79,10 @@ class VmTemplate(Base):
     runs_dashboard: Mapped[bool] = mapped_column(Boolean, default=False)
     dashboard_port: Mapped[int] = mapped_column(Integer, default=8888)
     exporter_port: Mapped[int] = mapped_column(Integer, default=9877)
+    # Autostop defaults for the template's VMs (each VM may set its own); None = off.
+    autostop_idle_minutes: Mapped[float | None] = mapped_column(Float, nullable=True)
+    autostop_gpu_percent: Mapped[float | None] = mapped_column(Float, nullable=True)
+    autostop_after_hours: Mapped[float | None] = mapped_column(Float, nullable=True)
 
     platform: Mapped[HostingPlatform] = relationship(back_populates="templates")
     vms: Mapped[list["Vm"]] = relationship(back_populates="template")
@@ -118,6 +122,16 @@ class Vm(Base):
     # Consecutive successful provider answers that left the instance out, since when.
     missing_answers: Mapped[int] = mapped_column(Integer, default=0)
     missing_since: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # Autostop (admin/cloud/autostop.py): stop after this many minutes with every GPU under
+    # autostop_gpu_percent, and/or after this many hours running; None = the template's value.
+    autostop_idle_minutes: Mapped[float | None] = mapped_column(Float, nullable=True)
+    autostop_gpu_percent: Mapped[float | None] = mapped_column(Float, nullable=True)
+    autostop_after_hours: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # "keep running" pressed: both windows start again from here.
+    autostop_kept_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # Unix time autostop will stop it unless it is used (None: no countdown), and why, in words.
+    autostop_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    autostop_note: Mapped[str] = mapped_column(Text, default="")
 
     template: Mapped[VmTemplate] = relationship(back_populates="vms")
     intervals: Mapped[list["VmInterval"]] = relationship(

@@ -47,6 +47,7 @@ class VmFacts:
     status_checked_at: float | None
     provider_ok: bool
     cost: tuple[float, float, float, str] | None  # compute, storage, total, source
+    autostop_at: float | None = None  # unix time autostop stops it unless used (admin/cloud/autostop.py)
 
 
 def _facts(vm: Vm, cost: VmMonthlyCost | None) -> VmFacts:
@@ -55,7 +56,8 @@ def _facts(vm: Vm, cost: VmMonthlyCost | None) -> VmFacts:
                    vm.dashboard_url or "", vm.status, t.vram_gb * t.gpu_count, t.vcpus, t.ram_gb,
                    t.compute_usd_per_hour, vm.container_gb, vm.volume_gb, vm.last_started_at,
                    vm.last_stopped_at, vm.max_running_hours, vm.status_checked_at, not vm.last_error,
-                   (cost.compute_usd, cost.storage_usd, cost.total_usd, cost.source) if cost else None)
+                   (cost.compute_usd, cost.storage_usd, cost.total_usd, cost.source) if cost else None,
+                   vm.autostop_at if vm.status == "running" else None)
 
 
 def load(session: Session, now: float | None = None) -> tuple[tuple[VmFacts, ...], float | None]:
@@ -105,6 +107,9 @@ class VmsCollector(WordslabCollector):
         provider_ok = gauge("vm_provider_ok", "1 if the last provider call for the VM succeeded.", VM)
         checked = gauge("vm_status_checked_timestamp_seconds",
                         "Unix time the VM's status was last read from its provider.", VM)
+        autostop = gauge("vm_autostop_seconds_remaining", "Seconds until autostop stops the running VM "
+                         "unless it is used (0: due now); absent without a countdown.", VM)
+        now = time.time()
         for vm in vms:
             info.add_metric([vm.name, vm.provider, vm.region, vm.gpu, vm.terminal_url, vm.dashboard_url], 1.0)
             add_state_set(status, [vm.name], VM_STATUSES, vm.status)
@@ -128,8 +133,10 @@ class VmsCollector(WordslabCollector):
             provider_ok.add_metric([vm.name], 1.0 if vm.provider_ok else 0.0)
             if vm.status_checked_at is not None:
                 checked.add_metric([vm.name], vm.status_checked_at)
+            if vm.autostop_at is not None:
+                autostop.add_metric([vm.name], max(0.0, vm.autostop_at - now))
         yield from (info, status, vram, cpus, memory, price, storage, started, stopped, cost,
-                    from_provider, max_running, provider_ok, checked)
+                    from_provider, max_running, provider_ok, checked, autostop)
         if budget is not None:
             yield GaugeMetricFamily(PREFIX + "cost_budget_month_usd",
                                     "Monthly budget for cloud VMs plus external AI APIs, set in the admin, USD.", value=budget)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import stat
-import time
 import urllib.request
 
 import pytest
@@ -15,7 +14,7 @@ import pytest
 from admin.alerting.config import config_path
 from tests.fakes.loopback import serving
 from tests.fakes.vm_exporter import FakeVmExporter
-from tests.support.alert_stack import AlertStack
+from tests.support.alert_stack import AlertStack, wait_for
 from tests.support.alertmanager import SmtpSink, WebhookReceiver
 
 pytestmark = pytest.mark.integration
@@ -27,15 +26,6 @@ SMTP_PASSWORD = "smtp-pass-0123456789"
 DELIVERY_TIMEOUT = 90
 
 
-def _wait(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = predicate()
-        if result:
-            return result
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
-
 
 @pytest.fixture
 def stack(tmp_path):
@@ -44,24 +34,18 @@ def stack(tmp_path):
     stack.close()
 
 
-def _receiver(stack, **fields):
-    data = {"enabled": "y", "send_resolved": "y", "new_url": "", "new_token": "", "clear_token": "",
-            "email_to": "", "email_from": "", "smarthost": "", "smtp_username": "", "new_smtp_password": ""}
-    data.update(fields)
-    return stack.post("/admin/alert_receivers/new/", data, page="/admin/alert_receivers/")
-
 
 def test_vm_idle_alert_reaches_webhook_email_and_ntfy(stack):
     hook, ntfy = WebhookReceiver(), WebhookReceiver()
     vm = FakeVmExporter(utilization=0.0)
     with SmtpSink() as smtp, serving(hook.handler()) as hook_url, serving(ntfy.handler()) as ntfy_url, \
             serving(vm.handler()) as vm_url:
-        page = _receiver(stack, name="hook", kind="webhook", new_url=hook_url + "/alerts", new_token=WEBHOOK_TOKEN)
+        page = stack.add_receiver(name="hook", kind="webhook", new_url=hook_url + "/alerts", new_token=WEBHOOK_TOKEN)
         assert "Alertmanager reloaded with 1 receiver(s)" in page.text, page.text
-        _receiver(stack, name="mail", kind="email", email_to="me@example.org", email_from="lab@example.org",
+        stack.add_receiver(name="mail", kind="email", email_to="me@example.org", email_from="lab@example.org",
                   smarthost=f"127.0.0.1:{smtp.port}", smtp_username="", new_smtp_password=SMTP_PASSWORD,
                   smtp_require_tls="")
-        page = _receiver(stack, name="phone", kind="ntfy", new_url=ntfy_url + "/gpu-alerts", new_token=NTFY_TOKEN)
+        page = stack.add_receiver(name="phone", kind="ntfy", new_url=ntfy_url + "/gpu-alerts", new_token=NTFY_TOKEN)
         assert "Alertmanager reloaded with 3 receiver(s)" in page.text
         # Secrets are stored, shown masked, and the rendered file is owner-only.
         listing = stack.client.get("/admin/alert_receivers/").text
@@ -70,21 +54,21 @@ def test_vm_idle_alert_reaches_webhook_email_and_ntfy(stack):
         assert stat.S_IMODE(os.stat(config_path(stack.settings)).st_mode) == 0o600
 
         stack.add_vm("box", vm_url)
-        body = _wait(lambda: next((p["body"] for p in hook.posts
+        body = wait_for(lambda: next((p["body"] for p in hook.posts
                                    if p["body"]["commonLabels"].get("alertname") == "WordslabVmGpuIdle"), None),
                      DELIVERY_TIMEOUT, "the VM-idle alert at the webhook")
         assert body["status"] == "firing" and body["commonLabels"]["vm"] == "box"
         assert "VM box is running with idle GPUs" in body["alerts"][0]["annotations"]["summary"]
         assert next(p for p in hook.posts if p["body"] is body)["headers"]["Authorization"] == f"Bearer {WEBHOOK_TOKEN}"
 
-        mail = _wait(lambda: next((m for m in smtp.messages if "WordslabVmGpuIdle" in m["Subject"]), None),
+        mail = wait_for(lambda: next((m for m in smtp.messages if "WordslabVmGpuIdle" in m["Subject"]), None),
                      15, "the VM-idle email")
         assert mail["To"] == "me@example.org" and "on VM box" in mail["Subject"]
         assert "VM box is running with idle GPUs" in mail.get_payload(decode=True).decode() \
             if not mail.is_multipart() else any("VM box is running" in part.get_payload(decode=True).decode()
                                                 for part in mail.walk() if not part.is_multipart())
 
-        pushed = _wait(lambda: next((p for p in ntfy.posts if "WordslabVmGpuIdle" in p["body"].get("title", "")), None),
+        pushed = wait_for(lambda: next((p for p in ntfy.posts if "WordslabVmGpuIdle" in p["body"].get("title", "")), None),
                        15, "the VM-idle alert at ntfy, through the admin's relay")
         assert pushed["path"] == "/" and pushed["body"]["topic"] == "gpu-alerts"
         assert pushed["headers"]["Authorization"] == f"Bearer {NTFY_TOKEN}"
@@ -108,7 +92,7 @@ def test_vm_idle_alert_reaches_webhook_email_and_ntfy(stack):
 def test_test_notification_reports_delivery_and_failure(stack):
     hook = WebhookReceiver()
     with serving(hook.handler()) as hook_url:
-        _receiver(stack, name="hook", kind="webhook", new_url=hook_url + "/alerts")
+        stack.add_receiver(name="hook", kind="webhook", new_url=hook_url + "/alerts")
         page = stack.post("/admin/alert_receivers/test/1/", {}, page="/admin/alert_receivers/")
         assert "test notification to hook delivered by Alertmanager (webhook)" in page.text, page.text
         post = next(p for p in hook.posts if p["body"]["commonLabels"]["alertname"] == "WordslabTestNotification")
@@ -130,7 +114,7 @@ def test_bad_receivers_are_refused_and_change_nothing(stack):
             ({"name": "e", "kind": "email", "email_to": "a@b.c", "email_from": "a@b.c",
               "smarthost": "smtp.example.org"}, "host:port"),
             ({"name": "d", "kind": "discord", "new_url": ""}, "needs its URL")):
-        page = _receiver(stack, **fields)
+        page = stack.add_receiver(**fields)
         assert message in page.text, (fields, page.text[-2000:])
         assert "SECRETPART" not in page.text
     assert "wordslab-none" in config_path(stack.settings).read_text()

@@ -22,8 +22,10 @@ def build(world) -> None:
                               gpu_count=1, vram_gb=48, vcpus=8, ram_gb=50, compute_usd_per_hour=0.79,
                               container_usd_per_gb_month=0.10, volume_usd_per_gb_month=0.10,
                               runs_dashboard=True)
+        # Autostop on, two hours to go (the countdown panel's data).
         trainer = Vm(name="trainer", template=template, container_gb=20, volume_gb=100, instance_id="pod-trainer",
-                     created_at=now - 5 * HOUR, max_running_hours=8,
+                     created_at=now - 5 * HOUR, max_running_hours=8, autostop_after_hours=6,
+                     autostop_at=now + 2 * HOUR,
                      terminal_url="https://console.runpod.io/pods?id=pod-trainer",
                      dashboard_url="https://pod-trainer-8888.proxy.runpod.net")
         spare = Vm(name="spare", template=template, container_gb=20, volume_gb=50, instance_id="pod-spare",

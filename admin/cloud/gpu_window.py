@@ -1,0 +1,75 @@
+"""A VM's GPU utilization over a window, read from its own exporter through Prometheus' HTTP API.
+
+The VM's exporter is scraped under a file_sd target group labelled vm="<name>" (see
+admin/cloud/vm_status.sync_targets), so `wordslab_gpu_utilization_ratio{vm="<name>"}[W]`
+returns every sample of every GPU of the VM in the last W seconds. The decision uses all of
+them (the max), and trusts the window only when the samples cover it with no hole.
+"""
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+
+from common import http_client
+
+TIMEOUT = (3.0, 10.0)
+METRIC = "wordslab_gpu_utilization_ratio"
+
+
+class PrometheusError(Exception):
+    """Prometheus did not answer, or refused the query; the message says which."""
+
+
+@dataclass(frozen=True)
+class GpuWindow:
+    """Samples (unix time, utilization ratio 0-1) of all the VM's GPUs, sorted by time."""
+
+    start: float
+    end: float
+    samples: tuple[tuple[float, float], ...]
+
+    @property
+    def max_ratio(self) -> float | None:
+        return max((v for _, v in self.samples), default=None)
+
+    def last_at_or_above(self, ratio: float) -> float | None:
+        """Time of the last sample at or above `ratio` (the last time the VM was in use)."""
+        return max((t for t, v in self.samples if v >= ratio), default=None)
+
+    def coverage_gap(self) -> str | None:
+        """None when the samples cover [start, end] with no hole wider than 3 scrape steps;
+        else why not, in words (no data, starts late, ends early, a hole)."""
+        times = sorted({t for t, _ in self.samples})
+        if len(times) < 2:
+            return "no GPU data from its exporter in the window"
+        step = statistics.median(b - a for a, b in zip(times, times[1:]))
+        tolerance = 3 * step
+        if times[0] - self.start > tolerance:
+            return f"GPU data only since {times[0] - self.start:.0f} s into the window"
+        if self.end - times[-1] > tolerance:
+            return f"no GPU data for the last {self.end - times[-1]:.0f} s"
+        hole = max(b - a for a, b in zip(times, times[1:]))
+        if hole > tolerance:
+            return f"a {hole:.0f} s hole in the GPU data"
+        return None
+
+
+def query(prometheus_url: str, expr: str, now: float) -> list[dict]:
+    """Instant query at `now`: the result list ([{metric, value}] or [{metric, values}]).
+    Raises PrometheusError."""
+    try:
+        response = http_client.get(prometheus_url.rstrip("/") + "/api/v1/query",
+                                   params={"query": expr, "time": f"{now:.3f}"}, timeout=TIMEOUT)
+        body = response.json()
+    except (http_client.RequestException, ValueError) as exc:
+        raise PrometheusError(f"Prometheus did not answer: {exc}") from None
+    if body.get("status") != "success":
+        raise PrometheusError(f"Prometheus refused the query: {body.get('error', response.status_code)}")
+    return body["data"]["result"]
+
+
+def query_window(prometheus_url: str, vm: str, seconds: float, now: float) -> GpuWindow:
+    """Raw samples of `vm`'s GPUs over the `seconds` before `now`. Raises PrometheusError."""
+    result = query(prometheus_url, f'{METRIC}{{vm="{vm}"}}[{max(1, int(seconds))}s]', now)
+    samples = sorted((float(t), float(v)) for series in result for t, v in series["values"])
+    return GpuWindow(now - seconds, now, tuple(samples))
