@@ -17,7 +17,7 @@ from common.readable import readable_value
 from common.store import connect, init_db, session_factory
 from common.store.settings import get_setting, set_setting
 
-from admin import front_door
+from admin import db_busy, front_door
 from admin.context import GRAFANA_DASHBOARDS, AdminContext
 from admin.grafana_status import GrafanaStatus
 from admin.formatting import human_bytes, progress_text
@@ -213,6 +213,7 @@ def create_app(settings: Settings, *, password: str | None = None,
     app.extensions["wordslab"] = ctx
     csrf_protect(app)
     app.after_request(_security_headers)
+    db_busy.install(app)
     protect_app(app, sessions)
     # File and folder names that are not UTF-8 are shown escaped instead of failing the page.
     app.jinja_env.finalize = readable_value

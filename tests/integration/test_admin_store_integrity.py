@@ -2,6 +2,7 @@
 SQLite file (the sqlite3 CLI, the exporter's read-only engine), across a restart."""
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 
@@ -106,5 +107,26 @@ def test_admin_writes_survive_reader_processes_and_the_exporter_and_a_restart(ro
     server = start_admin(root)
     try:
         assert 'value="12"' in AdminHttp(server).get("/admin/vm_settings/").text
+    finally:
+        server.stop()
+
+
+def test_a_write_refused_by_a_locked_database_says_so_and_saves_nothing(root):
+    server = start_admin(root)
+    try:
+        web = AdminHttp(server)
+        _save_budget(web, "5")
+        holder = sqlite3.connect(server.db_path, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")  # another program's long write transaction
+        try:
+            response = web.post("/admin/vm_settings/", {"budget": "6", "interval": "60"})
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        assert response.status_code == 503 and response.headers["Retry-After"]
+        assert "Nothing was saved" in response.text and "saved." not in response.text
+        assert _budget_from_file(server.db_path) == "5"
+        _save_budget(web, "6")  # the lock is gone: the same write goes through
+        assert _budget_from_file(server.db_path) == "6"
     finally:
         server.stop()
