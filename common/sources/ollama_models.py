@@ -173,6 +173,9 @@ class OllamaScanner:
         if self.models_dir is not None:
             manifest = manifest_path(self.models_dir, name)
             path = str(manifest) if manifest.exists() else ""
+        # A cloud model (Ollama 0.12+ `name-cloud`, remote_host set) runs elsewhere: only its
+        # manifest is here and it needs no VRAM on this machine.
+        remote = bool(model.get("remote_host") or model.get("remote_model"))
         return ModelRecord(
             last_used_source="ollama_ps",
             provider="ollama", model=name,
@@ -183,7 +186,8 @@ class OllamaScanner:
             parameters=metadata_int(info.get("general.parameter_count"))
             or parse_parameter_size(details.get("parameter_size")),
             context_length=context,
-            vram_estimate_bytes=vram_estimate(weights, kv_shape_from_metadata(info, arch), context),
+            vram_estimate_bytes=None if remote else vram_estimate(weights, kv_shape_from_metadata(info, arch),
+                                                                  context),
             download_timestamp=parse_time(model.get("modified_at")),
             last_used_timestamp=last_used,
         )

@@ -59,6 +59,7 @@ class FakeModel:
     parameters: str = ""  # Modelfile PARAMETER lines as /api/show returns them
     model_info: dict = field(default_factory=dict)
     modified_at: str = "2026-01-02T03:04:05.123456789+00:00"
+    remote_host: str = ""  # a cloud model (Ollama 0.12+): listed, run on that host
 
     @property
     def size(self) -> int:
@@ -211,7 +212,10 @@ class _OllamaHandler(BaseHTTPRequestHandler):
             models = list(self.state.models.values())
         self._send(200, {"models": [{"name": m.name, "model": m.name, "modified_at": m.modified_at,
                                      "size": m.size, "digest": m.digest.split(":")[1],
-                                     "details": _details(m)} for m in models]})
+                                     "details": _details(m),
+                                     **({"remote_model": m.name.removesuffix("-cloud"),
+                                         "remote_host": m.remote_host} if m.remote_host else {})}
+                                    for m in models]})
 
     def _show(self, body):
         model = self._model(body)

@@ -199,3 +199,14 @@ def test_ollama_models_from_a_registry_with_a_port(vm_env):
     assert variant.size_bytes == state.models["registry:5000/ns/qwen:8b-32k"].size - 300_000 - 120
     blobs_on_disk = sum(p.stat().st_size for p in (models_dir / "blobs").iterdir())
     assert base.size_bytes + variant.size_bytes == blobs_on_disk
+
+
+def test_ollama_cloud_model_has_no_vram_estimate_here(vm_env):
+    from tests.fakes.ollama_server import OllamaState, fake_model
+    state = OllamaState(models_dir=ollama_models(vm_env))
+    state.install(fake_model("qwen3:8b"))
+    state.install(fake_model("gpt-oss:120b-cloud", weights_size=384, remote_host="https://ollama.com:443"))
+    with fake_ollama(state) as server:
+        records = by_model(OllamaScanner(OllamaClient(server.base_url), ollama_models(vm_env)).scan())
+    assert records["gpt-oss:120b-cloud"].vram_estimate_bytes is None
+    assert records["qwen3:8b"].vram_estimate_bytes > 300_000
