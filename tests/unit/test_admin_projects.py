@@ -191,7 +191,7 @@ def test_delete_of_an_unreadable_project_inside_a_parent_repo_names_its_files(ad
     page = client.post("/admin/projects/broken/delete/", data={"csrf_token": token})
     assert page.status_code == 200 and project.exists()
     assert "Git cannot read this project" in page.text and "not a git repository" in page.text
-    assert "1 uncommitted files" in page.text and "notes/thesis.md" in page.text
+    assert "1 uncommitted file" in page.text and "notes/thesis.md" in page.text
     listing = client.get("/admin/projects/").text
     assert 'id="project-broken" data-state="error"' in listing
 
