@@ -81,7 +81,8 @@ AUTOSTOP_FORM_ARGS = {
     "autostop_idle_minutes": {"label": "Autostop after idle minutes", "validators": [
         Optional(), _range(5, 7 * 24 * 60, "autostop idle minutes")],
         "description": "stop (never terminate) after this many minutes with every GPU under the "
-                       "threshold below, read from the VM's own exporter (empty: off)"},
+                       "threshold below, read from the VM's own exporter: its template must run "
+                       "wordslab-dashboard (empty: off)"},
     "autostop_gpu_percent": {"label": "Autostop GPU threshold %", "validators": [
         Optional(), _range(0.1, 100, "autostop GPU threshold (percent)")], "description": "default 5 %"},
     "autostop_after_hours": {"label": "Autostop after running hours", "validators": [

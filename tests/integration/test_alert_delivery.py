@@ -120,3 +120,22 @@ def test_bad_receivers_are_refused_and_change_nothing(stack):
     assert "wordslab-none" in config_path(stack.settings).read_text()
     assert "No items" in stack.client.get("/admin/alert_receivers/").text or \
         "There are no items" in stack.client.get("/admin/alert_receivers/").text
+
+
+def test_a_config_alertmanager_refuses_is_rolled_back(stack):
+    from admin.alerting.alertmanager import AlertmanagerError
+    from admin.alerting.apply import apply
+    from common.store.alerts import AlertReceiver
+
+    stack.add_receiver(name="hook", kind="webhook", new_url="http://127.0.0.1:9/alerts")
+    before = config_path(stack.settings).read_text()
+    # A row the form would refuse (no address), written behind its back: Alertmanager refuses it.
+    with stack.ctx.sessions.begin() as s:
+        s.add(AlertReceiver(name="broken", kind="email", email_to="", email_from="a@b.c",
+                            smarthost="127.0.0.1:25", smtp_password="pw-0123456789abc"))
+    with pytest.raises(AlertmanagerError) as raised:
+        apply(stack.ctx.sessions, stack.settings)
+    assert "previous config kept" in str(raised.value) and "pw-0123456789abc" not in str(raised.value)
+    assert config_path(stack.settings).read_text() == before
+    status = json.load(urllib.request.urlopen(f"{stack.alertmanager.url}/api/v2/status"))
+    assert "broken" not in status["config"]["original"] and "hook" in before
