@@ -18,6 +18,7 @@ from typing import Callable
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from common.log_changes import ChangeLog
 from common.background import BackgroundSource
 from common.config import Settings
 from admin.file_sd import remove_targets, write_targets
@@ -29,6 +30,8 @@ from common.sources import vm_costs
 from admin.cloud.providers import InstanceState, ProviderClient, ProviderError, make_client, resolve_api_key
 
 log = logging.getLogger(__name__)
+# Repeated at every refresh: a problem is logged when it starts or changes, not each time.
+_problems = ChangeLog(log)
 
 Clock = Callable[[], float]
 # States in which compute is surely not billed: an open interval closes.
@@ -267,14 +270,15 @@ def refresh_costs(sessions: sessionmaker, settings: Settings, clock: Clock = tim
                     try:
                         client = client_for(platform, vms[0].template, settings, provider_timeout(settings))
                     except ProviderError as exc:
-                        log.warning("billing of %s unavailable: %s", platform.name, exc)
+                        _problems.report(f"billing:{platform.name}", str(exc), "billing of %s unavailable: %s",
+                                         platform.name, exc)
                         continue
                     asks.append((platform.id, platform.name, client, [vm.instance_id for vm in vms]))
         for platform_id, name, client, instance_ids in asks:
             try:
                 billed[platform_id] = client.billing(instance_ids, start, min(end, now)) or {}
             except ProviderError as exc:  # the estimate stands
-                log.warning("billing of %s unavailable: %s", name, exc)
+                _problems.report(f"billing:{name}", str(exc), "billing of %s unavailable: %s", name, exc)
     count = 0
     with sessions.begin() as session:
         for platform in session.scalars(select(HostingPlatform)):

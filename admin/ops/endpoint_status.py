@@ -29,6 +29,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import sessionmaker
 
 from common import nvml as nvml_module
+from common.log_changes import ChangeLog
 from common.background import BackgroundSource, Snapshot
 from common.config import Settings
 from common.nvml import Nvml
@@ -39,6 +40,8 @@ from common.store.services import Endpoint
 from admin.ops.endpoint_ops import reap_exited_children
 
 log = logging.getLogger(__name__)
+# Probed every 10 s: an odd row is logged once, not at every probe.
+_problems = ChangeLog(log)
 
 INTERVAL_VAR = "WORDSLAB_ENDPOINT_STATUS_INTERVAL_SECONDS"
 
@@ -103,8 +106,9 @@ class EndpointStatusRefresher:
         for seen in rows:
             try:
                 result = probe(seen.target, self.nvml, self.settings)
-            except Exception:  # one odd row (say, an unusable base URL) must not hide the others
-                log.exception("probing endpoint %s failed", seen.target.name)
+            except Exception as exc:  # one odd row (say, an unusable base URL) must not hide the others
+                if _problems.changed(seen.target.name, type(exc).__name__):
+                    log.exception("probing endpoint %s failed (not logged again until it changes)", seen.target.name)
                 continue
             error = error_to_show(result, seen.target, seen.last_error)
             if (result.status, error) != (seen.status, seen.last_error):

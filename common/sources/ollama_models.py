@@ -17,6 +17,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from common.log_changes import ChangeLog
 from common.sources.model_record import (OLLAMA_DEFAULT_KEEP_ALIVE_SECONDS, ModelRecord,
                                         parse_parameter_size, type_from_capabilities,
                                         vram_estimate)
@@ -24,6 +25,8 @@ from common.sources.gguf_meta import kv_shape_from_metadata, metadata_int
 from common.sources.ollama_client import OllamaClient, OllamaError
 
 log = logging.getLogger(__name__)
+# Repeated at every refresh: a problem is logged when it starts or changes, not each time.
+_problems = ChangeLog(log, logging.INFO)
 
 DEFAULT_REGISTRY = "registry.ollama.ai"
 WEIGHT_MEDIA_TYPES = ("application/vnd.ollama.image.model", "application/vnd.ollama.image.projector")
@@ -98,7 +101,7 @@ class OllamaScanner:
             try:
                 records.append(self._model(m, shows[m["name"]], seen_blobs, groups, owners))
             except Exception as exc:  # one odd answer is shown as such, never hides the other models
-                log.info("ollama model %s: %s", m["name"], exc)
+                _problems.report(m["name"], f"{type(exc).__name__}: {exc}", "ollama model %s: %s", m["name"], exc)
                 records.append(ModelRecord(provider="ollama", model=m["name"], status="error",
                                            problem=f"{type(exc).__name__}: {exc}"))
         return records
