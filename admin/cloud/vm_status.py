@@ -160,7 +160,8 @@ def _plan(sessions: sessionmaker, settings: Settings) -> list[_Poll]:
 
 
 def _adopt(vm: Vm, states: dict[str, InstanceState], tracked: set[str]) -> InstanceState | None:
-    """The one listed instance named like this VM that no row tracks: a create whose id was lost."""
+    """The one listed instance named like this VM that no row tracks: a create whose id was lost,
+    or an instance resumed under a new id (Jarvislabs) whose id was not recorded."""
     found = [s for i, s in states.items() if s.name == vm.name and i not in tracked]
     return found[0] if len(found) == 1 else None
 
@@ -175,7 +176,9 @@ def _apply(session: Session, poll: _Poll, now: float) -> int:
         if poll.states is None:
             apply_failure(vm, poll.error, now)
             continue
-        state = poll.states.get(vm.instance_id) if vm.instance_id else _adopt(vm, poll.states, tracked)
+        state = poll.states.get(vm.instance_id) if vm.instance_id else None
+        if state is None:  # a create, or a resume that gave a new id, whose id was not recorded
+            state = _adopt(vm, poll.states, tracked)
         if state is None:
             if vm.status != "gone":
                 apply_missing(vm, poll.provider, now)
@@ -183,11 +186,14 @@ def _apply(session: Session, poll: _Poll, now: float) -> int:
         if vm.status == "gone":  # the rule was wrong: it bills again from now on
             log.warning("VM %s: instance %s is listed by %s again", vm.name, vm.instance_id, poll.provider)
             vm.terminated_at = None
-        if not vm.instance_id:
-            log.warning("VM %s: adopting instance %s found by name at %s", vm.name, state.instance_id,
-                        poll.provider)
+        if vm.instance_id != state.instance_id:
+            log.warning("VM %s: adopting instance %s found by name at %s (recorded: %s)", vm.name,
+                        state.instance_id, poll.provider, vm.instance_id or "none")
+            tracked.discard(vm.instance_id)
+            tracked.add(state.instance_id)
             vm.instance_id = state.instance_id
-            vm.created_at = vm.create_requested_at or now
+            if vm.created_at is None:
+                vm.created_at = vm.create_requested_at or now
         apply_state(vm, state, now)
         count += 1
     return count

@@ -457,3 +457,19 @@ def test_a_refresh_leaves_rows_changed_or_deleted_during_its_provider_call_alone
         assert [(v.name, v.status) for v in rows] == [("box", "stopped")]
     finally:
         stack.__exit__(None, None, None)
+
+
+def test_an_instance_resumed_under_a_new_id_behind_our_back_is_followed_by_name(client, env):
+    fake, stack, vm = _created_vm(client, env, "jarvislabs.ai")
+    try:
+        _action(client, vm.id, "create", confirm=True)
+        old_id = _vm_row(env).instance_id
+        # Resumed from the provider's console: the same machine, a new id (as Jarvislabs does).
+        inst = fake.instances.pop(old_id)
+        inst["machine_id"] = 77
+        fake.instances["77"] = inst
+        _refresh(env)
+        vm = _vm_row(env)
+        assert (vm.instance_id, vm.status, vm.missing_answers) == ("77", "running", 0)
+    finally:
+        stack.__exit__(None, None, None)
