@@ -124,7 +124,9 @@ def plan_services(args: argparse.Namespace, layout: Layout, settings: Settings,
     alertmanager_url = f"http://{args.alertmanager_address}"
     common = {"WORDSLAB_ADMIN_URL": admin_url, "WORDSLAB_GRAFANA_URL": grafana_url,
               "WORDSLAB_PROMETHEUS_URL": prometheus_url, "WORDSLAB_ALERTMANAGER_URL": alertmanager_url,
-              "WORDSLAB_DASHBOARD_STATE_DIR": str(layout.state)}
+              "WORDSLAB_DASHBOARD_STATE_DIR": str(layout.state),
+              # Every process builds the browser's links from the same door URL.
+              "DASHBOARD_PORT": str(args.dashboard_port), "WORDSLAB_DASHBOARD_PUBLIC_URL": public}
     services = [
         Service("exporter", [py, "-m", "exporter", "--listen-address", args.exporter_address],
                 exporter_url + "/metrics", common),

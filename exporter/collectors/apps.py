@@ -19,7 +19,7 @@ import shutil
 import ssl
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterable
 from urllib.parse import urlsplit
@@ -29,7 +29,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from common.background import BackgroundSource
 from common.config import Settings
 from common.sources.ollama_client import resolve_ollama
-from common.urls import public_port, public_port_url, public_url
+from common.urls import dashboard_url, public_port, public_port_url, public_url
 from exporter.state_file import save_json
 from exporter.collectors.base import PREFIX, WordslabCollector
 
@@ -53,11 +53,12 @@ VM_APPS = (
 INSTALL_DIRS = {"jupyterlab": ("JUPYTERLAB_ENV", "jupyterlab"), "vscode": ("VSCODE_DIR", "code-server"),
                 "openwebui": ("OPENWEBUI_ENV", "open-webui"), "ollama": ("OLLAMA_DIR", "ollama")}
 SEEN_UP_FILE = "apps_seen_up.json"
-# This project's own services: (app, URL variable, default URL).
+# This project's own services: (app, URL variable probed on loopback, default URL, path behind
+# the front door). Users open them through the door: the link is the door's public URL + path.
 SERVICE_APPS = (
-    ("admin", "WORDSLAB_ADMIN_URL", "http://127.0.0.1:9878"),
-    ("grafana", "WORDSLAB_GRAFANA_URL", "http://127.0.0.1:3000"),
-    ("prometheus", "WORDSLAB_PROMETHEUS_URL", "http://127.0.0.1:9090"),
+    ("admin", "WORDSLAB_ADMIN_URL", "http://127.0.0.1:9878", "/admin/"),
+    ("grafana", "WORDSLAB_GRAFANA_URL", "http://127.0.0.1:3000", "/"),
+    ("prometheus", "WORDSLAB_PROMETHEUS_URL", "http://127.0.0.1:9090", "/prometheus/"),
 )
 
 
@@ -128,7 +129,10 @@ def ollama_app(settings: Settings) -> App:
 def resolve_apps(settings: Settings) -> list[App]:
     apps = [vm_app(settings, *spec) for spec in VM_APPS]
     apps.append(ollama_app(settings))
-    apps.extend(url_app(settings, app, var, settings.get(var, default)) for app, var, default in SERVICE_APPS)
+    door = dashboard_url(settings)
+    for app, var, default, path in SERVICE_APPS:
+        found = url_app(settings, app, var, settings.get(var, default))
+        apps.append(replace(found, url=door + path) if found.configured else found)
     return apps
 
 

@@ -16,7 +16,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from common import nvml as nvml_access
 from common.config import Settings
 from exporter.platform import OS_RELEASE_PATHS, PROC_VERSION, detect_platform, os_version
-from common.urls import public_port_url
+from common.urls import dashboard_url
 from exporter.collectors.base import PREFIX, WordslabCollector
 
 # venv writes "version = 3.12.3", uv "version_info = 3.12.3", virtualenv "version_info = 3.12.3.final.0".
@@ -71,10 +71,7 @@ class SystemCollector(WordslabCollector):
         self.hosting_platform = detect_platform(settings.env, proc_version)
         self.os_version = os_version(os_release)
         # The docs behind the dashboard's front door, at the platform's public URL for its port.
-        dashboard_port = settings.get("DASHBOARD_PORT")
-        self.docs_url = public_port_url(settings.env, dashboard_port, "DASHBOARD_URL") if dashboard_port else ""
-        if self.docs_url:
-            self.docs_url = self.docs_url.rstrip("/") + "/docs"
+        self.docs_url = dashboard_url(settings) + "/docs" if settings.get("DASHBOARD_PORT") else ""
         env_dir = settings.notebooks_env
         self.versions: dict[str, str] = {}
         python = env_python_version(env_dir) or ".".join(map(str, sys.version_info[:3]))
@@ -97,7 +94,7 @@ class SystemCollector(WordslabCollector):
         info = GaugeMetricFamily(
             PREFIX + "system_info",
             "Always 1: hosting platform, OS version, wordslab version and the docs URL "
-            "(the platform's public URL for DASHBOARD_PORT + /docs, empty when unknown).",
+            "(the front door's public URL for DASHBOARD_PORT + /docs, empty when DASHBOARD_PORT is unset).",
             labels=["hosting_platform", "os_version", "wordslab_version", "docs_url"])
         info.add_metric([self.hosting_platform, self.os_version, self.settings.version or "",
                          self.docs_url], 1)

@@ -91,6 +91,16 @@ def test_runpod_links_each_port_through_its_https_proxy(services_down):
     assert info["dashboard"]["url"] == "https://ebkhet9vq5flt7-8888.proxy.runpod.net"
 
 
+def test_the_dashboards_own_services_link_through_the_front_door(services_down):
+    env = {**services_down, "RUNPOD_POD_ID": "pod7", "DASHBOARD_PORT": "8888"}
+    info = {lbl["app"]: lbl for lbl in scrape(AppsCollector(Settings.from_env(env))).labels("wordslab_app_info")}
+    door = "https://pod7-8888.proxy.runpod.net"
+    assert (info["admin"]["url"], info["grafana"]["url"], info["prometheus"]["url"]) == \
+        (door + "/admin/", door + "/", door + "/prometheus/")
+    # Probed where they listen, on loopback.
+    assert info["grafana"]["internal_port"] == port_of(services_down["WORDSLAB_GRAFANA_URL"].rstrip("/"))
+
+
 def test_url_variable_alone_configures_the_app_on_its_default_port(services_down):
     env = {**services_down, "OPENWEBUI_URL": "https://abc-8882.proxy.runpod.net"}
     info = {lbl["app"]: lbl for lbl in scrape(AppsCollector(Settings.from_env(env))).labels("wordslab_app_info")}
