@@ -7,14 +7,26 @@ import logging
 import os
 import signal
 import sys
+from pathlib import Path
 
 from common import redact
-from common.config import Settings
-from common.config import parse_listen_address
+from common.config import TUNABLE_VARS, Settings, parse_listen_address
+from common.sources.endpoint_probe import REFRESH_SECONDS
+from common.store.vms import DEFAULT_STATUS_INTERVAL_SECONDS
 from common.urls import dashboard_url
 
 DEFAULT_LISTEN = "127.0.0.1:9878"
-PASSWORD_ENV = "WORDSLAB_DASHBOARD_ADMIN_PASSWORD"
+PASSWORD_ENV = TUNABLE_VARS["admin_password"][0]
+# Flags of the admin's tunables: (flag, Settings field, help).
+SECONDS_FLAGS = (
+    ("--vm-status-interval", "vm_status_interval_seconds",
+     "seconds between cloud VM status refreshes; 0 turns polling off (a value set in the admin wins; "
+     f"default {DEFAULT_STATUS_INTERVAL_SECONDS:g})"),
+    ("--vm-provider-timeout", "vm_provider_timeout_seconds",
+     "seconds a cloud provider API call may take (default: each client's own)"),
+    ("--endpoint-status-interval", "endpoint_status_interval_seconds",
+     f"seconds between live probes of the model endpoints; 0 turns probing off (default {REFRESH_SECONDS:g})"),
+)
 
 
 def _is_loopback(host: str) -> bool:
@@ -33,11 +45,21 @@ def listen_host_port(value: str) -> tuple[str, int]:
     return parse_listen_address(value)
 
 
+def _seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0, got {value!r}")
+    return seconds
+
+
 def _stop(*_):
     raise KeyboardInterrupt
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="wordslab-admin", description=__doc__)
     parser.add_argument("--listen-address", default=DEFAULT_LISTEN,
                         help="HOST:PORT (default %(default)s: loopback only; port 0 picks a free one)")
@@ -56,16 +78,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="seconds between autostop checks (default $WORDSLAB_AUTOSTOP_INTERVAL_SECONDS or 60; 0: off)")
     parser.add_argument("--autostop-time-scale", type=float, dest="autostop_time_scale",
                         help="factor on autostop windows, for tests (default $WORDSLAB_AUTOSTOP_TIME_SCALE or 1)")
+    parser.add_argument("--alertmanager-config", type=Path,
+                        help="the alertmanager.yml the admin writes (default $WORDSLAB_ALERTMANAGER_CONFIG or "
+                             "<state dir>/alertmanager/alertmanager.yml)")
+    parser.add_argument("--prometheus-targets-dir", type=Path,
+                        help="where Prometheus file_sd targets are written (default "
+                             "$WORDSLAB_PROMETHEUS_TARGETS_DIR or <state dir>/prometheus/targets/dynamic)")
+    for flag, name, text in SECONDS_FLAGS:
+        parser.add_argument(flag, dest=name, type=_seconds, help=f"{text} (${TUNABLE_VARS[name][0]})")
     parser.add_argument("--reset-password", action="store_true",
                         help=f"generate a new admin password and show it once (unless ${PASSWORD_ENV} is set)")
     parser.add_argument("--log-level", default="INFO")
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    redact.protect_process(os.environ)
     # One line per request (jobs pages poll every few seconds) only when debugging.
     logging.getLogger("werkzeug").setLevel(logging.DEBUG if args.log_level.upper() == "DEBUG" else logging.WARNING)
     try:
@@ -76,14 +109,14 @@ def main(argv: list[str] | None = None) -> int:
     if not _is_loopback(host):
         print(f"wordslab-admin: warning: listening on {host}, not loopback: anyone who can reach "
               "this port sees the login page", file=sys.stderr)
-    overrides = {"db_path": args.db_path} if args.db_path else {}
-    for name in ("alertmanager_url", "prometheus_url", "admin_url", "autostop_interval_seconds",
-                 "autostop_time_scale"):
-        if getattr(args, name) is not None:
-            overrides[name] = getattr(args, name)
-    settings = Settings.from_env(**overrides)
+    alerting = ("alertmanager_url", "prometheus_url", "admin_url", "autostop_interval_seconds", "autostop_time_scale")
+    settings = Settings.from_env(db_path=args.db_path, prometheus_targets_dir=args.prometheus_targets_dir,
+                                 alertmanager_config=args.alertmanager_config,
+                                 **{name: getattr(args, name) for _, name, _ in SECONDS_FLAGS},
+                                 **{name: getattr(args, name) for name in alerting})
+    redact.protect_process(settings.env)
     from admin.app import create_app
-    app = create_app(settings, password=os.environ.get(PASSWORD_ENV) or None,
+    app = create_app(settings, password=settings.admin_password,
                      grafana_url=args.grafana_url or dashboard_url(settings),
                      reset_password=args.reset_password)
     generated = app.config.pop("WORDSLAB_GENERATED_PASSWORD", None)

@@ -19,8 +19,7 @@ _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
 
 def targets_dir(settings: Settings) -> Path:
-    configured = settings.get("WORDSLAB_PROMETHEUS_TARGETS_DIR")
-    return Path(configured) if configured else Path(settings.state_dir) / "prometheus" / "targets" / "dynamic"
+    return settings.prometheus_targets_dir or Path(settings.state_dir) / "prometheus" / "targets" / "dynamic"
 
 
 def _target_file(settings: Settings, name: str) -> Path:

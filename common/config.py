@@ -1,15 +1,23 @@
-"""Exporter settings: the VM's WORDSLAB_* environment, overridable by command-line flags."""
+"""Settings of every process: the VM's environment, read here and only here, overridable by flags.
+
+Modules read typed fields and properties of Settings; only this module reads os.environ (a
+module may still hand `settings.env` whole to a child process).
+"""
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
+log = logging.getLogger(__name__)
+
 DEFAULT_LISTEN_ADDRESS = "127.0.0.1:9877"
 DEFAULT_ALERTMANAGER_URL = "http://127.0.0.1:9093"
 DEFAULT_PROMETHEUS_URL = "http://127.0.0.1:9090"
 DEFAULT_ADMIN_URL = "http://127.0.0.1:9878"
+DEFAULT_GRAFANA_URL = "http://127.0.0.1:3000"
 
 
 def _path_or_none(value: str | None) -> Path | None:
@@ -25,7 +33,7 @@ class Settings:
     pass a dict instead of mutating os.environ.
     """
 
-    env: Mapping[str, str] = field(default_factory=dict)
+    env: Mapping[str, str] = field(default_factory=dict, repr=False)
     listen_address: str = DEFAULT_LISTEN_ADDRESS
     # Where the exporter keeps small state across restarts (network max rates...).
     state_dir: Path | None = None
@@ -54,20 +62,43 @@ class Settings:
     docs_dir: Path | None = None
     # Where the cgroup file system is mounted: memory and CPU limits of a container (Runpod, Vast).
     cgroup_root: Path = Path("/sys/fs/cgroup")
+    # Tunables read from TUNABLE_VARS below (each also a flag and a README line).
+    # Where the host's / is seen (compose mounts it at /host/root).
+    root_path: Path = Path("/")
+    # Grafana as the exporter links and probes it as an app (the admin links the door's Grafana).
+    grafana_url: str = DEFAULT_GRAFANA_URL
+    # The admin's file_sd directory (None: <state_dir>/prometheus/targets/dynamic).
+    prometheus_targets_dir: Path | None = None
+    # The alertmanager.yml the admin writes (None: <state_dir>/alertmanager/alertmanager.yml).
+    alertmanager_config: Path | None = None
+    # Seconds; None means the module's default (a VM status interval set in the admin wins).
+    vm_provider_timeout_seconds: float | None = None
+    vm_status_interval_seconds: float | None = None
+    endpoint_status_interval_seconds: float | None = None
+    # Set instead of a generated admin password (no flag: a command line is visible in `ps`).
+    admin_password: str | None = field(default=None, repr=False)
+    # A system Grafana's home (share) directory, for the runner.
+    grafana_home: Path = Path("/usr/share/grafana")
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> "Settings":
+    def from_env(cls, env: Mapping[str, str] | None = None, set_vars: Mapping[str, str] | None = None,
+                 **overrides) -> "Settings":
+        """Settings from `env` (default os.environ) plus `set_vars` (variables given as flags, which
+        win); `overrides` are field values from flags and win over both. A tunable with an unusable
+        value is logged and left at its default."""
         env = dict(os.environ if env is None else env)
+        env.update({k: v for k, v in (set_vars or {}).items() if v is not None})
+        overrides = {k: v for k, v in overrides.items() if v is not None}
+        for name, (var, parse) in TUNABLE_VARS.items():
+            if name not in overrides and env.get(var):
+                value = parse(var, env[var])
+                if value is not None:
+                    overrides[name] = value
         state_dir = overrides.pop("state_dir", None) or _default_state_dir(env)
         db_path = overrides.pop("db_path", None) or default_db_path(env)
         cache_dir = overrides.pop("cache_dir", None) or _default_cache_dir(env)
         overrides.setdefault("grafana_download_url", env.get("WORDSLAB_DASHBOARD_GRAFANA_DOWNLOAD_URL") or None)
         overrides.setdefault("grafana_tarball", _path_or_none(env.get("WORDSLAB_DASHBOARD_GRAFANA_TARBALL")))
-        for name, var, kind in _ALERTING_ENV:
-            if overrides.get(name) is None:
-                overrides.pop(name, None)
-                if env.get(var):
-                    overrides[name] = kind(env[var])
         overrides.setdefault("door_host", env.get("WORDSLAB_DASHBOARD_LISTEN_HOST") or "0.0.0.0")
         port = env.get("DASHBOARD_PORT") or ""
         overrides.setdefault("dashboard_port", int(port) if port.isdigit() and 0 < int(port) < 65536 else 8888)
@@ -108,16 +139,53 @@ class Settings:
     def root_url(self) -> str | None:
         return self.get("WORDSLAB_ROOT_URL")
 
+    @property
+    def windows_dirs(self) -> dict[str, str | None]:
+        """On WSL, the Windows folders behind home/workspace/models, as wordslab-notebooks sets them."""
+        return {role: self.get(var) for role, var in WINDOWS_DIR_VARS.items()}
 
-# Settings field, environment variable, type.
-_ALERTING_ENV = (
-    ("alertmanager_url", "WORDSLAB_ALERTMANAGER_URL", str),
-    ("prometheus_url", "WORDSLAB_PROMETHEUS_URL", str),
-    ("admin_url", "WORDSLAB_ADMIN_URL", str),
-    ("autostop_interval_seconds", "WORDSLAB_AUTOSTOP_INTERVAL_SECONDS", float),
-    ("autostop_time_scale", "WORDSLAB_AUTOSTOP_TIME_SCALE", float),
-    ("cgroup_root", "WORDSLAB_DASHBOARD_CGROUP_ROOT", Path),
-)
+
+WINDOWS_DIR_VARS = {"home": "WORDSLAB_WINDOWS_HOME", "workspace": "WORDSLAB_WINDOWS_WORKSPACE",
+                    "models": "WORDSLAB_WINDOWS_MODELS"}
+
+
+def _non_negative(var: str, value: str) -> float | None:
+    try:
+        number = float(value)
+    except ValueError:
+        number = -1.0
+    if not number >= 0:  # also refuses nan
+        log.warning("%s=%r is not a number >= 0: the default is used", var, value)
+        return None
+    return number
+
+
+def _path(var: str, value: str) -> Path:
+    return Path(value)
+
+
+def _text(var: str, value: str) -> str:
+    return value
+
+
+# Settings field -> (environment variable, parser).
+TUNABLE_VARS = {
+    "root_path": ("WORDSLAB_DASHBOARD_ROOT_PATH", _path),
+    "alertmanager_url": ("WORDSLAB_ALERTMANAGER_URL", _text),
+    "admin_url": ("WORDSLAB_ADMIN_URL", _text),
+    "grafana_url": ("WORDSLAB_GRAFANA_URL", _text),
+    "prometheus_url": ("WORDSLAB_PROMETHEUS_URL", _text),
+    "prometheus_targets_dir": ("WORDSLAB_PROMETHEUS_TARGETS_DIR", _path),
+    "alertmanager_config": ("WORDSLAB_ALERTMANAGER_CONFIG", _path),
+    "vm_provider_timeout_seconds": ("WORDSLAB_VM_PROVIDER_TIMEOUT_SECONDS", _non_negative),
+    "vm_status_interval_seconds": ("WORDSLAB_VM_STATUS_INTERVAL_SECONDS", _non_negative),
+    "endpoint_status_interval_seconds": ("WORDSLAB_ENDPOINT_STATUS_INTERVAL_SECONDS", _non_negative),
+    "autostop_interval_seconds": ("WORDSLAB_AUTOSTOP_INTERVAL_SECONDS", _non_negative),
+    "autostop_time_scale": ("WORDSLAB_AUTOSTOP_TIME_SCALE", _non_negative),
+    "cgroup_root": ("WORDSLAB_DASHBOARD_CGROUP_ROOT", _path),
+    "admin_password": ("WORDSLAB_DASHBOARD_ADMIN_PASSWORD", _text),
+    "grafana_home": ("GRAFANA_HOME", _path),
+}
 
 
 def _dashboard_dir(env: Mapping[str, str]) -> Path:

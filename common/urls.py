@@ -48,7 +48,7 @@ def public_port(env: Mapping[str, str], port: int | str) -> int | None:
     return _port_number(env.get(f"VAST_TCP_PORT_{internal}")) or internal
 
 
-def public_port_url(env: Mapping[str, str], port: int | str, url_var: str | None = None) -> str:
+def public_port_url(settings: "Settings", port: int | str, url_var: str | None = None) -> str:
     """The URL at which the user's browser reaches the VM's `port`, by the platform's own rules
     (those wordslab-notebooks uses for its app links), first match wins:
 
@@ -60,6 +60,7 @@ def public_port_url(env: Mapping[str, str], port: int | str, url_var: str | None
 
     Credentials, query and fragment are dropped. "" when no rule applies or `port` is invalid.
     """
+    env = settings.env
     if url_var and env.get(url_var):
         return public_url(env[url_var])
     external = public_port(env, port)
@@ -67,8 +68,8 @@ def public_port_url(env: Mapping[str, str], port: int | str, url_var: str | None
         return ""
     if env.get("RUNPOD_POD_ID"):
         return f"https://{env['RUNPOD_POD_ID']}-{_port_number(port)}.proxy.runpod.net"
-    if env.get("WORDSLAB_ROOT_URL"):
-        return url_for_port(env["WORDSLAB_ROOT_URL"], external)
+    if settings.root_url:
+        return url_for_port(settings.root_url, external)
     if env.get("PUBLIC_IPADDR") and env.get(f"VAST_TCP_PORT_{_port_number(port)}"):
         return f"http://{env['PUBLIC_IPADDR']}:{external}"
     return ""
@@ -83,5 +84,5 @@ def dashboard_url(settings: "Settings") -> str:
     if settings.public_url:
         return public_url(settings.public_url).rstrip("/")
     same_port = str(port) == (settings.get("DASHBOARD_PORT") or "8888")
-    found = public_port_url(settings.env, port, "DASHBOARD_URL" if same_port else None)
+    found = public_port_url(settings, port, "DASHBOARD_URL" if same_port else None)
     return (found or f"http://localhost:{port}").rstrip("/")

@@ -3,22 +3,20 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import signal
 import sys
 import threading
 from pathlib import Path
 
 from common import redact
-from common.config import DEFAULT_LISTEN_ADDRESS, Settings
+from common.config import DEFAULT_LISTEN_ADDRESS, TUNABLE_VARS, Settings, parse_listen_address
 from common.version import program_version
 from exporter.exposition import Exposition
 from exporter.registry import build_collectors
-from common.config import parse_listen_address
 from exporter.server import make_app, serve
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="wordslab-exporter", description=__doc__)
     parser.add_argument("--listen-address", default=DEFAULT_LISTEN_ADDRESS,
                         help="HOST:PORT to serve /metrics on (default %(default)s)")
@@ -27,8 +25,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--state-dir", help="where small state kept across restarts lives")
     parser.add_argument("--git-fetch-interval", type=float, default=300.0,
                         help="seconds between background `git fetch` of workspace projects")
+    parser.add_argument("--root-path", type=Path, help="where the host's / is seen "
+                        "(default $WORDSLAB_DASHBOARD_ROOT_PATH or /; compose mounts it at /host/root)")
+    for name, app in (("admin", "admin"), ("grafana", "Grafana"), ("prometheus", "Prometheus")):
+        parser.add_argument(f"--{name}-url", help=f"the {app} URL linked and probed as an app "
+                            f"(default ${TUNABLE_VARS[name + '_url'][0]} or {getattr(Settings, name + '_url')})")
     parser.add_argument("--log-level", default="INFO")
-    parser.add_argument("--cgroup-root", help="cgroup file system whose memory and CPU limits bound the "
+    parser.add_argument("--cgroup-root", type=Path, help="cgroup file system whose memory and CPU limits bound the "
                         "machine's figures (default $WORDSLAB_DASHBOARD_CGROUP_ROOT or /sys/fs/cgroup)")
     parser.add_argument("--version", action="version", version=f"%(prog)s {program_version()}",
                         help="print this program's version and exit")
@@ -37,37 +40,34 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         # --wordslab-version: --version is the program's own, as in every command-line tool.
         name = var.lower() if var == "WORDSLAB_VERSION" else var.lower().removeprefix("wordslab_")
         parser.add_argument("--" + name.replace("_", "-"), dest=var, help=f"overrides ${var}")
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
 
 
 def settings_from_args(args: argparse.Namespace, env=None) -> Settings:
-    import os
-    env = dict(os.environ if env is None else env)
-    for key, value in vars(args).items():
-        if key.startswith("WORDSLAB_") and value is not None:
-            env[key] = value
-    overrides = {"listen_address": args.listen_address,
-                 "git_fetch_interval_seconds": args.git_fetch_interval}
-    if args.db_path:
-        overrides["db_path"] = args.db_path
-    if args.state_dir:
-        overrides["state_dir"] = args.state_dir
-    if args.cgroup_root:
-        overrides["cgroup_root"] = Path(args.cgroup_root)
-    return Settings.from_env(env, **overrides)
+    """Settings from the environment (`env`, default os.environ) with the flags winning."""
+    set_vars = {key: value for key, value in vars(args).items() if key.startswith("WORDSLAB_")}
+    return Settings.from_env(env, set_vars, listen_address=args.listen_address,
+                             git_fetch_interval_seconds=args.git_fetch_interval, db_path=args.db_path,
+                             state_dir=args.state_dir, root_path=args.root_path, admin_url=args.admin_url,
+                             grafana_url=args.grafana_url, prometheus_url=args.prometheus_url,
+                             cgroup_root=args.cgroup_root)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    redact.protect_process(os.environ)
     try:
         parse_listen_address(args.listen_address)
     except ValueError as exc:
         print(f"wordslab-exporter: {exc}", file=sys.stderr)
         return 2
     settings = settings_from_args(args)
+    redact.protect_process(settings.env)
     collectors = build_collectors(settings)
     exposition = Exposition(collectors)  # before start(): it listens to the sources' refreshes
     for collector in collectors:

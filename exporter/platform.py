@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Mapping
+
+from common.config import Settings
 
 WSL = "WindowsSubsystemForLinux"
 JARVISLABS = "Jarvislabs.ai"
@@ -14,11 +15,11 @@ PROC_VERSION = Path("/proc/version")
 OS_RELEASE_PATHS = (Path("/etc/os-release"), Path("/usr/lib/os-release"))
 
 
-def detect_platform(env: Mapping[str, str], proc_version: Path = PROC_VERSION) -> str:
+def detect_platform(settings: Settings, proc_version: Path = PROC_VERSION) -> str:
     """WORDSLAB_PLATFORM when set, else the platform's own detection order."""
-    declared = env.get("WORDSLAB_PLATFORM")
-    if declared:
-        return declared
+    if settings.platform:
+        return settings.platform
+    env = settings.env
     try:
         kernel = proc_version.read_text(errors="replace")
     except OSError:

@@ -43,7 +43,7 @@ class StorageLayout:
 
 def role_paths(settings: Settings) -> dict[str, Path | None]:
     # In a container the host's / is bind-mounted elsewhere (compose.yaml: /host/root).
-    root = Path(settings.get("WORDSLAB_DASHBOARD_ROOT_PATH", "/"))
+    root = settings.root_path
     return {"root": root, "home": settings.home, "workspace": settings.workspace,
             "models": settings.models}
 

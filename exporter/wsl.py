@@ -28,12 +28,11 @@ from pathlib import Path
 
 import psutil
 
-from common.config import Settings
+from common.config import WINDOWS_DIR_VARS, Settings
 
 log = logging.getLogger(__name__)
 
-ROLE_VARS = {"home": "WORDSLAB_WINDOWS_HOME", "workspace": "WORDSLAB_WINDOWS_WORKSPACE",
-             "models": "WORDSLAB_WINDOWS_MODELS"}
+ROLE_VARS = WINDOWS_DIR_VARS  # also the names of the installer's dot files
 # The storage roles backed by a vhdx; / lives in the VM's own disk with WORDSLAB_HOME.
 ROLES = ("root", "home", "workspace", "models")
 VHDX_NAME = "ext4.vhdx"
@@ -92,8 +91,8 @@ def _installation_folder(settings: Settings) -> str | None:
     """C:\\wordslab: the variable, else the grandparent of the VM folder named in the home file;
     None when neither is a drive-letter path."""
     folder = None
-    if settings.get(ROLE_VARS["home"]):
-        folder = normalize(settings.get(ROLE_VARS["home"]))
+    if settings.windows_dirs["home"]:
+        folder = normalize(settings.windows_dirs["home"])
     elif _dot_file(settings, "home"):
         vm_folder = normalize(_dot_file(settings, "home"))
         if _name(_parent(vm_folder)).lower() == VM_FOLDER:
@@ -106,8 +105,8 @@ def candidate_dirs(settings: Settings, role: str) -> list[str]:
     distro = settings.get("WSL_DISTRO_NAME") or DEFAULT_DISTRO
     found: list[str] = []
     if role in ("root", "home"):
-        if settings.get(ROLE_VARS["home"]):
-            home = normalize(settings.get(ROLE_VARS["home"]))
+        if settings.windows_dirs["home"]:
+            home = normalize(settings.windows_dirs["home"])
             found += [f"{home}\\{VM_FOLDER}\\{distro}", home]  # the folder itself: set to the VM folder
         vm_folder = _dot_file(settings, "home")
         if vm_folder:
@@ -115,7 +114,7 @@ def candidate_dirs(settings: Settings, role: str) -> list[str]:
             # The installer writes wordslab-notebooks even for a VM installed under another name.
             found += [vm_folder, f"{_parent(vm_folder)}\\{distro}"]
     else:
-        found += [normalize(v) for v in (settings.get(ROLE_VARS[role]), _dot_file(settings, role)) if v]
+        found += [normalize(v) for v in (settings.windows_dirs[role], _dot_file(settings, role)) if v]
         installation = _installation_folder(settings)
         if installation:
             found.append(f"{installation}\\{VM_FOLDER}\\{DEFAULT_DISK_FOLDERS[role]}")

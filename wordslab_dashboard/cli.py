@@ -39,9 +39,8 @@ class Service:
 
 def _find(*names: str) -> str | None:
     # Debian puts daemons (nginx) in /usr/sbin, which a normal user's PATH often lacks.
-    path = os.pathsep.join(filter(None, [os.environ.get("PATH"), "/usr/sbin", "/sbin"]))
     for name in names:
-        found = shutil.which(name, path=path)
+        found = shutil.which(name) or shutil.which(name, path=os.pathsep.join(("/usr/sbin", "/sbin")))
         if found:
             return found
     return None
@@ -58,8 +57,7 @@ def find_grafana(args: argparse.Namespace, settings: Settings,
         return None, None
     system = _find("grafana", "grafana-server")
     if system and not settings.grafana_tarball:
-        home = Path(os.environ.get("GRAFANA_HOME", "/usr/share/grafana"))
-        return GrafanaInstall(home, Path(system)), None
+        return GrafanaInstall(settings.grafana_home, Path(system)), None
     try:
         return ensure_grafana(settings.cache_dir, download_url=settings.grafana_download_url,
                               tarball=settings.grafana_tarball,
@@ -104,7 +102,7 @@ def door_service(args: argparse.Namespace, layout: Layout, settings: Settings,
         listen_host=args.door_host, port=args.dashboard_port, runtime=layout.state / "door",
         admin=args.admin_address, grafana=grafana.upstream if grafana else None,
         routes=tuple(door.Route(s.route, s.upstream) for s in services if s.route and s.route != "/"),
-        docs_dir=door.find_docs(dict(settings.env), settings.docs_dir))
+        docs_dir=door.find_docs(settings))
     the_door.write()
     return Service("door", the_door.argv(nginx), f"http://{args.door_host}:{args.dashboard_port}/"), None
 

@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from common.config import Settings
+
 AUTH_PROXY_HEADER = "X-WEBAUTH-USER"
 MIME_TYPES = Path("/etc/nginx/mime.types")
 DOCS_HOME = "https://github.com/wordslab-org/wordslab-notebooks/tree/main/docs"
@@ -222,19 +224,18 @@ to serve another folder here.</p>
 """
 
 
-def find_docs(env: dict[str, str] | None, explicit: Path | None) -> Path | None:
-    """The docs folder to serve: `explicit` when given, else the platform's own
+def find_docs(settings: Settings) -> Path | None:
+    """The docs folder to serve: settings.docs_dir when given, else the platform's own
     ($WORDSLAB_HOME/wordslab-notebooks-$WORDSLAB_VERSION/docs, or .../wordslab-notebooks/docs)."""
-    if explicit:
-        return explicit
-    env = env or {}
-    home = env.get("WORDSLAB_HOME")
+    if settings.docs_dir:
+        return settings.docs_dir
+    home = settings.home
     if not home:
         return None
     candidates = []
-    if env.get("WORDSLAB_VERSION"):
-        candidates.append(Path(home) / f"wordslab-notebooks-{env['WORDSLAB_VERSION']}" / "docs")
-    candidates.append(Path(home) / "wordslab-notebooks" / "docs")
+    if settings.version:
+        candidates.append(home / f"wordslab-notebooks-{settings.version}" / "docs")
+    candidates.append(home / "wordslab-notebooks" / "docs")
     return next((c for c in candidates if c.is_dir()), None)
 
 

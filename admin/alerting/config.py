@@ -31,8 +31,7 @@ TEXT = ('{{ range .Alerts }}{{ .Annotations.summary }}\n{{ .Annotations.descript
 
 def config_path(settings: Settings) -> Path:
     """WORDSLAB_ALERTMANAGER_CONFIG, else <state dir>/alertmanager/alertmanager.yml."""
-    configured = settings.get("WORDSLAB_ALERTMANAGER_CONFIG")
-    return Path(configured) if configured else Path(settings.state_dir) / "alertmanager" / "alertmanager.yml"
+    return settings.alertmanager_config or Path(settings.state_dir) / "alertmanager" / "alertmanager.yml"
 
 
 def relay_url(settings: Settings, receiver: AlertReceiver) -> str:

@@ -50,8 +50,7 @@ def client_for(platform: HostingPlatform, template: VmTemplate | None, settings:
 
 
 def provider_timeout(settings: Settings) -> float | None:
-    value = settings.get("WORDSLAB_VM_PROVIDER_TIMEOUT_SECONDS")
-    return float(value) if value else None
+    return settings.vm_provider_timeout_seconds
 
 
 def record_status(vm: Vm, status: str, now: float, provider_state: str = "") -> None:
@@ -298,8 +297,10 @@ def refresh_costs(sessions: sessionmaker, settings: Settings, clock: Clock = tim
 def status_interval(sessions: sessionmaker, settings: Settings) -> float:
     with sessions() as session:
         value = get_setting(session, STATUS_INTERVAL_SETTING)
-    value = value or settings.get("WORDSLAB_VM_STATUS_INTERVAL_SECONDS")
-    return float(value) if value else DEFAULT_STATUS_INTERVAL_SECONDS
+    if value:
+        return float(value)
+    configured = settings.vm_status_interval_seconds
+    return DEFAULT_STATUS_INTERVAL_SECONDS if configured is None else configured
 
 
 class VmRefresher:

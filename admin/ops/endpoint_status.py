@@ -43,18 +43,9 @@ log = logging.getLogger(__name__)
 # Probed every 10 s: an odd row is logged once, not at every probe.
 _problems = ChangeLog(log)
 
-INTERVAL_VAR = "WORDSLAB_ENDPOINT_STATUS_INTERVAL_SECONDS"
-
-
 def status_interval(settings: Settings) -> float:
-    value = settings.get(INTERVAL_VAR)
-    if not value:
-        return REFRESH_SECONDS
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        log.warning("%s=%r is not a number: probing every %s s", INTERVAL_VAR, value, REFRESH_SECONDS)
-        return REFRESH_SECONDS
+    configured = settings.endpoint_status_interval_seconds
+    return REFRESH_SECONDS if configured is None else configured
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from common.background import BackgroundSource
-from common.config import Settings
+from common.config import TUNABLE_VARS, Settings
 from common.sources.ollama_client import resolve_ollama
 from common.urls import dashboard_url, public_port, public_port_url, public_url
 from exporter.state_file import save_json
@@ -53,13 +53,10 @@ VM_APPS = (
 INSTALL_DIRS = {"jupyterlab": ("JUPYTERLAB_ENV", "jupyterlab"), "vscode": ("VSCODE_DIR", "code-server"),
                 "openwebui": ("OPENWEBUI_ENV", "open-webui"), "ollama": ("OLLAMA_DIR", "ollama")}
 SEEN_UP_FILE = "apps_seen_up.json"
-# This project's own services: (app, URL variable probed on loopback, default URL, path behind
+# This project's own services: (app, Settings field of the URL probed on loopback, path behind
 # the front door). Users open them through the door: the link is the door's public URL + path.
-SERVICE_APPS = (
-    ("admin", "WORDSLAB_ADMIN_URL", "http://127.0.0.1:9878", "/admin/"),
-    ("grafana", "WORDSLAB_GRAFANA_URL", "http://127.0.0.1:3000", "/"),
-    ("prometheus", "WORDSLAB_PROMETHEUS_URL", "http://127.0.0.1:9090", "/prometheus/"),
-)
+SERVICE_APPS = (("admin", "admin_url", "/admin/"), ("grafana", "grafana_url", "/"),
+                ("prometheus", "prometheus_url", "/prometheus/"))
 
 
 @dataclass(frozen=True)
@@ -94,7 +91,7 @@ def vm_app(settings: Settings, app: str, port_var: str, default_port: int, url_v
             log.warning("%s=%r is not a port number (1-65535): %s is not configured", port_var, port_value, app)
         return App(app, "", port_var, "", "", None)
     external = _external_port(settings, internal)
-    url = public_port_url(settings.env, internal, url_var)
+    url = public_port_url(settings, internal, url_var)
     return App(app, url, port_var, str(internal), str(external), f"http://127.0.0.1:{internal}/")
 
 
@@ -130,8 +127,8 @@ def resolve_apps(settings: Settings) -> list[App]:
     apps = [vm_app(settings, *spec) for spec in VM_APPS]
     apps.append(ollama_app(settings))
     door = dashboard_url(settings)
-    for app, var, default, path in SERVICE_APPS:
-        found = url_app(settings, app, var, settings.get(var, default))
+    for app, name, path in SERVICE_APPS:
+        found = url_app(settings, app, TUNABLE_VARS[name][0], getattr(settings, name))
         apps.append(replace(found, url=door + path) if found.configured else found)
     return apps
 

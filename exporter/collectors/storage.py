@@ -40,7 +40,7 @@ class StorageCollector(WordslabCollector):
         super().__init__(settings)
         self.sys_dev_block = sys_dev_block
         self.translator = (PathTranslator(settings.get("PATH"), wsl_mount_root)
-                           if detect_platform(settings.env) == WSL else None)
+                           if detect_platform(settings) == WSL else None)
         self.layout_source = BackgroundSource("storage_layout", self.read_view,
                                               settings.slow_refresh_interval_seconds)
         self.sources.append(self.layout_source)

@@ -68,7 +68,7 @@ class SystemCollector(WordslabCollector):
                  os_release: tuple[Path, ...] | Path = OS_RELEASE_PATHS,
                  nvml: nvml_access.Nvml | None = None):
         super().__init__(settings)
-        self.hosting_platform = detect_platform(settings.env, proc_version)
+        self.hosting_platform = detect_platform(settings, proc_version)
         self.os_version = os_version(os_release)
         # The docs behind the dashboard's front door, at the platform's public URL for its port.
         self.docs_url = dashboard_url(settings) + "/docs" if settings.get("DASHBOARD_PORT") else ""

@@ -25,7 +25,6 @@ from common.sources.endpoint_probe import process_alive
 from common.store.jobs import Job
 from common.store.services import Endpoint, ExternalApi
 from tests.fakes import vllm_server
-from admin.ops.endpoint_status import INTERVAL_VAR as STATUS_INTERVAL_VAR
 from tests.fakes.docker_client import FakeDockerClient
 from tests.fakes.model_files import hf_llm, provider_file
 from tests.fakes.ollama_server import FakeOllama, fake_model
@@ -42,7 +41,7 @@ FAKE_VLLM = f"{sys.executable} {vllm_server.__file__} --port {{port}} --model {{
 def services_env(vm_env, **extra) -> dict:
     """The VM with Qwen/Qwen3-0.6B in its Hugging Face cache, its Ollama on a port where none
     listens (unless `extra` says otherwise), and no background status prober (tests refresh)."""
-    env = {**vm_env, "OLLAMA_HOST": f"127.0.0.1:{free_port()}", STATUS_INTERVAL_VAR: "0", **extra}
+    env = {**vm_env, "OLLAMA_HOST": f"127.0.0.1:{free_port()}", "WORDSLAB_ENDPOINT_STATUS_INTERVAL_SECONDS": "0", **extra}
     hf_llm(env, "Qwen/Qwen3-0.6B")
     return env
 

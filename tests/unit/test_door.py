@@ -59,14 +59,14 @@ def test_without_grafana_the_root_goes_to_the_admin_and_without_docs_a_page_says
 
 
 def test_docs_folder_is_the_platforms_when_present(tmp_path):
-    env = {"WORDSLAB_HOME": str(tmp_path), "WORDSLAB_VERSION": "2026-05"}
-    assert find_docs(env, None) is None
+    settings = Settings.from_env({"WORDSLAB_HOME": str(tmp_path), "WORDSLAB_VERSION": "2026-05"})
+    assert find_docs(settings) is None
     (tmp_path / "wordslab-notebooks" / "docs").mkdir(parents=True)
-    assert find_docs(env, None) == tmp_path / "wordslab-notebooks" / "docs"
+    assert find_docs(settings) == tmp_path / "wordslab-notebooks" / "docs"
     versioned = tmp_path / "wordslab-notebooks-2026-05" / "docs"
     versioned.mkdir(parents=True)
-    assert find_docs(env, None) == versioned
-    assert find_docs(env, Path("/srv/docs")) == Path("/srv/docs")
+    assert find_docs(settings) == versioned
+    assert find_docs(Settings.from_env(settings.env, docs_dir=Path("/srv/docs"))) == Path("/srv/docs")
 
 
 @pytest.mark.parametrize("env, expected", [
@@ -81,7 +81,7 @@ def test_docs_folder_is_the_platforms_when_present(tmp_path):
     ({"WORDSLAB_PLATFORM": "UnknownLinux"}, ""),
 ])
 def test_public_port_url_follows_each_platforms_rule(env, expected):
-    assert public_port_url(env, 8888, "DASHBOARD_URL") == expected
+    assert public_port_url(Settings.from_env(env), 8888, "DASHBOARD_URL") == expected
 
 
 def test_dashboard_url_override_then_platform_then_localhost():

@@ -69,3 +69,54 @@ def test_one_gauge_helper():
                     and getattr(node.body[-1].value.func, "id", "") == "GaugeMetricFamily"):
                 helpers.append(f"{module}.{node.name}")
     assert helpers == ["exporter.collectors.base.gauge"]
+
+
+# The only places outside common/config.py that touch os.environ: each builds the environment of a
+# child process (git, the runner's services).
+CHILD_ENV_BUILDERS = {("common.sources.git_status", "git_env"), ("wordslab_dashboard.cli", "start")}
+
+
+def _environment_reads(module: str) -> list[tuple[str, int]]:
+    """(enclosing function, line) of each os.environ / os.getenv / os.putenv use in `module`."""
+    tree = ast.parse(product_modules()[module].read_text())
+    found = []
+
+    def visit(node: ast.AST, function: str) -> None:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            function = node.name
+        touches = (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "os"
+                   and node.attr in ("environ", "environb", "getenv", "putenv", "unsetenv"))
+        touches |= isinstance(node, ast.ImportFrom) and node.module == "os" and any(
+            a.name in ("environ", "environb", "getenv", "putenv") for a in node.names)
+        if touches:
+            found.append((function, node.lineno))
+        for child in ast.iter_child_nodes(node):
+            visit(child, function)
+
+    visit(tree, "")
+    return found
+
+
+def test_only_the_settings_module_reads_the_environment():
+    reads = {(module, function): line for module in product_modules() if module != "common.config"
+             for function, line in _environment_reads(module)}
+    assert set(reads) - CHILD_ENV_BUILDERS == set(), reads
+    assert CHILD_ENV_BUILDERS <= set(reads)  # the allow-list names real places (and this check sees them)
+
+
+def test_no_wordslab_variable_looked_up_outside_the_settings_module():
+    # settings.get("WORDSLAB_X") / env["WORDSLAB_X"] deep in a module is a tunable without a field.
+    lookups = []
+    for module, path in product_modules().items():
+        if module == "common.config":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            key = None
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", "") in ("get", "pop") and node.args:
+                key = node.args[0]
+            elif isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Load):
+                key = node.slice
+            if isinstance(key, ast.Constant) and str(key.value).startswith("WORDSLAB_") \
+                    and key.value != "WORDSLAB_GENERATED_PASSWORD":  # a Flask config key, not a variable
+                lookups.append(f"{module}:{node.lineno} {key.value}")
+    assert lookups == []

@@ -5,10 +5,15 @@ import platform as stdlib_platform
 
 import pytest
 
+from common.config import Settings
 from exporter.platform import detect_platform, os_version
 
 LINUX_KERNEL = "Linux version 6.8.0-45-generic (buildd@lcy02-amd64-115) (gcc 13.2.0) #45-Ubuntu SMP\n"
 WSL_KERNEL = "Linux version 5.15.167.4-microsoft-standard-WSL2 (root@f9c826d3017f) (gcc 11.2.0) #1 SMP\n"
+
+
+def detect(env, proc_version):
+    return detect_platform(Settings.from_env(env), proc_version)
 
 
 @pytest.fixture
@@ -31,21 +36,21 @@ def kernel(tmp_path):
     ({"WORDSLAB_PLATFORM": "Vast.ai", "RUNPOD_POD_ID": "abc"}, "Vast.ai"),
 ])
 def test_detection_order_on_a_linux_kernel(kernel, env, expected):
-    assert detect_platform(env, kernel(LINUX_KERNEL)) == expected
+    assert detect(env, kernel(LINUX_KERNEL)) == expected
 
 
 def test_microsoft_kernel_is_wsl_before_any_cloud_variable(kernel):
-    assert detect_platform({"RUNPOD_POD_ID": "abc"}, kernel(WSL_KERNEL)) == "WindowsSubsystemForLinux"
-    assert detect_platform({}, kernel(WSL_KERNEL.upper())) == "WindowsSubsystemForLinux"
+    assert detect({"RUNPOD_POD_ID": "abc"}, kernel(WSL_KERNEL)) == "WindowsSubsystemForLinux"
+    assert detect({}, kernel(WSL_KERNEL.upper())) == "WindowsSubsystemForLinux"
 
 
 def test_declared_platform_wins_over_the_kernel(kernel):
-    assert detect_platform({"WORDSLAB_PLATFORM": "UnknownLinux"}, kernel(WSL_KERNEL)) == "UnknownLinux"
+    assert detect({"WORDSLAB_PLATFORM": "UnknownLinux"}, kernel(WSL_KERNEL)) == "UnknownLinux"
 
 
 def test_unreadable_proc_version_falls_through_to_variables(tmp_path):
-    assert detect_platform({"VAST_TCP_PORT_22": "1"}, tmp_path / "absent") == "Vast.ai"
-    assert detect_platform({}, tmp_path) == "UnknownLinux"  # a directory cannot be read as text
+    assert detect({"VAST_TCP_PORT_22": "1"}, tmp_path / "absent") == "Vast.ai"
+    assert detect({}, tmp_path) == "UnknownLinux"  # a directory cannot be read as text
 
 
 def test_os_version_from_os_release(tmp_path):
