@@ -254,7 +254,7 @@ def cmd_door_config(args: argparse.Namespace) -> int:
     public = dashboard_url(settings)
     the_door = door.Door(listen_host=settings.door_host, port=settings.dashboard_port, runtime=runtime,
                          admin=args.admin_address, grafana=args.grafana_address, routes=tuple(routes),
-                         docs_dir=door.find_docs(dict(settings.env), settings.docs_dir),
+                         docs_dir=door.find_docs(settings),
                          mime_types=Path(args.mime_types))
     the_door.write()
     (runtime / "grafana.ini").write_text(door.grafana_ini(door.grafana_settings(public)))
