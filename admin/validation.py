@@ -6,7 +6,7 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import select
 
-from common import redact
+from common import outbound, redact
 from wtforms.validators import Length, ValidationError
 
 # Longest value accepted per kind of field. Nothing legitimate is longer, and every check,
@@ -56,6 +56,18 @@ def check_key(value: str | None, what: str) -> str:
     if any(not 32 < ord(c) < 127 for c in value):
         raise ValidationError(f"{what} has characters no API key has (control or non-ASCII): paste it again")
     return value
+
+
+def check_key_destination(value: str | None, what: str) -> None:
+    """A URL that API keys will be sent to: not a link-local or cloud metadata address (by name
+    or by what it resolves to, common/outbound.py). Checked again at every call."""
+    if not value:
+        return
+    try:
+        outbound.check_url(value)
+    except outbound.ForbiddenDestination as exc:
+        raise ValidationError(f"{what}: {exc} (link-local and cloud metadata addresses are refused; "
+                              "loopback, LAN and public hosts are fine)") from None
 
 
 def check_name(value: str | None, what: str) -> None:

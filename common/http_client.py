@@ -20,6 +20,8 @@ from typing import Iterator, Mapping
 from urllib.parse import unquote, urlencode, urljoin, urlsplit
 from urllib.request import getproxies, proxy_bypass
 
+from common import outbound
+
 MAX_REDIRECTS = 30
 REDIRECT_CODES = (301, 302, 303, 307, 308)
 USER_AGENT = "wordslab-dashboard"
@@ -54,6 +56,11 @@ class ReadTimeout(Timeout):
 
 class DeadlineExceeded(Timeout):
     """The whole exchange took longer than its deadline (a server trickling its answer)."""
+
+
+class ForbiddenDestination(RequestException, outbound.ForbiddenDestination):
+    """A request carrying a key (`carries_secret`) would reach a link-local or cloud metadata
+    address (common/outbound.py); nothing was sent."""
 
 
 class InvalidHeader(RequestException, ValueError):
@@ -213,7 +220,7 @@ def post(url: str, **kwargs) -> Response:
 def request(method: str, url: str, *, json=None, params: Mapping | None = None,
             headers: Mapping[str, str] | None = None, timeout: TimeoutSpec = None,
             allow_redirects: bool = True, stream: bool = False,
-            deadline: float | None = None) -> Response:
+            deadline: float | None = None, carries_secret: bool = False) -> Response:
     """One HTTP exchange. `timeout` is seconds for both phases or (connect, read); the read
     timeout bounds each wait for data. `deadline` bounds the whole exchange, redirects and
     body included (default: connect + read timeout; UNBOUNDED_DEADLINE_SECONDS without
@@ -221,7 +228,10 @@ def request(method: str, url: str, *, json=None, params: Mapping | None = None,
     `stream` the body is read before returning and the connection closed; with it (a
     download of unknown length), the deadline covers the answer's headers and each later
     read is bounded by the read timeout: close the response (or use it in a `with`, or
-    exhaust iter_lines()). Raises a RequestException subclass on any failure."""
+    exhaust iter_lines()). With `carries_secret` (the headers hold an API key), every hop's
+    host name and the address actually connected to are checked by common.outbound before a
+    byte is sent: ForbiddenDestination for link-local and cloud metadata addresses.
+    Raises a RequestException subclass on any failure."""
     if params:
         url += ("&" if urlsplit(url).query else "?") + urlencode(params, doseq=True)
     body = None if json is None else jsonlib.dumps(json).encode()
@@ -234,7 +244,7 @@ def request(method: str, url: str, *, json=None, params: Mapping | None = None,
         sent["Content-Type"] = "application/json"
     limit = _Deadline(deadline if deadline is not None else _default_deadline(timeout))
     for _ in range(MAX_REDIRECTS + 1):
-        response = _exchange(method, url, body, sent, timeout, limit)
+        response = _exchange(method, url, body, sent, timeout, limit, carries_secret)
         location = response.headers.get("Location")
         if not (allow_redirects and response.status_code in REDIRECT_CODES and location):
             if stream:
@@ -262,7 +272,7 @@ def _default_deadline(timeout: TimeoutSpec) -> float:
 
 
 def _exchange(method: str, url: str, body: bytes | None, headers: dict[str, str],
-              timeout: TimeoutSpec, deadline: _Deadline) -> Response:
+              timeout: TimeoutSpec, deadline: _Deadline, carries_secret: bool = False) -> Response:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidURL(f"not an http(s) URL: {_shown(url)}")
@@ -276,10 +286,13 @@ def _exchange(method: str, url: str, body: bytes | None, headers: dict[str, str]
     if parts.query:
         target += "?" + parts.query
     headers = dict(headers)
-    connection, via_plain_proxy = _connection(parts.scheme, parts.hostname, port, connect_timeout, headers)
+    what = f"{method} {_shown(url)}"
+    if carries_secret:
+        _check_destination(what, outbound.check_name, parts.hostname)
+    connection, via_plain_proxy, proxied = _connection(parts.scheme, parts.hostname, port, connect_timeout,
+                                                       headers)
     if via_plain_proxy:  # a plain HTTP proxy is asked for the absolute URL
         target = f"http://{parts.netloc.rpartition('@')[2]}{target}"
-    what = f"{method} {_shown(url)}"
     connection.timeout = connect_timeout
     try:
         connection.connect()
@@ -290,6 +303,11 @@ def _exchange(method: str, url: str, body: bytes | None, headers: dict[str, str]
     except OSError as exc:
         connection.close()
         raise ConnectionError(f"{what}: cannot connect ({_reason(exc)})") from None
+    if carries_secret:  # the address really connected to (no DNS rebinding); behind a proxy, the name's
+        if proxied:
+            _check_destination(what, outbound.check_host, parts.hostname, connection)
+        else:
+            _check_destination(what, outbound.check_address, connection.sock.getpeername()[0], connection)
     connection.sock.settimeout(read_timeout)
     deadline.guard(connection)
     try:
@@ -308,14 +326,15 @@ def _exchange(method: str, url: str, body: bytes | None, headers: dict[str, str]
 
 
 def _connection(scheme: str, host: str, port: int, timeout: float | None,
-                headers: dict[str, str]) -> tuple[http.client.HTTPConnection, bool]:
-    """A connection to the server, or to the proxy the environment names for it (then True
-    for plain HTTP, whose proxy gets the request itself; HTTPS goes through a tunnel)."""
+                headers: dict[str, str]) -> tuple[http.client.HTTPConnection, bool, bool]:
+    """A connection to the server, or to the proxy the environment names for it; then
+    (connection, True for plain HTTP whose proxy gets the request itself, True for any proxy).
+    HTTPS goes through a tunnel."""
     proxy = None if proxy_bypass(host) else getproxies().get(scheme)
     if not proxy:
         if scheme == "https":
-            return http.client.HTTPSConnection(host, port, timeout=timeout, context=_tls()), False
-        return http.client.HTTPConnection(host, port, timeout=timeout), False
+            return http.client.HTTPSConnection(host, port, timeout=timeout, context=_tls()), False, False
+        return http.client.HTTPConnection(host, port, timeout=timeout), False, False
     proxy_parts = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
     proxy_auth = {}
     if proxy_parts.username:
@@ -325,12 +344,21 @@ def _connection(scheme: str, host: str, port: int, timeout: float | None,
     if scheme == "https":  # a CONNECT tunnel: the proxy sees neither path nor headers
         connection = http.client.HTTPSConnection(proxy_host, proxy_port, timeout=timeout, context=_tls())
         connection.set_tunnel(host, port, headers=proxy_auth)
-        return connection, False
+        return connection, False, True
     headers.update(proxy_auth)
-    return http.client.HTTPConnection(proxy_host, proxy_port, timeout=timeout), True
+    return http.client.HTTPConnection(proxy_host, proxy_port, timeout=timeout), True, True
 
 
 _TLS_CONTEXT: ssl.SSLContext | None = None
+
+
+def _check_destination(what: str, check, value: str, connection=None) -> None:
+    try:
+        check(value)
+    except outbound.ForbiddenDestination as exc:
+        if connection is not None:
+            connection.close()
+        raise ForbiddenDestination(f"{what}: {exc}") from None
 
 
 def _tls() -> ssl.SSLContext:

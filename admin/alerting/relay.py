@@ -73,7 +73,10 @@ def forward(receiver: AlertReceiver, payload: dict) -> None:
     else:
         url, body = ntfy_message(receiver.url, payload)
     try:
-        response = http_client.post(url, json=body, headers=headers, timeout=TIMEOUT)
+        # A token, or a webhook URL that is one: never to a link-local or metadata address.
+        response = http_client.post(url, json=body, headers=headers, timeout=TIMEOUT, carries_secret=True)
+    except http_client.ForbiddenDestination as exc:
+        raise http_client.RequestException(f"{receiver.kind}: {exc}") from None
     except http_client.RequestException as exc:
         raise http_client.RequestException(f"{receiver.kind} did not answer ({type(exc).__name__})") from None
     if response.status_code >= 300:

@@ -14,6 +14,7 @@ from markupsafe import Markup, escape
 from wtforms import PasswordField, SelectField
 from wtforms.validators import Optional, ValidationError
 
+from common import outbound
 from common.store.alerts import RECEIVER_KINDS, AlertReceiver
 
 from admin.alerting import relay
@@ -21,7 +22,7 @@ from admin.alerting.alertmanager import (INTEGRATIONS, Alertmanager, Alertmanage
                                          wait_for_delivery)
 from admin.alerting.apply import apply
 from admin.security import SecureBaseView, SecureModelView, csrf_token, mask_secret
-from admin.validation import check_name, check_unique_name
+from admin.validation import check_name, check_unique_name, max_chars
 
 log = logging.getLogger(__name__)
 SNOOZE_SECONDS = 3600
@@ -77,13 +78,14 @@ class ReceiverView(SecureModelView):
     }
     form_extra_fields = {
         "new_url": PasswordField("Webhook URL, or ntfy server and topic (stored, never shown again; empty "
-                                 "keeps the current one)", validators=[Optional()]),
+                                 "keeps the current one)", validators=[Optional(), max_chars("url", "URL")]),
         "new_token": PasswordField("Bearer token for a webhook or ntfy (optional; never shown again)",
-                                   validators=[Optional()]),
+                                   validators=[Optional(), max_chars("key", "Token")]),
         "clear_token": SelectField("Stored token", choices=[("", "keep"), ("clear", "forget it")],
                                    default=""),
         "new_smtp_password": PasswordField("SMTP password (stored, never shown again; empty keeps the "
-                                           "current one)", validators=[Optional()]),
+                                           "current one)", validators=[Optional(),
+                                                                        max_chars("key", "SMTP password")]),
     }
 
     def __init__(self, ctx, **kwargs):
@@ -114,6 +116,11 @@ class ReceiverView(SecureModelView):
             if not model.url:
                 raise ValidationError(f"a {model.kind} receiver needs its URL")
             check_secret_url(model.url, model.kind)
+            try:
+                outbound.check_url(model.url)
+            except outbound.ForbiddenDestination:  # the message would show the URL: it is the secret
+                raise ValidationError(f"the {model.kind} URL points at a link-local or cloud metadata "
+                                      "address: refused") from None
 
     @staticmethod
     def _check_email(model):

@@ -13,7 +13,8 @@ from common.store.services import API_TYPES, PROVIDERS, ExternalApi
 from admin.formatting import usd
 from admin.ops.external_api_status import ExternalApiStatus
 from admin.security import SecureModelView, mask_secret
-from admin.validation import check_http_url, check_key, check_name, check_unique_name, max_chars
+from admin.validation import (check_http_url, check_key, check_key_destination, check_name, check_unique_name,
+                              max_chars)
 from admin.views.endpoints import DASHBOARD, handle_db_error
 
 KEY_LIKE_VAR = re.compile(r"(_API_KEY|_TOKEN|_KEY)$")
@@ -103,6 +104,8 @@ class ExternalApiView(SecureModelView):
             raise ValidationError("the base URL is required")
         check_http_url(model.base_url, "base URL")
         check_http_url(model.spec_url, "spec URL")
+        check_key_destination(model.base_url, "base URL")
+        check_key_destination(model.spec_url, "spec URL")
         model.base_url = model.base_url.rstrip("/")
         for attr, new, clear in (("api_key", form.new_api_key, form.clear_api_key),
                                  ("admin_key", form.new_admin_key, form.clear_admin_key)):

@@ -24,8 +24,8 @@ from admin.cloud.autostop import AutostopGuard, keep_running, policy_of
 from admin.cloud.budget_guard import check_budget
 from admin.ops.vm_ops import VmActionError, allowed_actions, confirmation_text, may_bill, run_action
 from admin.security import SecureBaseView, SecureModelView, confirmed, csrf_token, mask_secret
-from admin.validation import (check_env_var_name, check_http_url, check_key, check_length, check_name,
-                              check_unique_name, max_chars)
+from admin.validation import (check_env_var_name, check_http_url, check_key, check_key_destination, check_length,
+                              check_name, check_unique_name, max_chars)
 
 DASHBOARD = "wordslab-ai-services"
 
@@ -65,6 +65,7 @@ class PlatformView(SecureModelView):
             raise ValidationError(str(exc)) from None
         check_env_var_name(model.api_key_var, "API key env var")
         check_http_url(model.base_url, "API base URL")
+        check_key_destination(model.base_url, "API base URL")
         model.api_key_var = model.api_key_var or None
         model.base_url = (model.base_url or "").rstrip("/") or None
         key = check_key(form.new_api_key.data, "API key")

@@ -200,7 +200,9 @@ def probe_api(target: ApiTarget, key: str, timeout=PROBE_TIMEOUT) -> ProbeOutcom
         return ProbeOutcome("error", 0, 0.0, at, "base URL is not http(s)")
     try:
         response = http_client.get(probe_url(target), headers=auth_headers(target, key),
-                                   timeout=timeout, allow_redirects=False)
+                                   timeout=timeout, allow_redirects=False, carries_secret=True)
+    except http_client.ForbiddenDestination as exc:
+        return ProbeOutcome("error", 0, time.perf_counter() - started, at, scrub(str(exc), key))
     except http_client.Timeout:
         return ProbeOutcome("unreachable", 0, time.perf_counter() - started, at, "timed out")
     except http_client.RequestException as exc:
@@ -218,7 +220,8 @@ def _bearer(key: str) -> dict[str, str]:
 
 
 def _get_json(url: str, headers: dict[str, str], params: dict | None, timeout) -> dict:
-    response = http_client.get(url, headers=headers, params=params, timeout=timeout, allow_redirects=False)
+    response = http_client.get(url, headers=headers, params=params, timeout=timeout, allow_redirects=False,
+                               carries_secret=True)
     if response.status_code != 200:
         refused = " (key refused)" if response.status_code in (401, 403) else ""
         raise ValueError(f"{url.rsplit('/', 1)[-1]} answered HTTP {response.status_code}{refused}")

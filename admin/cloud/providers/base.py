@@ -107,8 +107,9 @@ class ProviderClient:
         what = f"{self.provider} {method} {path.split('?')[0]}"
         try:
             response = http_client.request(method, url, headers=self._headers(),
-                                           timeout=self.timeout, **kwargs)
-        except (http_client.InvalidHeader, http_client.InvalidURL) as exc:  # refused before sending
+                                           timeout=self.timeout, carries_secret=True, **kwargs)
+        except (http_client.InvalidHeader, http_client.InvalidURL,
+                http_client.ForbiddenDestination) as exc:  # refused before sending
             raise ProviderRefused(f"{what}: {exc}") from None
         except http_client.Timeout:
             raise ProviderError(f"{what}: no answer within {self.timeout:g} s") from None
