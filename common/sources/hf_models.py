@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -129,10 +130,26 @@ def _blob_stats(repo: Path) -> tuple[list[os.stat_result], list[os.stat_result]]
     return complete, partial
 
 
+def _copied_bytes(repo: Path) -> int:
+    """Files stored in the snapshots themselves, not as links to blobs: huggingface_hub does that
+    where it cannot make symlinks (Windows without developer mode, HF_HUB_DISABLE_SYMLINKS)."""
+    total, seen = 0, set()
+    for dirpath, _dirs, names in os.walk(repo / "snapshots"):
+        for name in names:
+            try:
+                st = os.lstat(os.path.join(dirpath, name))
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode) and (st.st_dev, st.st_ino) not in seen:
+                seen.add((st.st_dev, st.st_ino))
+                total += st.st_size
+    return total
+
+
 def _record(repo: Path, repo_id: str) -> ModelRecord:
     complete, partial = _blob_stats(repo)
     record = ModelRecord(provider="huggingface", model=repo_id, path=readable(str(repo)),
-                         size_bytes=sum(st.st_size for st in complete + partial),
+                         size_bytes=sum(st.st_size for st in complete + partial) + _copied_bytes(repo),
                          download_timestamp=max((st.st_mtime for st in complete), default=None))
     snapshot = current_snapshot(repo)
     found = snapshot_files(snapshot)

@@ -109,8 +109,10 @@ class OllamaScanner:
     def _model(self, m: dict, show: dict, seen_blobs: set[str], groups: dict[str, int],
                owners: set[str]) -> ModelRecord:
         layers = self._layers(m["name"])
+        missing: list[str] = []
         if layers is not None:
-            size = sum(s for d, s, _ in layers if d not in seen_blobs)
+            missing = [d for d, _, _ in layers if not blob_path(self.models_dir, d).exists()]
+            size = sum(s for d, s, _ in layers if d not in seen_blobs and d not in missing)
             seen_blobs.update(d for d, _, _ in layers)
             weights = sum(s for _, s, media in layers if media in WEIGHT_MEDIA_TYPES)
             blob_atime = self._weights_atime(layers)
@@ -118,6 +120,10 @@ class OllamaScanner:
             size, weights = self._fallback_size(m, show, groups, owners)
             blob_atime = None
         record = self._record(m, show, size, weights or m.get("size", 0))
+        if missing:  # blobs deleted by hand: Ollama still lists it, but it cannot run
+            record.mark("incomplete", f"{len(missing)} blob(s) of its manifest missing: "
+                        + ", ".join(d[:19] for d in missing[:3]))
+            record.vram_estimate_bytes = None
         if record.last_used_timestamp is None:
             record.last_used_timestamp, record.last_used_source = blob_atime, "file_atime"
         return record

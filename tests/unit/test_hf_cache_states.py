@@ -141,3 +141,17 @@ def test_int8_and_bf16_dtypes_are_counted_as_stored(vm_env):
     record = scan_one(vm_env)
     assert (record.quantization, record.parameters) == ("I8", 64 * 64 + 32 * 32)
     assert record.vram_estimate_bytes == 64 * 64 + 64 * 4 + 32 * 32 * 2
+
+
+def test_cache_without_symlinks_counts_the_files_in_the_snapshot(vm_env):
+    # huggingface_hub where it cannot symlink: the snapshot holds the files, blobs/ stays empty.
+    weights = safetensors_bytes({"w": ((16, 16), "float16")})
+    config = json.dumps(llm_config()).encode()
+    snapshot = hf_hub_cache(vm_env) / "models--org--copied" / "snapshots" / ("d" * 40)
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_bytes(config)
+    (snapshot / "model.safetensors").write_bytes(weights)
+    (hf_hub_cache(vm_env) / "models--org--copied" / "refs").mkdir()
+    (hf_hub_cache(vm_env) / "models--org--copied" / "refs" / "main").write_text("d" * 40)
+    record = scan_one(vm_env)
+    assert (record.status, record.size_bytes, record.parameters) == ("ok", len(weights) + len(config), 256)

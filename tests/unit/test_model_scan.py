@@ -210,3 +210,18 @@ def test_ollama_cloud_model_has_no_vram_estimate_here(vm_env):
         records = by_model(OllamaScanner(OllamaClient(server.base_url), ollama_models(vm_env)).scan())
     assert records["gpt-oss:120b-cloud"].vram_estimate_bytes is None
     assert records["qwen3:8b"].vram_estimate_bytes > 300_000
+
+
+def test_ollama_model_with_a_blob_deleted_by_hand_is_incomplete(ollama, vm_env):
+    from common.sources.ollama_models import blob_path
+    models_dir = ollama_models(vm_env)
+    embed = ollama.state.models["nomic-embed-text:latest"]
+    blob_path(models_dir, embed.weights.digest).unlink()
+    records = by_model(OllamaScanner(OllamaClient(ollama.base_url), models_dir).scan())
+    broken = records["nomic-embed-text:latest"]
+    assert broken.status == "incomplete" and broken.vram_estimate_bytes is None
+    # What is still on disk, less the template blob an older model already counts.
+    older = {layer.digest for layer in ollama.state.models["qwen3:8b"].layers}
+    assert broken.size_bytes == sum(layer.size for layer in embed.layers
+                                    if layer is not embed.weights and layer.digest not in older)
+    assert records["qwen3:8b"].status == "ok"
