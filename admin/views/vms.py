@@ -7,7 +7,7 @@ import time
 from flask import flash, redirect, request, url_for
 from flask_admin import expose
 from markupsafe import Markup, escape
-from sqlalchemy import inspect as sa_inspect
+from sqlalchemy import inspect as sa_inspect, update
 from wtforms import FloatField, PasswordField, SelectField
 from wtforms.validators import NumberRange, Optional, ValidationError
 
@@ -268,6 +268,11 @@ class VmView(SecureModelView):
             model.status = "new"
 
     def on_model_delete(self, model):
+        # Take the write lock, then re-read: a create claimed meanwhile cannot slip between the
+        # check and the delete (its conditional claim waits, then finds no row).
+        self.session.execute(update(Vm).where(Vm.id == model.id).values(status=Vm.status)
+                             .execution_options(synchronize_session=False))
+        self.session.refresh(model)
         if may_bill(model):
             raise ValidationError(f"{model.name} may still exist at {model.template.platform.provider} "
                                   f"({model.status}): terminate it first, nothing was deleted")

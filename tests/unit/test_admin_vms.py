@@ -473,3 +473,25 @@ def test_an_instance_resumed_under_a_new_id_behind_our_back_is_followed_by_name(
         assert (vm.instance_id, vm.status, vm.missing_answers) == ("77", "running", 0)
     finally:
         stack.__exit__(None, None, None)
+
+
+def test_a_delete_rechecks_the_row_under_the_write_lock(client, env, monkeypatch):
+    from admin.views.vms import VmView
+    _platform(client, "http://127.0.0.1:9")
+    _template(client, _rows(env, HostingPlatform)[0].id)
+    _vm(client, _rows(env, VmTemplate)[0].id)
+    vm = _vm_row(env)
+    token = csrf_from(client.get("/admin/vms/").text)
+    get_one = VmView.get_one
+
+    def loaded_then_claimed(self, id):
+        model = get_one(self, id)  # read as "new"...
+        engine = connect(env["WORDSLAB_DASHBOARD_DB"])
+        with session_factory(engine).begin() as s:  # ...then a create claims it
+            s.get(Vm, vm.id).status = "creating"
+        engine.dispose()
+        return model
+    monkeypatch.setattr(VmView, "get_one", loaded_then_claimed)
+    page = client.post("/admin/vms/delete/", data={"id": str(vm.id), "csrf_token": token},
+                       follow_redirects=True).text
+    assert "may still exist" in page and len(_rows(env, Vm)) == 1
