@@ -72,6 +72,9 @@ class Decision:
 
 
 def _minutes(seconds: float) -> str:
+    """A duration in words: '45 s', '12 min', '4 h', '2.5 h'."""
+    if seconds >= 7200:
+        return f"{round(seconds / 3600, 1):g} h"
     return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
 
 
@@ -84,7 +87,9 @@ def decide(policy: Policy, anchor: float, now: float, window: GpuWindow | None,
     if policy.max_run_seconds is not None:
         due = anchor + policy.max_run_seconds
         deadlines.append(due)
-        if now >= due:
+        if now < due:
+            reasons.append(f"running-time limit {_minutes(policy.max_run_seconds)}")
+        else:
             stop_reasons.append(f"running for {_minutes(now - anchor)}, its limit is {_minutes(policy.max_run_seconds)}")
     if policy.idle_seconds is not None:
         w, pct = policy.idle_seconds, f"{policy.gpu_ratio * 100:g} %"
@@ -113,10 +118,8 @@ def decide(policy: Policy, anchor: float, now: float, window: GpuWindow | None,
                                     f"(max {window.max_ratio * 100:.1f} %)")
     if stop_reasons:
         return Decision(True, now, "; ".join(stop_reasons))
-    stop_at = min(deadlines) if deadlines else None
-    if stop_at is not None:
-        reasons.insert(0, f"stops in {_minutes(max(0.0, stop_at - now))} unless used")
-    return Decision(False, stop_at, "; ".join(reasons))
+    # The countdown itself is shown live from stop_at; the note says why.
+    return Decision(False, min(deadlines) if deadlines else None, "; ".join(reasons))
 
 
 def savings_text(name: str, usd_per_hour: float, reason: str) -> str:

@@ -203,7 +203,7 @@ def _autostop_cell(view, context, vm, name):
     if vm.autostop_at is not None and vm.status == "running":
         left = max(0.0, vm.autostop_at - time.time())
         when = f"{left / 60:.0f} min" if left >= 90 else f"{left:.0f} s"
-        html += f'<span class="badge badge-warning vm-autostop-countdown">stops in {escape(when)} unless used</span>'
+        html += f'<br><span class="badge badge-warning vm-autostop-countdown">stops in {escape(when)} unless used</span>'
     if vm.autostop_note:
         html += f'<br><small class="text-muted vm-autostop-note">{escape(vm.autostop_note)}</small>'
     if vm.status == "running" and policy_of(vm).enabled:
@@ -216,7 +216,7 @@ def _autostop_cell(view, context, vm, name):
 
 class VmView(SecureModelView):
     grafana_dashboard = DASHBOARD
-    column_list = ("name", "template", "status", "autostop", "cost_month", "price", "container_gb", "volume_gb",
+    column_list = ("name", "template", "status", "cost_month", "price", "container_gb", "volume_gb",
                    "last_started_at", "last_stopped_at", "terminal_url", "dashboard_url", "actions")
     column_details_list = ("name", "template", "status", "provider_state", "instance_id", "last_error",
                            "cost_month", "container_gb", "volume_gb", "max_running_hours", "autostop",
@@ -225,7 +225,8 @@ class VmView(SecureModelView):
     column_labels = {"cost_month": "Cost this month", "price": "Price", "container_gb": "Container GB",
                      "volume_gb": "Volume GB", "max_running_hours": "Max running hours"}
     column_formatters = {
-        "status": _status_cell,
+        # The autostop countdown and "keep running" sit under the status: no column of their own.
+        "status": lambda v, c, m, n: _status_cell(v, c, m, n) + _autostop_cell(v, c, m, n),
         "autostop": _autostop_cell,
         "cost_month": _cost_cell,
         "price": lambda v, c, m, n: usd(m.template.compute_usd_per_hour, "/h"),

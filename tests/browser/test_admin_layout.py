@@ -55,7 +55,10 @@ def _fill(root: Path, server) -> None:
         s.add_all([platform, template,
                    Vm(name="fine-tuning-llama-3-8b-experiment", template=template, container_gb=50, volume_gb=200,
                       status="running", terminal_url="https://abcdefgh12345-8888.proxy.runpod.net/terminals/1",
-                      dashboard_url="https://abcdefgh12345-8888.proxy.runpod.net/", last_started_at=time.time()),
+                      dashboard_url="https://abcdefgh12345-8888.proxy.runpod.net/", last_started_at=time.time(),
+                      # Autostop's countdown, its note and "keep running" sit in the status cell.
+                      autostop_idle_minutes=30, autostop_at=time.time() + 720,
+                      autostop_note="GPU at 63 % within the last 30 min"),
                    Endpoint(name="qwen3-coder-30b-a3b-instruct", model="Qwen/Qwen3-Coder-30B-A3B-Instruct",
                             server="vllm", api_type="openai", service_type="LLM", internal_port=8123,
                             base_url="http://127.0.0.1:8123/v1", status="error",
