@@ -139,3 +139,27 @@ def test_a_config_alertmanager_refuses_is_rolled_back(stack):
     assert config_path(stack.settings).read_text() == before
     status = json.load(urllib.request.urlopen(f"{stack.alertmanager.url}/api/v2/status"))
     assert "broken" not in status["config"]["original"] and "hook" in before
+
+
+def test_slack_discord_and_teams_get_their_own_formats(stack):
+    """Each test notification goes to its receiver only, in that service's format (Slack and
+    Discord by Alertmanager itself, Teams through the admin's relay), to loopback stand-ins."""
+    slack, discord, teams = WebhookReceiver(), WebhookReceiver(), WebhookReceiver()
+    with serving(slack.handler()) as slack_url, serving(discord.handler()) as discord_url, \
+            serving(teams.handler()) as teams_url:
+        stack.add_receiver(name="slack", kind="slack", new_url=slack_url + "/services/T0/B0/xyz")
+        stack.add_receiver(name="discord", kind="discord", new_url=discord_url + "/api/webhooks/1/abc")
+        page = stack.add_receiver(name="teams", kind="msteams", new_url=teams_url + "/webhookb2/x")
+        assert "Alertmanager reloaded with 3 receiver(s)" in page.text
+        for receiver_id, name, kind in ((1, "slack", "slack"), (2, "discord", "discord"), (3, "teams", "msteams")):
+            page = stack.post(f"/admin/alert_receivers/test/{receiver_id}/", {}, page="/admin/alert_receivers/")
+            assert f"test notification to {name} delivered by Alertmanager" in page.text, page.text
+        [slack_post], [discord_post], [teams_post] = slack.posts, discord.posts, teams.posts
+        assert slack_post["path"] == "/services/T0/B0/xyz"
+        attachment = slack_post["body"]["attachments"][0]
+        assert attachment["title"] == "[FIRING] WordslabTestNotification"
+        assert "Test notification from wordslab-dashboard" in attachment["text"]
+        embed = discord_post["body"]["embeds"][0]
+        assert embed["title"] == "[FIRING] WordslabTestNotification" and "Test notification" in embed["description"]
+        card = teams_post["body"]["attachments"][0]["content"]
+        assert card["type"] == "AdaptiveCard" and "Test notification from wordslab-dashboard" in card["body"][1]["text"]
