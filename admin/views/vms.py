@@ -7,7 +7,7 @@ import time
 from flask import flash, redirect, request, url_for
 from flask_admin import expose
 from markupsafe import Markup, escape
-from sqlalchemy import inspect as sa_inspect, update
+from sqlalchemy import inspect as sa_inspect, select, update
 from wtforms import FloatField, PasswordField, SelectField
 from wtforms.validators import NumberRange, Optional, ValidationError
 
@@ -258,15 +258,24 @@ class VmView(SecureModelView):
         check_unique_name(self, model, "VM")
         if model.template is None:
             raise ValidationError("choose a VM template")
-        if not is_created and (model.instance_id or model.status == "creating"):
-            # The name is how a half-recorded create is found again at the provider.
-            state = sa_inspect(model)
-            for field in ("name", "template", "container_gb", "volume_gb"):
-                if state.attrs[field].history.has_changes():
-                    raise ValidationError(f"{model.name} exists at the provider: its {field} cannot change "
-                                          "(terminate it and create a new VM)")
+        state = sa_inspect(model)
+        changed = [f for f in ("name", "template", "container_gb", "volume_gb")
+                   if not is_created and state.attrs[f].history.has_changes()]
+        # The name is how a half-recorded create is found again at the provider. Checked under
+        # the write lock on the row as it is now: a create claimed meanwhile counts.
+        if changed and self._exists_at_provider(model.id):
+            raise ValidationError(f"{model.name} exists at the provider: its {changed[0]} cannot change "
+                                  "(terminate it and create a new VM)")
         if is_created:
             model.status = "new"
+
+    def _exists_at_provider(self, vm_id: int) -> bool:
+        table = Vm.__table__
+        with self.session.no_autoflush:
+            self.session.execute(update(table).where(table.c.id == vm_id).values(status=table.c.status))
+            status, instance_id = self.session.execute(
+                select(table.c.status, table.c.instance_id).where(table.c.id == vm_id)).one()
+        return bool(instance_id) or status == "creating"
 
     def on_model_delete(self, model):
         # Take the write lock, then re-read: a create claimed meanwhile cannot slip between the

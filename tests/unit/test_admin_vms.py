@@ -495,3 +495,33 @@ def test_a_delete_rechecks_the_row_under_the_write_lock(client, env, monkeypatch
     page = client.post("/admin/vms/delete/", data={"id": str(vm.id), "csrf_token": token},
                        follow_redirects=True).text
     assert "may still exist" in page and len(_rows(env, Vm)) == 1
+
+
+def test_an_edit_rechecks_the_row_under_the_write_lock(client, env, monkeypatch):
+    from admin.views.vms import VmView
+    _platform(client, "http://127.0.0.1:9")
+    _template(client, _rows(env, HostingPlatform)[0].id)
+    template_id = _rows(env, VmTemplate)[0].id
+    _vm(client, template_id)
+    vm = _vm_row(env)
+    token = csrf_from(client.get("/admin/vms/").text)
+    get_one = VmView.get_one
+
+    def loaded_then_claimed(self, id):
+        model = get_one(self, id)
+        engine = connect(env["WORDSLAB_DASHBOARD_DB"])
+        with session_factory(engine).begin() as s:
+            s.get(Vm, vm.id).status = "creating"
+        engine.dispose()
+        return model
+    monkeypatch.setattr(VmView, "get_one", loaded_then_claimed)
+    page = client.post(f"/admin/vms/edit/?id={vm.id}", data={
+        "name": "renamed", "template": str(template_id), "container_gb": "20", "volume_gb": "50",
+        "max_running_hours": "", "csrf_token": token}, follow_redirects=True).text
+    assert "exists at the provider: its name cannot change" in page
+    assert [(v.name, v.status) for v in _rows(env, Vm)] == [("box", "creating")]
+    monkeypatch.setattr(VmView, "get_one", get_one)
+    page = client.post(f"/admin/vms/edit/?id={vm.id}", data={  # a limit may change at any time
+        "name": "box", "template": str(template_id), "container_gb": "20", "volume_gb": "50",
+        "max_running_hours": "3", "csrf_token": token}, follow_redirects=True).text
+    assert _vm_row(env).max_running_hours == 3
