@@ -27,7 +27,7 @@ from common.store.vms import (BILLED_STATUSES, COST_INTERVAL_SECONDS, DEFAULT_ST
                               MISSING_ANSWERS, MISSING_MIN_SECONDS, STATUS_INTERVAL_SETTING,
                               HostingPlatform, Vm, VmInterval, VmMonthlyCost, VmTemplate)
 from common.sources import vm_costs
-from admin.cloud.providers import InstanceState, ProviderClient, ProviderError, make_client, resolve_api_key
+from admin.cloud.providers import CLIENTS, InstanceState, ProviderClient, ProviderError, make_client, resolve_api_key
 
 log = logging.getLogger(__name__)
 # Repeated at every refresh: a problem is logged when it starts or changes, not each time.
@@ -236,7 +236,7 @@ def refresh_statuses(sessions: sessionmaker, settings: Settings, clock: Clock = 
 
 def vm_rates(vm: Vm) -> vm_costs.Rates:
     t = vm.template
-    return vm_costs.Rates(t.platform.provider, t.compute_usd_per_hour, vm.container_gb,
+    return vm_costs.Rates(CLIENTS[t.platform.provider].storage_rule, t.compute_usd_per_hour, vm.container_gb,
                           t.container_usd_per_gb_month, vm.volume_gb, t.volume_usd_per_gb_month)
 
 

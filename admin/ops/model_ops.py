@@ -18,8 +18,7 @@ from huggingface_hub.errors import (CacheNotFound, HfHubHTTPError, RepositoryNot
                                     RevisionNotFoundError)
 
 from common.sources.file_models import MODEL_SUFFIXES
-from common.sources.model_dirs import FILE_PROVIDER_DIRS, hf_hub_cache, ollama_models
-from common.sources.model_record import PROVIDERS
+from common.sources.model_dirs import FILE_PROVIDER_DIRS, MODEL_PROVIDERS, hf_hub_cache, ollama_models
 from common.sources.ollama_client import OllamaClient, OllamaError, OllamaNotFound
 
 from admin.ops import archives
@@ -29,8 +28,6 @@ from admin.ops.model_catalog import catalog_entry, catalog_names
 from admin.ops.model_errors import ModelOpError
 from admin.validation import MAX_CHARS
 
-DOWNLOAD_PROVIDERS = ("ollama", "huggingface", "torch", "fastai", "keras")
-FILE_DOWNLOAD_PROVIDERS = ("torch", "fastai", "keras")
 HUB_TIMEOUT = 10.0
 TOKENS_UNIT = "tokens_per_second"
 BENCHMARK_PROMPT = "Write one short sentence about the sea."
@@ -49,7 +46,7 @@ Report = Callable[..., None]  # progress.update(ratio, bytes_done=, bytes_total=
 
 # -- validation ----------------------------------------------------------------------------
 
-def check_provider(provider: str, allowed: tuple[str, ...] = PROVIDERS) -> str:
+def check_provider(provider: str, allowed: tuple[str, ...] = MODEL_PROVIDERS) -> str:
     if provider not in allowed:
         raise ModelOpError(f"unknown provider {provider!r}: choose one of {', '.join(allowed)}")
     return provider
@@ -148,8 +145,8 @@ def plan_download(env: Mapping[str, str], provider: str, model_id: str, revision
     torch / fastai / keras take a catalog name (model_catalog.CATALOG) or an https URL, with an
     optional checksum (sha256 or md5 hex digest) for a URL.
     """
-    provider = check_provider(provider, DOWNLOAD_PROVIDERS)
-    if provider in FILE_DOWNLOAD_PROVIDERS:
+    provider = check_provider(provider)
+    if provider in FILE_PROVIDER_DIRS:
         if revision:
             raise ModelOpError(f"{provider} downloads take no revision")
         return _plan_file_download(env, provider, model_id, checksum, free_fn)

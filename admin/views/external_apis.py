@@ -8,7 +8,7 @@ from wtforms import BooleanField, FloatField, PasswordField, SelectField
 from wtforms.validators import NumberRange, Optional, ValidationError
 
 from common.sources.external_api_probe import read_user_env
-from common.store.services import API_TYPES, PROVIDERS, ExternalApi
+from common.store.services import API_PROVIDERS, API_TYPES, ExternalApi
 
 from admin.formatting import usd
 from admin.ops.external_api_status import ExternalApiStatus
@@ -47,7 +47,7 @@ class ExternalApiView(SecureModelView):
     form_overrides = {"provider": SelectField, "api_type": SelectField, "api_key_var": SelectField,
                       "admin_key_var": SelectField, "manual_cost_month_usd": FloatField}
     form_args = {
-        "provider": {"choices": [(v, v) for v in PROVIDERS]},
+        "provider": {"choices": [(v, v) for v in API_PROVIDERS]},
         "api_type": {"choices": [(v, v) for v in API_TYPES]},
         "name": {"validators": [max_chars("name", "Name")]},
         "quota_description": {"validators": [max_chars("text", "Quota description")]},

@@ -12,7 +12,7 @@ from wtforms.fields.choices import SelectChoice
 
 from common.sources.file_models import scan_model_files
 from common.sources.hf_models import scan_hf_cache
-from common.sources.model_dirs import hf_hub_cache, ollama_models
+from common.sources.model_dirs import MODEL_PROVIDER_LABELS, MODEL_PROVIDERS, hf_hub_cache, ollama_models
 from common.sources.model_record import MODEL_TYPES, ModelRecord
 from common.sources.ollama_client import OllamaClient, OllamaError
 from common.sources.ollama_models import OllamaScanner
@@ -35,14 +35,10 @@ MODEL_JOB_KINDS = ("download", "benchmark")
 UNIT_LABELS = {model_ops.TOKENS_UNIT: "tokens/s"}
 
 
-PROVIDER_LABELS = {"ollama": "Ollama", "huggingface": "Hugging Face", "torch": "PyTorch",
-                   "fastai": "fastai", "keras": "Keras"}
-
-
 class DownloadForm(CSRFForm):
     # Choices are checked by model_ops.plan_download, whose message names the valid ones.
-    provider = SelectField("Provider", choices=[SelectChoice(p, PROVIDER_LABELS[p])
-                                                for p in model_ops.DOWNLOAD_PROVIDERS],
+    provider = SelectField("Provider", choices=[SelectChoice(p, MODEL_PROVIDER_LABELS[p])
+                                                for p in MODEL_PROVIDERS],
                            validate_choice=False, validators=[max_chars("short", "Provider")])
     # A model id, or the https URL of a weights file: bounded as a URL.
     model = StringField("Model id", [max_chars("url", "Model id")],
@@ -127,7 +123,7 @@ class ModelsView(SecureBaseView):
                 return redirect(url_for(".index"))
         status = 400 if error else 200
         return self.render("admin/models/new.html", form=form, error=error, catalog=CATALOG,
-                           provider_labels=PROVIDER_LABELS), status
+                           provider_labels=MODEL_PROVIDER_LABELS), status
 
     def _submit_download(self, plan: model_ops.DownloadPlan) -> int:
         env = dict(self.env)

@@ -13,12 +13,11 @@ from wtforms.validators import NumberRange, Optional, ValidationError
 
 from common.sources import vm_costs
 from admin.formatting import usd
-from admin.cloud.providers import DEFAULT_KEY_VARS, UnknownProvider, check_provider
+from admin.cloud.providers import CLIENT_CLASSES, UnknownProvider, check_provider
 from admin.cloud.vm_status import VmRefresher, status_interval
 from common.store.alerts import BUDGET_STOP_SETTING
 from common.store.settings import get_setting, set_setting
-from common.store.vms import (BUDGET_SETTING, PROVIDERS, STATUS_INTERVAL_SETTING, HostingPlatform, Vm,
-                                VmTemplate)
+from common.store.vms import BUDGET_SETTING, STATUS_INTERVAL_SETTING, HostingPlatform, Vm, VmTemplate
 
 from admin.cloud.autostop import AutostopGuard, keep_running, policy_of
 from admin.cloud.budget_guard import check_budget
@@ -44,8 +43,9 @@ class PlatformView(SecureModelView):
     form_columns = ("name", "provider", "api_key_var", "new_api_key", "base_url")
     form_overrides = {"provider": SelectField}
     form_args = {
-        "provider": {"choices": [(p, p) for p in PROVIDERS], "validate_choice": False},
-        "api_key_var": {"description": "e.g. " + ", ".join(DEFAULT_KEY_VARS.values())
+        "provider": {"choices": [(c.provider, f"{c.display_name} ({c.provider})") for c in CLIENT_CLASSES],
+                     "validate_choice": False},
+        "api_key_var": {"description": "e.g. " + ", ".join(c.key_var for c in CLIENT_CLASSES)
                         + " (read from the environment; the provider's own variable is used when empty)"},
         "name": {"validators": [max_chars("name", "Name")]},
         "base_url": {"validators": [max_chars("url", "API base URL")],
@@ -115,7 +115,8 @@ class TemplateView(SecureModelView):
         "name": {"validators": [max_chars("name", "Name")]},
         "region": {"validators": [max_chars("short", "Region")]},
         "image": {"validators": [max_chars("image", "Image")]},
-        "gpu": {"validators": [max_chars("short", "GPU type")], "description": "the provider's GPU type id, e.g. 'NVIDIA RTX A6000' (Runpod), 'RTX_4090' (Vast), 'A100' (Jarvislabs)"},
+        "gpu": {"validators": [max_chars("short", "GPU type")], "description": "the provider's GPU type id, e.g. "
+                + ", ".join(f"'{c.gpu_example}' ({c.display_name})" for c in CLIENT_CLASSES)},
         "gpu_count": {"validators": [_range(1, 16, "GPU count")]},
         "vram_gb": {"validators": [_range(0, 2048, "VRAM GB")]},
         "vcpus": {"validators": [_range(0, 1024, "vCPUs")]},

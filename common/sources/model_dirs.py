@@ -1,8 +1,9 @@
 """Where each provider keeps its models, resolved from the VM's environment like the libraries do."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 
 
 def _home(env: Mapping[str, str]) -> Path:
@@ -40,9 +41,22 @@ def keras_models(env: Mapping[str, str]) -> Path:
     return Path(env.get("KERAS_HOME") or _home(env) / ".keras") / "models"
 
 
-# Providers whose models are plain files in one directory.
-FILE_PROVIDER_DIRS = {
-    "torch": torch_checkpoints,
-    "fastai": fastai_models,
-    "keras": keras_models,
-}
+@dataclass(frozen=True)
+class ModelProvider:
+    name: str  # the `provider` label of the model metrics and the stored rows
+    label: str  # as the admin shows it
+    # Libraries whose models are plain files in one directory: where that directory is.
+    files_dir: Callable[[Mapping[str, str]], Path] | None = None
+
+
+# The one list of model providers, in display order; the names below derive from it.
+MODEL_PROVIDER_LIST = (
+    ModelProvider("ollama", "Ollama"),
+    ModelProvider("huggingface", "Hugging Face"),
+    ModelProvider("torch", "PyTorch", torch_checkpoints),
+    ModelProvider("fastai", "fastai", fastai_models),
+    ModelProvider("keras", "Keras", keras_models),
+)
+MODEL_PROVIDERS = tuple(p.name for p in MODEL_PROVIDER_LIST)
+MODEL_PROVIDER_LABELS = {p.name: p.label for p in MODEL_PROVIDER_LIST}
+FILE_PROVIDER_DIRS = {p.name: p.files_dir for p in MODEL_PROVIDER_LIST if p.files_dir}

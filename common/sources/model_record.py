@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-PROVIDERS = ("ollama", "huggingface", "torch", "fastai", "keras")
 MODEL_TYPES = ("LLM", "VLM", "Embed", "ImgGen", "STT", "TTS")
 # wordslab_model_status: complete and readable; a download interrupted or with files missing
 # (size is what is on disk, no VRAM estimate); present but its metadata could not be read.

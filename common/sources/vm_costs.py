@@ -3,7 +3,8 @@
 - compute = seconds billed in the month (recorded running intervals) / 3600 x $/hour
 - storage = GB x $/GB-month x the share of the month it was billed, where a "GB-month"
   is the calendar month's own length (28 to 31 days), months in UTC.
-  How storage bills while the VM is stopped is each provider's rule (STORAGE_RULES):
+  How storage bills while the VM is stopped is each provider's rule (Rates.storage, declared
+  on each provider's client class in admin/cloud/providers/):
   Runpod: the container disk is wiped on stop and billed only while running; the volume
   disk costs twice its running rate while the pod is stopped ($0.10 -> $0.20/GB-month
   in Runpod's storage docs), so the template keeps the running rate and we apply x2.
@@ -33,16 +34,9 @@ class StorageRule:
     volume_stopped_factor: float
 
 
-STORAGE_RULES = {
-    "runpod.io": StorageRule(container_billed_while_stopped=False, volume_stopped_factor=2.0),
-    "vast.ai": StorageRule(container_billed_while_stopped=True, volume_stopped_factor=1.0),
-    "jarvislabs.ai": StorageRule(container_billed_while_stopped=True, volume_stopped_factor=1.0),
-}
-
-
 @dataclass(frozen=True)
 class Rates:
-    provider: str
+    storage: StorageRule  # the provider's
     compute_usd_per_hour: float
     container_gb: float
     container_usd_per_gb_month: float
@@ -90,7 +84,7 @@ def existed_seconds(created_at: float | None, terminated_at: float | None, start
 
 def month_cost(rates: Rates, intervals: Iterable[tuple[float, float | None]], created_at: float | None,
                terminated_at: float | None, month_start: float, month_end: float, now: float) -> MonthCost:
-    rule = STORAGE_RULES[rates.provider]
+    rule = rates.storage
     month_seconds = month_end - month_start
     running = running_seconds(intervals, month_start, month_end, now)
     existed = existed_seconds(created_at, terminated_at, month_start, month_end, now)

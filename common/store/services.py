@@ -14,8 +14,9 @@ SERVICE_TYPES = ("LLM", "VLM", "Embed", "ImgGen", "STT", "TTS")
 SERVERS = ("vllm", "ollama", "fastapi")
 API_TYPES = ("openai", "ollama", "openAPI")
 ENDPOINT_STATUSES = ("starting", "running", "error", "stopped")
-PROVIDERS = ("openai", "anthropic", "openrouter", "mistral", "groq", "together", "huggingface",
-             "google", "ollama", "other")
+# External AI API providers (not the model providers, common.sources.model_dirs.MODEL_PROVIDERS).
+API_PROVIDERS = ("openai", "anthropic", "openrouter", "mistral", "groq", "together", "huggingface",
+                 "google", "ollama", "other")
 DEFAULT_PROBE_INTERVAL_SECONDS = 60
 
 

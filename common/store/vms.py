@@ -12,8 +12,6 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from common.store.db import Base
 from common.store.scrubbed import ScrubbedText
 
-PROVIDERS = ("runpod.io", "vast.ai", "jarvislabs.ai")
-
 # Our status vocabulary; each provider client maps its own states onto it, and the admin adds
 # "creating" (a create was sent, its instance id not recorded yet), "missing" (the provider's
 # list left the instance out: it may still bill) and "gone" (left out long enough, see below).

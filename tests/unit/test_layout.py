@@ -120,3 +120,28 @@ def test_no_wordslab_variable_looked_up_outside_the_settings_module():
                     and key.value != "WORDSLAB_GENERATED_PASSWORD":  # a Flask config key, not a variable
                 lookups.append(f"{module}:{node.lineno} {key.value}")
     assert lookups == []
+
+
+def test_each_cloud_provider_is_declared_once_on_its_client_class():
+    from admin.cloud.providers import CLIENT_CLASSES
+    declared = {}
+    for client in CLIENT_CLASSES:
+        home = client.__module__
+        for value in (client.provider, client.key_var, client.default_base_url):
+            assert value, f"{client.__name__} leaves a declaration empty"
+            declared[value] = home
+        assert client.display_name and client.storage_rule is not None
+    elsewhere = []
+    for module, path in product_modules().items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and node.value in declared and declared[node.value] != module:
+                elsewhere.append(f"{module}:{node.lineno} {node.value!r}")
+    assert elsewhere == []
+
+
+def test_no_module_level_list_named_just_providers():
+    # Three different lists were all called PROVIDERS: cloud, external API and model providers.
+    found = [module for module, path in product_modules().items()
+             for node in ast.parse(path.read_text()).body
+             if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "PROVIDERS" for t in node.targets)]
+    assert found == []

@@ -6,7 +6,7 @@ import pytest
 
 from common.sources import vm_costs
 from admin.cloud import vm_status
-from admin.cloud.providers import BilledCost
+from admin.cloud.providers import CLIENTS, BilledCost
 from common.sources.vm_costs import MonthCost, Rates, month_bounds, month_cost, reconcile
 from common.store import connect, init_db, session_factory
 from common.store.vms import HostingPlatform, Vm, VmInterval, VmTemplate
@@ -24,7 +24,7 @@ DAY = 86400.0
 
 def rates(provider="runpod.io", per_hour=0.0, container_gb=0.0, container_rate=0.0, volume_gb=0.0,
           volume_rate=0.0) -> Rates:
-    return Rates(provider, per_hour, container_gb, container_rate, volume_gb, volume_rate)
+    return Rates(CLIENTS[provider].storage_rule, per_hour, container_gb, container_rate, volume_gb, volume_rate)
 
 
 def test_month_bounds_follow_the_calendar_in_utc():

@@ -1,7 +1,6 @@
 """Cloud GPU provider clients behind one interface, chosen by provider name."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Mapping
 
@@ -11,19 +10,11 @@ from admin.cloud.providers.jarvislabs import JarvislabsClient
 from admin.cloud.providers.runpod import RunpodClient
 from admin.cloud.providers.vastai import VastClient
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # Python 3.10: the same parser, published as tomli
-    import tomli as tomllib
-
-CLIENTS: dict[str, type[ProviderClient]] = {
-    "runpod.io": RunpodClient,
-    "vast.ai": VastClient,
-    "jarvislabs.ai": JarvislabsClient,
-}
-
-# The env var each provider's own SDK/CLI reads.
-DEFAULT_KEY_VARS = {"runpod.io": "RUNPOD_API_KEY", "vast.ai": "VAST_API_KEY", "jarvislabs.ai": "JL_API_KEY"}
+# The cloud providers, in display order: add a provider's client class here. Each declares its
+# name, display name, base URL, key variable and storage rule as class attributes.
+CLIENT_CLASSES: tuple[type[ProviderClient], ...] = (RunpodClient, VastClient, JarvislabsClient)
+CLIENTS: dict[str, type[ProviderClient]] = {c.provider: c for c in CLIENT_CLASSES}
+CLOUD_PROVIDERS = tuple(CLIENTS)
 
 
 class UnknownProvider(ProviderError):
@@ -38,20 +29,16 @@ def check_provider(provider: str) -> str:
 
 def resolve_api_key(provider: str, stored_key: str | None, key_var: str | None,
                     env: Mapping[str, str], home: Path | None = None) -> str | None:
-    """Stored key first, then the configured env var, the SDK's env var, then runpod's config file."""
+    """Stored key first, then the configured env var, the SDK's env var, then the key the
+    provider's CLI saved under `home` (runpod's ~/.runpod/config.toml)."""
     if stored_key:
         return stored_key
-    for var in (key_var, DEFAULT_KEY_VARS.get(provider)):
+    client = CLIENTS.get(provider)
+    for var in (key_var, client.key_var if client else None):
         if var and env.get(var):
             return env[var]
-    if provider == "runpod.io" and home is not None:
-        # `runpod config` writes ~/.runpod/config.toml: [default] api_key = "..."
-        try:
-            data = tomllib.loads((home / ".runpod" / "config.toml").read_text())
-        except (OSError, tomllib.TOMLDecodeError):
-            return None
-        key = (data.get("default") or {}).get("api_key")
-        return key if isinstance(key, str) and key else None
+    if client is not None and home is not None:
+        return client.key_from_local_config(home)
     return None
 
 

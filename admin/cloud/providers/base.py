@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from common import http_client, redact
-from common.sources.vm_costs import BilledCost  # noqa: F401  (part of the client interface)
+from common.sources.vm_costs import BilledCost, StorageRule  # noqa: F401  (part of the client interface)
 
 DEFAULT_TIMEOUT_SECONDS = 15.0
 
@@ -59,8 +60,20 @@ class InstanceState:
 
 
 class ProviderClient:
-    provider: str = ""
+    """A provider's API. Each subclass declares the provider once, in these class attributes;
+    the admin's provider list, choices, key variables and cost rules derive from them."""
+
+    provider: str = ""  # the name stored in the hosting platform row and shown as a label
+    display_name: str = ""
     default_base_url: str = ""
+    key_var: str = ""  # the variable the provider's own SDK/CLI reads the API key from
+    gpu_example: str = ""  # a GPU type id as the provider spells it, for the form's hint
+    storage_rule: StorageRule  # how its storage bills while the VM is stopped
+
+    @classmethod
+    def key_from_local_config(cls, home: Path) -> str | None:
+        """The API key the provider's CLI saved under `home`, when it keeps one there."""
+        return None
 
     def __init__(self, api_key: str, base_url: str | None = None,
                  timeout: float = DEFAULT_TIMEOUT_SECONDS, ports: tuple[int, ...] = ()):

@@ -16,7 +16,8 @@ URL), and a resume may answer a new machine_id (we keep tracking the old one).
 from __future__ import annotations
 
 from common.urls import public_url
-from admin.cloud.providers.base import CreateRequest, InstanceState, ProviderClient, ProviderError, ProviderRefused, expect
+from admin.cloud.providers.base import (CreateRequest, InstanceState, ProviderClient, ProviderError, ProviderRefused,
+                                        StorageRule, expect)
 
 STATES = {"running": "running", "paused": "stopped", "failed": "error", "creating": "starting",
           "resuming": "starting", "pausing": "stopping", "destroying": "stopping",
@@ -31,7 +32,12 @@ def map_state(state: str | None) -> str:
 
 class JarvislabsClient(ProviderClient):
     provider = "jarvislabs.ai"
+    display_name = "Jarvislabs"
     default_base_url = "https://backendprod.jarvislabs.net"
+    key_var = "JL_API_KEY"
+    gpu_example = "A100"
+    # A paused instance keeps its storage and bills it as when running.
+    storage_rule = StorageRule(container_billed_while_stopped=True, volume_stopped_factor=1.0)
 
     def _state(self, inst: dict) -> InstanceState:
         machine_id = str(inst.get("machine_id"))

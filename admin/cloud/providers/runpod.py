@@ -15,9 +15,17 @@ GraphQL variables beyond what other clients use, the console terminal URL.
 """
 from __future__ import annotations
 
+import sys
 from datetime import datetime, timezone
+from pathlib import Path
 
-from admin.cloud.providers.base import BilledCost, CreateRequest, InstanceState, ProviderClient, ProviderRefused, expect
+from admin.cloud.providers.base import (BilledCost, CreateRequest, InstanceState, ProviderClient, ProviderRefused,
+                                        StorageRule, expect)
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10: the same parser, published as tomli
+    import tomli as tomllib
 
 # desiredStatus -> ours. RUNNING without a runtime yet means the container is still starting.
 STATES = {"RUNNING": "running", "CREATED": "starting", "RESTARTING": "starting",
@@ -44,7 +52,22 @@ def proxy_url(pod_id: str, port: int) -> str:
 
 class RunpodClient(ProviderClient):
     provider = "runpod.io"
+    display_name = "Runpod"
     default_base_url = "https://api.runpod.io"
+    key_var = "RUNPOD_API_KEY"
+    gpu_example = "NVIDIA RTX A6000"
+    # A stopped pod's container disk is gone; its volume bills at twice the running rate.
+    storage_rule = StorageRule(container_billed_while_stopped=False, volume_stopped_factor=2.0)
+
+    @classmethod
+    def key_from_local_config(cls, home: Path) -> str | None:
+        # `runpod config` writes ~/.runpod/config.toml: [default] api_key = "..."
+        try:
+            data = tomllib.loads((home / ".runpod" / "config.toml").read_text())
+        except (OSError, tomllib.TOMLDecodeError):
+            return None
+        key = (data.get("default") or {}).get("api_key")
+        return key if isinstance(key, str) and key else None
 
     def _graphql(self, query: str, variables: dict | None = None) -> dict:
         payload = self._call("POST", "/graphql", json={"query": query, "variables": variables or {}})

@@ -16,7 +16,8 @@ Not verified: "loading"/"stopped"/"destroying" as actual_status words, the docke
 """
 from __future__ import annotations
 
-from admin.cloud.providers.base import BilledCost, CreateRequest, InstanceState, ProviderClient, ProviderError, ProviderRefused, expect
+from admin.cloud.providers.base import (BilledCost, CreateRequest, InstanceState, ProviderClient, ProviderError,
+                                        ProviderRefused, StorageRule, expect)
 
 # actual_status -> ours; "loading" is the image pull/boot, already billed.
 STATES = {"created": "starting", "loading": "starting", "running": "running",
@@ -34,7 +35,12 @@ def map_state(actual: str | None, intended: str | None = None) -> str:
 
 class VastClient(ProviderClient):
     provider = "vast.ai"
+    display_name = "Vast.ai"
     default_base_url = "https://console.vast.ai/api/v0"
+    key_var = "VAST_API_KEY"
+    gpu_example = "RTX_4090"
+    # A stopped instance keeps its disk and bills it as when running.
+    storage_rule = StorageRule(container_billed_while_stopped=True, volume_stopped_factor=1.0)
 
     def _state(self, inst: dict) -> InstanceState:
         inst_id = str(inst.get("id"))
