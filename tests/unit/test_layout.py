@@ -145,3 +145,50 @@ def test_no_module_level_list_named_just_providers():
              for node in ast.parse(path.read_text()).body
              if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "PROVIDERS" for t in node.targets)]
     assert found == []
+
+
+def _with_parents(name: str) -> set[str]:
+    # Importing a.b.c runs a/__init__ and a/b/__init__ too.
+    parts = name.split(".")
+    return {".".join(parts[:i]) for i in range(1, len(parts) + 1)}
+
+
+def reachable_from(entry: str) -> set[str]:
+    seen, todo = set(), [entry]
+    while todo:
+        module = todo.pop()
+        if module in seen or module not in product_modules():
+            continue
+        seen.add(module)
+        for name in imports_of(module):
+            todo.extend(_with_parents(name) & set(product_modules()))
+    return seen
+
+
+def test_every_exporter_module_is_run_by_the_exporter():
+    # exporter/ holds only what the exporter process runs; __main__ is `python -m exporter`.
+    modules = {m for m in product_modules() if top(m) == "exporter"}
+    assert modules - reachable_from("exporter.cli") - {"exporter.__main__"} == set()
+    assert "exporter.cli" in imports_of("exporter.__main__")
+
+
+def _importers_of(package: str, outside: tuple[str, ...]) -> dict[str, list[str]]:
+    found = {m: sorted(n for n in imports_of(m) if top(n) == package)
+             for m in product_modules() if top(m) in outside}
+    return {m: names for m, names in found.items() if names}
+
+
+def test_nothing_outside_admin_imports_admin():
+    assert _importers_of("admin", ("common", "exporter", "wordslab_dashboard")) == {}
+
+
+def test_common_imports_neither_process():
+    assert _importers_of("exporter", ("common",)) == {}
+    assert _importers_of("admin", ("common",)) == {}
+
+
+def test_no_process_imports_another_process_package():
+    # The runner starts the exporter and the admin as processes (`python -m exporter`, `-m admin`);
+    # the admin reads what the exporter publishes through Prometheus, never its code.
+    assert _importers_of("exporter", ("wordslab_dashboard", "admin")) == {}
+    assert _importers_of("admin", ("wordslab_dashboard",)) == {}
