@@ -24,6 +24,7 @@ from common.sources.model_record import (PIPELINE_TYPES, UNKNOWN_TYPE, KvShape, 
                                          type_from_architectures, vram_estimate)
 from common.sources.gguf_meta import Truncated, summarize_gguf_set
 from common.sources.safetensors_meta import TensorSummary, combine, read_noatime, summarize
+from common.sources.torch_meta import summarize_checkpoint
 
 log = logging.getLogger(__name__)
 # Rescanned every 30 s: a broken file is logged once, not at every scan.
@@ -33,6 +34,8 @@ REPO_PREFIX = "models--"
 INCOMPLETE_SUFFIX = ".incomplete"
 # Weight formats in the order a repo's "one weight set" is chosen when it has no safetensors.
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".gguf", ".h5", ".onnx", ".msgpack")
+_CHECKPOINT_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
+_NOT_WEIGHTS = ("training_args", "optimizer", "scheduler", "rng_state", "trainer_state")
 CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "max_seq_len", "seq_length",
                 "max_sequence_length", "n_ctx", "model_max_length")
 # Variant copies of the same weights (diffusers `*.fp16.safetensors`), counted only without the plain file.
@@ -165,8 +168,8 @@ def _record(repo: Path, repo_id: str) -> ModelRecord:
         record.mark("error", "unreadable: " + ", ".join(found.unreadable[:5]))
     config = _json(files.get("config.json"), record)
     text_config = _dict(config.get("text_config") or config.get("llm_config"))
-    summary = _tensors(files, record)
     weights = weight_files(files)
+    summary = _tensors(files, record) or _checkpoint_tensors(weights, record)
     gguf = _gguf(files, record) if summary is None else None
 
     record.model_type = _model_type(files, config)
@@ -187,15 +190,34 @@ def _record(repo: Path, repo_id: str) -> ModelRecord:
 
 
 def weight_files(files: dict[str, CachedFile]) -> list[CachedFile]:
-    """One weight set: the safetensors chosen by `safetensors_set`, else the first format present."""
+    """One weight set: the safetensors chosen by `safetensors_set`, else the first format present
+    (training state saved beside the weights, `training_args.bin`, `optimizer.pt`..., left out)."""
     chosen = safetensors_set(list(files))
     if chosen:
         return [files[name] for name in chosen]
     for suffix in WEIGHT_SUFFIXES[1:]:
-        found = [f for name, f in files.items() if name.endswith(suffix)]
+        found = [f for name, f in files.items()
+                 if name.endswith(suffix) and not name.rpartition("/")[2].startswith(_NOT_WEIGHTS)]
         if found:
             return found
     return []
+
+
+def _checkpoint_tensors(weights: list[CachedFile], record: ModelRecord) -> TensorSummary | None:
+    """Parameters of PyTorch weights (`pytorch_model*.bin`) when the repo has no safetensors.
+
+    A pickle our reader does not follow is not a broken model: it then gives no figure (the
+    VRAM estimate falls back to the files' size) rather than a part of one.
+    """
+    summaries = []
+    for cached in weights:
+        if cached.name.endswith(_CHECKPOINT_SUFFIXES):
+            try:
+                summaries.append(summarize_checkpoint(cached.blob_path))
+            except (OSError, ValueError) as exc:
+                log.info("no parameters from %s of %s: %s", cached.name, record.model, exc)
+                return None
+    return combine(summaries)
 
 
 def safetensors_set(names: list[str]) -> list[str]:

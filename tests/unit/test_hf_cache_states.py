@@ -155,3 +155,17 @@ def test_cache_without_symlinks_counts_the_files_in_the_snapshot(vm_env):
     (hf_hub_cache(vm_env) / "models--org--copied" / "refs" / "main").write_text("d" * 40)
     record = scan_one(vm_env)
     assert (record.status, record.size_bytes, record.parameters) == ("ok", len(weights) + len(config), 256)
+
+
+def test_repo_with_pytorch_bin_weights_only_reads_their_parameters(vm_env):
+    from pathlib import Path
+    fixtures = Path(__file__).resolve().parents[1] / "fixtures" / "torch"
+    expected = json.loads((fixtures / "expected.json").read_text())["cnn-bf16.bin"]
+    weights = (fixtures / "cnn-bf16.bin").read_bytes()
+    hf_cache_repo(hf_hub_cache(vm_env), "org/old-bin", {
+        "config.json": json.dumps({"architectures": ["BertModel"]}).encode(),
+        "pytorch_model.bin": weights, "training_args.bin": b"not weights"})
+    record = scan_one(vm_env)
+    assert record.status == "ok"
+    assert record.parameters == expected["parameters"]
+    assert record.quantization == expected["dtype"]
