@@ -192,3 +192,13 @@ def test_no_process_imports_another_process_package():
     # the admin reads what the exporter publishes through Prometheus, never its code.
     assert _importers_of("exporter", ("wordslab_dashboard", "admin")) == {}
     assert _importers_of("admin", ("wordslab_dashboard",)) == {}
+
+
+def test_the_architecture_page_names_files_that_exist():
+    import re
+    text = (REPO / "docs" / "architecture.md").read_text() + (REPO / "README.md").read_text()
+    tops = ("common/", "exporter/", "admin/", "wordslab_dashboard/", "grafana/", "prometheus/", "tests/",
+            "docs/", "bench/")
+    named = {p for p in re.findall(r"`((?:[a-z_]+/)+[\w.*-]*)`", text) if p.startswith(tops)}
+    missing = [p for p in sorted(named) if "*" not in p and not (REPO / p).exists()]
+    assert named and missing == []
