@@ -79,7 +79,12 @@ _FORWARDED = """\
             proxy_set_header Host $wordslab_host;
             proxy_set_header X-Forwarded-Host $wordslab_host;
             proxy_set_header X-Forwarded-Proto $wordslab_proto;
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;"""
+
+# WebSockets (Grafana Live) pass to the services only: the admin's auth question and login
+# redirect get no Upgrade (nginx drops the hop-by-hop header unless set), since the admin's
+# server answers an upgrade request with 400, which auth_request turns into a 500 for the user.
+_UPGRADE = """\
             proxy_set_header Upgrade $http_upgrade;
             proxy_set_header Connection $wordslab_connection;"""
 
@@ -100,7 +105,7 @@ def _proxied(path: str, upstream_url: str, *, user: bool) -> str:
     # itself marks same-origin (Sec-Fetch-Site, not settable by pages) needs no such check: its
     # Origin is dropped; any other keeps it, and Grafana checks it.
     origin = "\n            proxy_set_header Origin $wordslab_origin;" if user else ""
-    return _location(path, f"{_GUARD}\n            proxy_pass {upstream_url};\n{_FORWARDED}\n"
+    return _location(path, f"{_GUARD}\n            proxy_pass {upstream_url};\n{_FORWARDED}\n{_UPGRADE}\n"
                            f"            proxy_set_header {AUTH_PROXY_HEADER} {header};{origin}")
 
 
@@ -198,10 +203,24 @@ http {{
         default upgrade;
         "" close;
     }}
+    # A write another site's page makes (the browser says so in Sec-Fetch-Site, which pages
+    # cannot set). SameSite=Lax keeps the door's cookie from cross-site ones only: a same-site
+    # page still sends it, and same-site here means any other pod on the platform's proxy
+    # domain (proxy.runpod.net is no public suffix) or any other port of the same host, while
+    # Alertmanager, Prometheus and Grafana in auth-proxy mode have no CSRF check of their own.
+    map "$request_method $http_sec_fetch_site" $wordslab_foreign_write {{
+        "~*^(GET|HEAD|OPTIONS) " 0;
+        "~* (cross-site|same-site)$" 1;
+        default 0;
+    }}
 
     server {{
         listen {door.listen_host}:{door.port};
         server_name _;
+
+        if ($wordslab_foreign_write) {{
+            return 403 "refused: a write from another site's page\n";
+        }}
 
 {"".join(locations)}    }}
 }}

@@ -2,7 +2,8 @@
 
 The tarball has the official layout (`grafana-<version>/bin/grafana`, `conf/defaults.ini`,
 `public/`); its `bin/grafana server` is a Python HTTP server on GF_SERVER_HTTP_ADDR:PORT that
-answers every path with JSON (the path, the auth-proxy user header it got) and appends each
+answers every path with JSON (the path, the auth-proxy user header it got), completes a
+WebSocket handshake (Grafana Live) with 101, and appends each
 request to `$GF_PATHS_DATA/requests.jsonl`, so tests can see what reached "Grafana".
 """
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 from wordslab_dashboard.grafana_install import GrafanaRelease
 
 FAKE_GRAFANA = r'''#!/usr/bin/env python3
-import json, os, sys
+import base64, hashlib, json, os, sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 if sys.argv[1:2] != ["server"] or "--homepath" not in sys.argv:
@@ -29,10 +30,20 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         record = {"path": self.path, "user": self.headers.get(header),
                   "users": self.headers.get_all(header) or [], "origin": self.headers.get("Origin"),
-                  "host": self.headers.get("Host"),
+                  "host": self.headers.get("Host"), "method": self.command,
+                  "upgrade": self.headers.get("Upgrade"),
                   "env": {k: v for k, v in os.environ.items() if k.startswith("GF_")}}
         with open(log, "a") as f:
             f.write(json.dumps(record) + "\n")
+        if (self.headers.get("Upgrade") or "").lower() == "websocket":  # Grafana Live's handshake
+            key = (self.headers.get("Sec-WebSocket-Key") or "") + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+            self.send_response(101)
+            self.send_header("Upgrade", "websocket")
+            self.send_header("Connection", "Upgrade")
+            self.send_header("Sec-WebSocket-Accept", base64.b64encode(hashlib.sha1(key.encode()).digest()).decode())
+            self.end_headers()
+            self.close_connection = True
+            return
         body = json.dumps({"fake": "grafana", "path": self.path, "user": record["user"]}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")

@@ -3,9 +3,13 @@ front of the real admin, the real Prometheus and a stand-in Grafana (the fake ta
 installed through the real install path, recording the auth-proxy header it gets). The test is a
 browser behind Runpod's HTTPS proxy: X-Forwarded-Proto https, the public host in
 X-Forwarded-Host, a Host rewritten to the door's loopback address."""
+import base64
+import hashlib
 import json
+import os
 import re
 import shutil
+import socket
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -187,8 +191,79 @@ def test_grafana_sees_no_origin_on_same_origin_requests_so_a_rewritten_host_brea
     assert same.status_code == 200
     seen = [r for r in _grafana_requests(stack) if r["path"] == "/api/ds/query"][-1]
     assert seen["origin"] is None and seen["host"] == "localhost" and seen["user"] == "admin"
-    # Anything the browser does not mark same-origin keeps its Origin, for Grafana to check.
-    other = browser.request("POST", "/api/ds/query", json={},
-                            headers={"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"})
+    # Anything the browser does not mark same-origin keeps its Origin, for Grafana to check (a
+    # write it marks cross-site or same-site never passes the door at all).
+    other = browser.request("POST", "/api/ds/query", json={}, headers={"Origin": "https://evil.example"})
     assert other.status_code == 200
     assert [r for r in _grafana_requests(stack) if r["path"] == "/api/ds/query"][-1]["origin"] == "https://evil.example"
+
+
+def _websocket_handshake(stack, path: str, cookies: dict) -> tuple[int, dict, str]:
+    """A browser's WebSocket opening handshake (RFC 6455) through the door, behind the platform's
+    proxy; returns the answer's status, headers (lower-case names) and the expected accept key."""
+    key = base64.b64encode(os.urandom(16)).decode()
+    cookie = "; ".join(f"{k}={v}" for k, v in cookies.items())
+    lines = [f"GET {path} HTTP/1.1", f"Host: {urlsplit(stack['door']).netloc}",
+             f"X-Forwarded-Host: {stack['public_host']}", "X-Forwarded-Proto: https",
+             "Connection: Upgrade", "Upgrade: websocket", "Sec-WebSocket-Version: 13",
+             f"Sec-WebSocket-Key: {key}", f"Origin: {stack['public']}", "Sec-Fetch-Site: same-origin"]
+    if cookie:
+        lines.append(f"Cookie: {cookie}")
+    with socket.create_connection(("127.0.0.1", stack["ports"]["door"]), timeout=10) as conn:
+        conn.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = conn.recv(4096)
+            if not chunk:
+                break
+            head += chunk
+    status_line, *header_lines = head.split(b"\r\n\r\n")[0].decode().split("\r\n")
+    headers = {name.strip().lower(): value.strip()
+               for name, _, value in (line.partition(":") for line in header_lines)}
+    accept = base64.b64encode(hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest())
+    return int(status_line.split()[1]), headers, accept.decode()
+
+
+def test_grafana_live_websocket_opens_for_the_signed_in_user_and_sends_others_to_the_login(stack):
+    # Every Grafana page opens /api/live/ws; the door must ask the admin without the upgrade.
+    status, headers, _ = _websocket_handshake(stack, "/api/live/ws", {})
+    assert status == 302 and headers["location"].startswith("/admin/login?next=")
+    browser = Browser(stack["door"], stack["public_host"])
+    browser.login()
+    status, headers, accept = _websocket_handshake(stack, "/api/live/ws", browser.cookies)
+    assert status == 101 and headers["sec-websocket-accept"] == accept
+    seen = [r for r in _grafana_requests(stack) if r["path"] == "/api/live/ws"]
+    assert len(seen) == 1 and seen[0]["upgrade"] == "websocket" and seen[0]["users"] == ["admin"]
+
+
+def test_writes_from_another_sites_page_never_pass_the_door(stack):
+    """SameSite=Lax still sends the door's cookie from a same-site page: another pod on
+    proxy.runpod.net (no public suffix), another port of the machine. Alertmanager's v1 API takes
+    a text/plain body (a form needs no CORS preflight for it), and nothing behind the door but the
+    admin checks a CSRF token."""
+    browser = Browser(stack["door"], stack["public_host"])
+    browser.login()
+    other_pod = f"https://attacker-{stack['ports']['door']}.proxy.runpod.net"
+    silence = {"matchers": [{"name": "alertname", "value": ".+", "isRegex": True}],
+               "startsAt": "2026-01-01T00:00:00Z", "endsAt": "2099-01-01T00:00:00Z",
+               "createdBy": "attacker", "comment": "silence everything"}
+    grafana_before = len(_grafana_requests(stack))
+    for site in ("same-site", "cross-site"):
+        for path in ("/alertmanager/api/v1/silences", "/alertmanager/api/v1/alerts", "/api/dashboards/db",
+                     "/prometheus/api/v1/query", "/docs/index.md", "/admin/logout"):
+            response = browser.request("POST", path, data=json.dumps(silence),
+                                       headers={"Content-Type": "text/plain", "Origin": other_pod,
+                                                "Sec-Fetch-Site": site})
+            assert response.status_code == 403, (site, path)
+    assert len(_grafana_requests(stack)) == grafana_before
+    silences = browser.get("/alertmanager/api/v2/silences").json()
+    assert not [s for s in silences if s["createdBy"] == "attacker"]
+    assert browser.get("/admin/").status_code == 200  # the forged logout did nothing
+    # A link from another site still opens a page; the door's own pages and non-browser clients write.
+    assert browser.get("/prometheus/api/v1/query?query=up", headers={"Sec-Fetch-Site": "cross-site"}).status_code == 200
+    own = {**silence, "createdBy": "me", "matchers": [{"name": "alertname", "value": "Test", "isRegex": False}]}
+    created = browser.request("POST", "/alertmanager/api/v2/silences", json=own,
+                              headers={"Origin": stack["public"], "Sec-Fetch-Site": "same-origin"})
+    assert created.status_code == 200
+    silence_id = created.json()["silenceID"]
+    assert browser.request("DELETE", f"/alertmanager/api/v2/silence/{silence_id}").status_code == 200
