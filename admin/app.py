@@ -15,6 +15,7 @@ from common.config import Settings
 from common.urls import dashboard_url
 from common.readable import readable_value
 from common.store import connect, init_db, session_factory
+from common.store.health import check_database
 from common.store.settings import get_setting, set_setting
 
 from admin import db_busy, front_door
@@ -192,6 +193,7 @@ def create_app(settings: Settings, *, password: str | None = None,
     tests of one domain use it to stay independent of the others.
     """
     engine = connect(settings.db_path)
+    check_database(engine, settings.db_path)  # DatabaseUnusable: one line for the terminal
     init_db(engine)
     sessions = session_factory(engine)
     jobs = JobRunner(sessions, workers=job_workers)

@@ -116,9 +116,18 @@ def main(argv: list[str] | None = None) -> int:
                                  **{name: getattr(args, name) for name in alerting})
     redact.protect_process(settings.env)
     from admin.app import create_app
-    app = create_app(settings, password=settings.admin_password,
-                     grafana_url=args.grafana_url or dashboard_url(settings),
-                     reset_password=args.reset_password)
+    from common.store.health import DatabaseUnusable, advice, reason_of
+    from sqlalchemy.exc import DatabaseError
+    try:
+        app = create_app(settings, password=settings.admin_password,
+                         grafana_url=args.grafana_url or dashboard_url(settings),
+                         reset_password=args.reset_password)
+    except DatabaseUnusable as exc:
+        print(f"wordslab-admin: {exc}", file=sys.stderr)
+        return 1
+    except DatabaseError as exc:  # damage quick_check did not reach, found while upgrading the schema
+        print(f"wordslab-admin: {advice(settings.db_path, reason_of(exc))}", file=sys.stderr)
+        return 1
     generated = app.config.pop("WORDSLAB_GENERATED_PASSWORD", None)
     if generated:
         # Shown once, on the terminal only (never in a log file or URL).

@@ -7,6 +7,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from pathlib import Path
 
 from common import redact
 from common.config import DEFAULT_LISTEN_ADDRESS, TUNABLE_VARS, Settings, parse_listen_address
@@ -57,6 +58,23 @@ def settings_from_args(args: argparse.Namespace, env=None) -> Settings:
                              cgroup_root=args.cgroup_root)
 
 
+def _warn_if_db_unusable(settings: Settings) -> None:
+    """One line at start when the admin's DB is damaged; the exporter still serves everything
+    else (one broken source never breaks a scrape) and reports config_db as failing."""
+    from common.store.db import connect
+    from common.store.health import DatabaseUnusable, check_database
+    if settings.db_path is None or not Path(settings.db_path).is_file():
+        return
+    engine = connect(settings.db_path, readonly=True)
+    try:
+        check_database(engine, settings.db_path)
+    except DatabaseUnusable as exc:
+        print(f"wordslab-exporter: warning: {exc}; serving the other metrics meanwhile "
+              '(wordslab_source_refresh_success{source="config_db"} is 0)', file=sys.stderr, flush=True)
+    finally:
+        engine.dispose()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(),
@@ -67,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wordslab-exporter: {exc}", file=sys.stderr)
         return 2
     settings = settings_from_args(args)
+    _warn_if_db_unusable(settings)
     redact.protect_process(settings.env)
     collectors = build_collectors(settings)
     exposition = Exposition(collectors)  # before start(): it listens to the sources' refreshes

@@ -21,12 +21,13 @@ from types import MappingProxyType
 from typing import Any, Callable, Mapping
 
 from sqlalchemy import Engine, select
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DatabaseError, OperationalError
 from sqlalchemy.orm import Session
 
 from common import redact
 from common.background import BackgroundSource
 from common.store.db import connect
+from common.store.health import DatabaseUnusable, advice, reason_of
 from common.store.secrets import stored_secrets
 
 POLL_SECONDS = 2.0
@@ -89,7 +90,13 @@ class ConfigDb:
 
     def _refresh(self) -> Mapping[str, Any]:
         with self._lock:
-            return self._read_if_changed()
+            try:
+                return self._read_if_changed()
+            except DatabaseError as exc:
+                if isinstance(exc, OperationalError) and ("locked" in str(exc) or "busy" in str(exc)):
+                    raise  # a writer holds the lock: retried next poll
+                # A damaged file: one line saying what to do (the failure shows as a metric).
+                raise DatabaseUnusable(advice(self.db_path, reason_of(exc))) from None
 
     def _read_if_changed(self) -> Mapping[str, Any]:
         signature = _signature(self.db_path) if self.db_path is not None else None
