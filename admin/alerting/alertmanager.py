@@ -9,6 +9,8 @@ from __future__ import annotations
 import time
 from datetime import datetime, timezone
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from common import http_client
 
 TIMEOUT = (3.0, 10.0)
@@ -71,26 +73,24 @@ class Alertmanager:
                            "annotations": {"summary": "Test notification from wordslab-dashboard",
                                            "description": "If you read this, alerts reach you here."}}])
 
+    def delivery_counts(self, integration: str) -> tuple[float, float]:
+        """(requests sent, requests failed) so far for one integration, from Alertmanager's /metrics
+        (alertmanager_notification_requests_*: one per attempt, retries included; >= 0.22)."""
+        sent = failed = 0.0
+        for family in text_string_to_metric_families(self._call("GET", "/metrics").text):
+            for sample in family.samples:
+                if sample.labels.get("integration") != integration:
+                    continue
+                if sample.name == "alertmanager_notification_requests_total":
+                    sent += sample.value
+                elif sample.name == "alertmanager_notification_requests_failed_total":
+                    failed += sample.value
+        return sent, failed
+
 
 # Alertmanager's integration name (its notification metrics' label) for each receiver kind.
 INTEGRATIONS = {"email": "email", "webhook": "webhook", "slack": "slack", "discord": "discord",
                 "msteams": "webhook", "ntfy": "webhook"}
-
-
-def delivery_counts(am: Alertmanager, integration: str) -> tuple[float, float]:
-    """(requests sent, requests failed) so far for one integration, from Alertmanager's /metrics
-    (alertmanager_notification_requests_*: one per attempt, retries included; >= 0.22)."""
-    from prometheus_client.parser import text_string_to_metric_families
-    sent = failed = 0.0
-    for family in text_string_to_metric_families(am._call("GET", "/metrics").text):
-        for sample in family.samples:
-            if sample.labels.get("integration") != integration:
-                continue
-            if sample.name == "alertmanager_notification_requests_total":
-                sent += sample.value
-            elif sample.name == "alertmanager_notification_requests_failed_total":
-                failed += sample.value
-    return sent, failed
 
 
 def wait_for_delivery(am: Alertmanager, integration: str, before: tuple[float, float],
@@ -98,11 +98,11 @@ def wait_for_delivery(am: Alertmanager, integration: str, before: tuple[float, f
     """'sent' or 'failed' once Alertmanager tried the integration after `before`; None if not yet."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        sent, failed = delivery_counts(am, integration)
+        sent, failed = am.delivery_counts(integration)
         if failed > before[1]:
             return "failed"
         if sent > before[0]:
             time.sleep(0.5)  # an attempt counts before it ends; a failure follows it
-            return "failed" if delivery_counts(am, integration)[1] > before[1] else "sent"
+            return "failed" if am.delivery_counts(integration)[1] > before[1] else "sent"
         time.sleep(0.5)
     return None

@@ -28,7 +28,8 @@ from common.config import Settings
 from common.store.vms import Vm
 
 from admin.alerting.alertmanager import Alertmanager, AlertmanagerError, iso
-from admin.cloud.gpu_window import GpuWindow, PrometheusError, query_window
+from admin.cloud.gpu_window import GpuWindow, query_window
+from admin.prometheus_api import PrometheusError
 from admin.ops.vm_ops import VmActionError, run_action
 
 log = logging.getLogger(__name__)

@@ -20,7 +20,7 @@ from common.store.settings import get_setting
 from common.store.vms import BUDGET_SETTING, Vm
 
 from admin.cloud.autostop import stop_vm
-from admin.cloud.gpu_window import query
+from admin.prometheus_api import query
 
 SPEND = "max(instance:wordslab_cost_month_usd:sum and on (instance) wordslab_cost_budget_month_usd)"
 ALERT = "WordslabBudgetGuardStopped"

@@ -10,14 +10,9 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass
 
-from common import http_client
+from admin.prometheus_api import query
 
-TIMEOUT = (3.0, 10.0)
 METRIC = "wordslab_gpu_utilization_ratio"
-
-
-class PrometheusError(Exception):
-    """Prometheus did not answer, or refused the query; the message says which."""
 
 
 @dataclass(frozen=True)
@@ -52,20 +47,6 @@ class GpuWindow:
         if hole > tolerance:
             return f"a {hole:.0f} s hole in the GPU data"
         return None
-
-
-def query(prometheus_url: str, expr: str, now: float) -> list[dict]:
-    """Instant query at `now`: the result list ([{metric, value}] or [{metric, values}]).
-    Raises PrometheusError."""
-    try:
-        response = http_client.get(prometheus_url.rstrip("/") + "/api/v1/query",
-                                   params={"query": expr, "time": f"{now:.3f}"}, timeout=TIMEOUT)
-        body = response.json()
-    except (http_client.RequestException, ValueError) as exc:
-        raise PrometheusError(f"Prometheus did not answer: {exc}") from None
-    if body.get("status") != "success":
-        raise PrometheusError(f"Prometheus refused the query: {body.get('error', response.status_code)}")
-    return body["data"]["result"]
 
 
 def query_window(prometheus_url: str, vm: str, seconds: float, now: float) -> GpuWindow:

@@ -18,8 +18,7 @@ from common import outbound
 from common.store.alerts import RECEIVER_KINDS, AlertReceiver
 
 from admin.alerting import relay
-from admin.alerting.alertmanager import (INTEGRATIONS, Alertmanager, AlertmanagerError, delivery_counts,
-                                         wait_for_delivery)
+from admin.alerting.alertmanager import INTEGRATIONS, Alertmanager, AlertmanagerError, wait_for_delivery
 from admin.alerting.apply import apply
 from admin.security import SecureBaseView, SecureModelView, csrf_token, mask_secret
 from admin.validation import check_name, check_unique_name, max_chars
@@ -165,7 +164,7 @@ def send_test(am: Alertmanager, name: str, kind: str) -> tuple[str, str]:
     """Post a test alert routed to one receiver and say what became of it: (message, category)."""
     integration = INTEGRATIONS[kind]
     try:
-        before = delivery_counts(am, integration)
+        before = am.delivery_counts(integration)
         am.send_test(name)
         outcome = wait_for_delivery(am, integration, before)
     except AlertmanagerError as exc:
