@@ -54,6 +54,10 @@ class BackgroundSource(Generic[T]):
         self._change_listeners: list[Callable[[], None]] = []
         # A source failing the same way at every refresh (Ollama not installed) logs it once.
         self._failure_log = ChangeLog(log)
+        # For sources woken by file events: "inotify" or "polling" (wordslab_source_watch_mode).
+        self.watch_mode: Callable[[], str] | None = None
+        # Whether the running refresh was asked for (request_refresh) rather than due by the interval.
+        self.requested = False
 
     def refresh_now(self) -> Snapshot[T]:
         started = time.perf_counter()
@@ -123,5 +127,20 @@ class BackgroundSource(Generic[T]):
     def _run(self, stop: threading.Event, wake: threading.Event) -> None:
         while not stop.is_set():
             self.refresh_now()
-            wake.wait(self.interval_seconds)
+            self.requested = wake.wait(self.interval_seconds)
             wake.clear()
+
+
+class SourceGroup:
+    """Something made of background sources, started and stopped together."""
+
+    sources: list[BackgroundSource]
+
+    def start(self) -> None:
+        """Start the sources' refresh threads. Never called on the scrape or request path."""
+        for source in self.sources:
+            source.start()
+
+    def stop(self) -> None:
+        for source in self.sources:
+            source.stop()

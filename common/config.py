@@ -40,6 +40,8 @@ class Settings:
     db_path: Path | None = None
     git_fetch_interval_seconds: float = 300.0
     slow_refresh_interval_seconds: float = 30.0
+    # Full re-read of watched projects and model caches, the safety net behind file events.
+    sweep_interval_seconds: float = 900.0
     # Downloads kept across installs (the Grafana tarball and its unpacked copy).
     cache_dir: Path | None = None
     # Where the pinned Grafana tarball is fetched from (None: Grafana's own download site).
@@ -160,6 +162,14 @@ def _non_negative(var: str, value: str) -> float | None:
     return number
 
 
+def _positive(var: str, value: str) -> float | None:
+    number = _non_negative(var, value)
+    if number == 0:
+        log.warning("%s=%r is not a number > 0: the default is used", var, value)
+        return None
+    return number
+
+
 def _path(var: str, value: str) -> Path:
     return Path(value)
 
@@ -185,6 +195,7 @@ TUNABLE_VARS = {
     "cgroup_root": ("WORDSLAB_DASHBOARD_CGROUP_ROOT", _path),
     "admin_password": ("WORDSLAB_DASHBOARD_ADMIN_PASSWORD", _text),
     "grafana_home": ("GRAFANA_HOME", _path),
+    "sweep_interval_seconds": ("WORDSLAB_DASHBOARD_SWEEP_INTERVAL", _positive),
 }
 
 

@@ -31,6 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
     for name, app in (("admin", "admin"), ("grafana", "Grafana"), ("prometheus", "Prometheus")):
         parser.add_argument(f"--{name}-url", help=f"the {app} URL linked and probed as an app "
                             f"(default ${TUNABLE_VARS[name + '_url'][0]} or {getattr(Settings, name + '_url')})")
+    parser.add_argument("--sweep-interval", type=float, dest="sweep_interval_seconds",
+                        help="seconds between full re-reads of the watched projects and model caches, "
+                        "the safety net behind file events (default $WORDSLAB_DASHBOARD_SWEEP_INTERVAL or 900)")
     parser.add_argument("--log-level", default="INFO")
     parser.add_argument("--cgroup-root", type=Path, help="cgroup file system whose memory and CPU limits bound the "
                         "machine's figures (default $WORDSLAB_DASHBOARD_CGROUP_ROOT or /sys/fs/cgroup)")
@@ -55,7 +58,8 @@ def settings_from_args(args: argparse.Namespace, env=None) -> Settings:
                              git_fetch_interval_seconds=args.git_fetch_interval, db_path=args.db_path,
                              state_dir=args.state_dir, root_path=args.root_path, admin_url=args.admin_url,
                              grafana_url=args.grafana_url, prometheus_url=args.prometheus_url,
-                             cgroup_root=args.cgroup_root)
+                             cgroup_root=args.cgroup_root,
+                             sweep_interval_seconds=args.sweep_interval_seconds)
 
 
 def _warn_if_db_unusable(settings: Settings) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -292,14 +293,52 @@ def _state(branch: BranchStatus, remotes: Mapping[str, str]) -> str:
     return "tracking"
 
 
-def read_project(repo: Path, env: Mapping[str, str]) -> ProjectStatus:
+class RepoCache:
+    """What a project's status needs beyond `git status`, asked of git again only when it can have
+    changed: remote URLs when the git dir's config file changes, HEAD's commit time when its oid
+    does. So a status re-read is one `git status` child process in the usual case."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._remotes: dict[Path, tuple[tuple, dict[str, str]]] = {}
+        self._commits: dict[Path, tuple[str, float | None]] = {}
+
+    def remote_urls(self, repo: Path, env: Mapping[str, str]) -> dict[str, str]:
+        try:
+            st = os.stat(git_dir(repo) / "config")
+            key: tuple = (st.st_ino, st.st_mtime_ns, st.st_size)
+        except OSError:
+            key = ()
+        with self._lock:
+            cached = self._remotes.get(repo)
+        if cached is not None and cached[0] == key and key:
+            return cached[1]
+        urls = read_remote_urls(repo, env)
+        with self._lock:
+            self._remotes[repo] = (key, urls)
+        return urls
+
+    def last_commit(self, repo: Path, oid: str, env: Mapping[str, str]) -> float | None:
+        with self._lock:
+            cached = self._commits.get(repo)
+        if cached is not None and cached[0] == oid:
+            return cached[1]
+        when = last_commit_timestamp(repo, env)
+        with self._lock:
+            self._commits[repo] = (oid, when)
+        return when
+
+
+def read_project(repo: Path, env: Mapping[str, str], cache: RepoCache | None = None) -> ProjectStatus:
     """Everything but sizes about one project; a broken repo gives state "error", never raises."""
     try:
         branch, _ = read_branch_status(repo, env)
-        remotes = read_remote_urls(repo, env)
+        remotes = cache.remote_urls(repo, env) if cache else read_remote_urls(repo, env)
         remote = upstream_remote(branch.upstream, remotes) or ("origin" if "origin" in remotes else None)
         url = remotes.get(remote) if remote else next(iter(remotes.values()), "")
-        last_commit = last_commit_timestamp(repo, env) if branch.oid else None
+        last_commit = None
+        if branch.oid:
+            last_commit = cache.last_commit(repo, branch.oid, env) if cache else last_commit_timestamp(repo, env)
     except (GitError, OSError, ValueError) as exc:
         return ProjectStatus(project_name(repo), repo, "error", error=readable(first_line(str(exc))),
                              last_sync=last_sync_timestamp(repo))
@@ -323,9 +362,10 @@ def map_projects(fn: Callable[[Path], T], repos: list[Path], workers: int = WORK
         return dict(zip((project_name(r) for r in repos), pool.map(fn, repos)))
 
 
-def scan_statuses(workspace: Path | None, env: Mapping[str, str], workers: int = WORKERS) -> dict[str, ProjectStatus]:
+def scan_statuses(workspace: Path | None, env: Mapping[str, str], workers: int = WORKERS,
+                  cache: RepoCache | None = None) -> dict[str, ProjectStatus]:
     env = git_env(env)
-    return map_projects(lambda repo: read_project(repo, env), discover_projects(workspace), workers)
+    return map_projects(lambda repo: read_project(repo, env, cache), discover_projects(workspace), workers)
 
 
 # ---------------------------------------------------------------------------- sizes
@@ -382,9 +422,10 @@ class FetchResult:
     finished_at: float = field(default_factory=time.time)
 
 
-def fetch_project(repo: Path, env: Mapping[str, str], timeout: float = FETCH_TIMEOUT_SECONDS) -> FetchResult | None:
+def fetch_project(repo: Path, env: Mapping[str, str], timeout: float = FETCH_TIMEOUT_SECONDS,
+                  cache: RepoCache | None = None) -> FetchResult | None:
     """`git fetch` of the default remote; None when the repo has no remote to fetch."""
-    if not read_remote_urls(repo, env):
+    if not (cache.remote_urls(repo, env) if cache else read_remote_urls(repo, env)):
         return None
     try:
         run_git(repo, "fetch", "--quiet", env=env, timeout=timeout)
@@ -398,7 +439,8 @@ def fetch_project(repo: Path, env: Mapping[str, str], timeout: float = FETCH_TIM
 
 
 def fetch_all(workspace: Path | None, env: Mapping[str, str], timeout: float = FETCH_TIMEOUT_SECONDS,
-              workers: int = WORKERS) -> dict[str, FetchResult]:
+              workers: int = WORKERS, cache: RepoCache | None = None) -> dict[str, FetchResult]:
     env = git_env(env)
-    results = map_projects(lambda repo: fetch_project(repo, env, timeout), discover_projects(workspace), workers)
+    results = map_projects(lambda repo: fetch_project(repo, env, timeout, cache),
+                           discover_projects(workspace), workers)
     return {name: result for name, result in results.items() if result is not None}

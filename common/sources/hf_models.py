@@ -17,6 +17,7 @@ import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from common.log_changes import ChangeLog
 from common.readable import readable
@@ -68,18 +69,22 @@ def scan_hf_cache(cache_dir: Path) -> list[ModelRecord]:
         entries = sorted(os.scandir(cache_dir), key=lambda e: e.name)
     except (FileNotFoundError, NotADirectoryError):
         return []
-    records = []
-    for entry in entries:
-        if not entry.name.startswith(REPO_PREFIX):
-            continue  # datasets--, spaces--, .locks
-        repo_id = readable(entry.name[len(REPO_PREFIX):].replace("--", "/"))
-        try:
-            records.append(_record(Path(entry.path), repo_id))
-        except Exception as exc:  # one unreadable repo is shown as such, never hides the others
-            _problems.report(entry.name, str(exc), "hf cache: unreadable %s: %s", entry.name, exc)
-            records.append(ModelRecord(provider="huggingface", model=repo_id, path=readable(entry.path),
-                                       status="error", problem=readable(f"{type(exc).__name__}: {exc}")))
-    return records
+    records = [scan_hf_repo(Path(entry.path)) for entry in entries]
+    return [r for r in records if r is not None]
+
+
+def scan_hf_repo(repo_path: Path) -> ModelRecord | None:
+    """One repo folder of the cache, as `scan_hf_cache` reads each; None for what is not a model
+    repo (datasets--, spaces--, .locks) or a folder gone. Never raises: see scan_hf_cache."""
+    if not repo_path.name.startswith(REPO_PREFIX) or not repo_path.is_dir():
+        return None
+    repo_id = readable(repo_path.name[len(REPO_PREFIX):].replace("--", "/"))
+    try:
+        return _record(repo_path, repo_id)
+    except Exception as exc:  # one unreadable repo is shown as such, never hides the others
+        _problems.report(repo_path.name, str(exc), "hf cache: unreadable %s: %s", repo_path.name, exc)
+        return ModelRecord(provider="huggingface", model=repo_id, path=readable(str(repo_path)),
+                           status="error", problem=readable(f"{type(exc).__name__}: {exc}"))
 
 
 def current_snapshot(repo: Path) -> Path | None:
@@ -96,6 +101,37 @@ def current_snapshot(repo: Path) -> Path | None:
     except FileNotFoundError:
         return None
     return max(revisions, key=lambda p: p.stat().st_mtime, default=None)
+
+
+class HfCacheTracker:
+    """The cache's model records, re-read per repo folder that changed (WatchedSource refresh)."""
+
+    def __init__(self, cache_dir: Callable[[], Path]):
+        self.cache_dir = cache_dir
+        self._records: dict[str, ModelRecord] = {}  # repo folder name -> record
+
+    def refresh(self, changed: set[str] | None) -> list[ModelRecord]:
+        cache = self.cache_dir()
+        if changed is None:
+            self._records = {}
+            try:
+                folders = {entry.name for entry in os.scandir(cache)}
+            except (FileNotFoundError, NotADirectoryError):
+                folders = set()
+        else:
+            folders = set()
+            for path in changed:
+                try:
+                    folders.add(Path(path).relative_to(cache).parts[0])
+                except (ValueError, IndexError):
+                    continue  # the cache folder itself, or above it
+        for folder in folders:
+            record = scan_hf_repo(cache / folder)
+            if record is None:
+                self._records.pop(folder, None)
+            else:
+                self._records[folder] = record
+        return [self._records[folder] for folder in sorted(self._records)]
 
 
 def snapshot_files(snapshot: Path | None) -> RepoFiles:

@@ -13,9 +13,10 @@ from typing import Iterable, Sequence
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from common.background import BackgroundSource
+from common.background import BackgroundSource, SourceGroup
 from common.config import Settings
 from common.log_changes import ChangeLog
+from common.watch import WATCH_MODES
 
 log = logging.getLogger(__name__)
 # A collector failing at every scrape logs it once, and again when it changes or recovers.
@@ -42,7 +43,7 @@ class PartialCollection(Exception):
         self.errors = list(errors)
 
 
-class WordslabCollector:
+class WordslabCollector(SourceGroup):
     """A named source of metric families. Subclasses implement `collect_metrics`."""
 
     name: str = ""
@@ -57,15 +58,6 @@ class WordslabCollector:
 
     def collect_metrics(self) -> Iterable[Metric]:  # pragma: no cover - interface
         raise NotImplementedError
-
-    def start(self) -> None:
-        """Start background refreshers. Never called on the scrape path."""
-        for source in self.sources:
-            source.start()
-
-    def stop(self) -> None:
-        for source in self.sources:
-            source.stop()
 
 
 def run_collector(collector: WordslabCollector) -> tuple[list[Metric], bool, float]:
@@ -123,10 +115,16 @@ def source_health(sources: Iterable[BackgroundSource]) -> Iterable[Metric]:
                              "Unix time of the source's last successful refresh.", labels=["source"])
     took = GaugeMetricFamily(PREFIX + "source_refresh_duration_seconds",
                              "Time the source's last refresh took.", labels=["source"])
+    watch = GaugeMetricFamily(PREFIX + "source_watch_mode",
+                              "How a source learns of file changes, as a state set: inotify (file events, "
+                              "fresh within seconds) or polling (the kernel's watches ran out, or none "
+                              "possible: periodic re-reads only).", labels=["source", "mode"])
     for source in sources:
+        if source.watch_mode is not None:
+            add_state_set(watch, [source.name], WATCH_MODES, source.watch_mode())
         snap = source.snapshot()
         ok.add_metric([source.name], 1.0 if snap.ok else 0.0)
         took.add_metric([source.name], snap.duration_seconds)
         if snap.refreshed_at is not None:
             last.add_metric([source.name], snap.refreshed_at)
-    yield from (ok, last, took)
+    yield from (ok, last, took, watch)

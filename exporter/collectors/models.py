@@ -1,8 +1,9 @@
 """Downloaded models of every provider (dashboard section 2.3).
 
-Scanning runs in background sources, one per provider family, so Ollama being down
-only fails `models_ollama` (wordslab_source_refresh_success 0) while Hugging Face and
-file models still come; the scrape only merges snapshots.
+Scanning runs in watched background sources, one per provider family
+(common/sources/model_sources.py), so Ollama being down only fails `models_ollama`
+(wordslab_source_refresh_success 0) while Hugging Face and file models still come; the
+scrape only merges snapshots.
 """
 from __future__ import annotations
 
@@ -12,15 +13,10 @@ from typing import Iterable
 from prometheus_client.core import Metric
 from sqlalchemy.orm import Session
 
-from common.background import BackgroundSource
 from common.config import Settings
-from common.sources.file_models import scan_model_files
-from common.sources.hf_models import scan_hf_cache
 from common.sources import config_db
-from common.sources.model_dirs import hf_hub_cache, ollama_models
 from common.sources.model_record import MODEL_STATUSES, ModelRecord
-from common.sources.ollama_client import OllamaClient
-from common.sources.ollama_models import OllamaScanner
+from common.sources.model_sources import ModelSources
 from common.store.models import speeds, type_overrides
 from exporter.collectors.base import WordslabCollector, add_state_set, gauge
 
@@ -47,20 +43,16 @@ class ModelsCollector(WordslabCollector):
 
     def __init__(self, settings: Settings):
         super().__init__(settings)
-        env = settings.env
-        interval = settings.slow_refresh_interval_seconds
-        self.ollama = OllamaScanner(OllamaClient.from_env(env), ollama_models(env))
-        self.ollama_source = BackgroundSource("models_ollama", self.ollama.scan, interval)
-        self.hf_source = BackgroundSource("models_huggingface", lambda: scan_hf_cache(hf_hub_cache(env)),
-                                          interval)
-        self.files_source = BackgroundSource("models_files", lambda: scan_model_files(env), interval)
+        self.models = ModelSources(settings.env, sweep_seconds=settings.sweep_interval_seconds,
+                                   polling_seconds=settings.slow_refresh_interval_seconds)
+        self.ollama, self.ollama_source = self.models.ollama, self.models.ollama_source
+        self.hf_source, self.files_source = self.models.hf_source, self.models.files_source
         self.config = config_db.shared(settings.db_path)
         self.config.add_read("model_settings", read_model_settings, ModelSettings())
         self.sources = [self.ollama_source, self.hf_source, self.files_source, self.config.source]
 
     def records(self) -> list[ModelRecord]:
-        return [r for source in (self.ollama_source, self.hf_source, self.files_source)
-                for r in (source.snapshot().value or [])]
+        return self.models.records()
 
     def collect_metrics(self) -> Iterable[Metric]:
         db: ModelSettings = self.config.value("model_settings")

@@ -1,7 +1,8 @@
 """Git projects directly under WORDSLAB_WORKSPACE (dashboard section 2.2).
 
-The scrape only reads snapshots: git status, directory walks and `git fetch` run
-in three background sources, so /metrics stays cheap with hundreds of projects.
+The scrape only reads snapshots: git status and directory walks run in the tracker's
+two background sources, woken by file events for the projects that changed
+(common/sources/projects_tracker.py), and `git fetch` runs periodically in a third.
 """
 from __future__ import annotations
 
@@ -12,10 +13,11 @@ from prometheus_client.core import Metric
 from common.background import BackgroundSource
 from common.config import Settings
 from common.sources import git_status
+from common.sources.projects_tracker import ProjectsTracker
 from exporter.collectors.base import WordslabCollector, gauge
 
-# Walking every file is the costly part: a few status cycles per walk is fresh enough
-# for sizes and "last modified" ages.
+# Walking every file is the costly part: when polling (no file watches), a few status cycles
+# per walk is fresh enough for sizes and "last modified" ages.
 FILES_INTERVAL_FACTOR = 4
 
 
@@ -28,12 +30,12 @@ class ProjectsCollector(WordslabCollector):
 
     def __init__(self, settings: Settings):
         super().__init__(settings)
-        workspace, env = settings.workspace, settings.env
         interval = settings.slow_refresh_interval_seconds
-        self.status_source = BackgroundSource(
-            "projects_status", lambda: git_status.scan_statuses(workspace, env), interval)
-        self.files_source = BackgroundSource(
-            "projects_files", lambda: git_status.scan_files(workspace), interval * FILES_INTERVAL_FACTOR)
+        self.tracker = ProjectsTracker(settings.workspace, settings.env,
+                                       sweep_seconds=settings.sweep_interval_seconds,
+                                       polling_seconds=interval,
+                                       files_polling_seconds=interval * FILES_INTERVAL_FACTOR)
+        self.status_source, self.files_source = self.tracker.status_source, self.tracker.files_source
         self.sources = [self.status_source, self.files_source]
         self.fetch_source: BackgroundSource | None = None
         if settings.git_fetch_interval_seconds > 0:  # 0 turns background fetching off
@@ -42,9 +44,11 @@ class ProjectsCollector(WordslabCollector):
             self.sources.append(self.fetch_source)
 
     def _fetch(self) -> dict[str, git_status.FetchResult]:
-        results = git_status.fetch_all(self.settings.workspace, self.settings.env)
-        self.status_source.request_refresh()  # ahead/behind just changed
-        return results
+        return self.tracker.fetch_all()
+
+    def stop(self) -> None:
+        super().stop()
+        self.tracker.stop()
 
     def collect_metrics(self) -> Iterable[Metric]:
         statuses = self.status_source.snapshot().value or {}

@@ -49,7 +49,7 @@ def top(name: str) -> str:
 def test_the_import_walk_sees_function_level_and_from_imports():
     # The checks below can fail: the walk finds what a module really imports.
     assert "docker" in imports_of("admin.ops.endpoint_ops")  # imported inside a function
-    assert "common.sources.ollama_client" in imports_of("exporter.collectors.models")
+    assert "common.sources.ollama_client" in imports_of("common.sources.model_sources")
     assert "exporter.collectors.apps" in imports_of("exporter.registry")
 
 

@@ -1,0 +1,187 @@
+"""The workspace's git projects kept fresh by file events: only what changed is read again.
+
+Two background sources (`projects_status`, `projects_files`) share one recursive watch of the
+workspace (common/watch.py). A change under a project marks that project; the sources wake,
+wait DEBOUNCE_SECONDS for the rest of a burst (a checkout, a save-all) and re-read only the
+marked projects: one `git status --porcelain=v2 --branch` each (RepoCache spares the other git
+commands) and one walk for sizes. A change directly under the workspace (a project cloned,
+renamed or deleted) makes them look for projects again. A full sweep every `sweep_seconds`
+is the safety net for what events cannot see (a global git config, a missed event); when the
+watches run out (inotify limits) every refresh is a sweep, every `polling_seconds`.
+"""
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Callable, Mapping
+
+from common.background import BackgroundSource, SourceGroup
+from common.sources import git_status
+from common.sources.git_status import ProjectFiles, ProjectStatus, RepoCache
+from common.watch import Watcher
+
+DEBOUNCE_SECONDS = 0.5
+# Written by `git fetch` or by us after a sync: only the last-sync time changes, no git needed.
+SYNC_ONLY_FILES = ("FETCH_HEAD", git_status.SYNC_STATE_FILE)
+
+
+class _Marks:
+    """Projects marked by events since the last refresh of one source."""
+
+    def __init__(self) -> None:
+        self.names: set[str] = set()
+        self.sync_only: set[str] = set()
+        self.rediscover = True
+
+    def take(self) -> tuple[set[str], set[str], bool]:
+        taken = (self.names, self.sync_only - self.names, self.rediscover)
+        self.names, self.sync_only, self.rediscover = set(), set(), False
+        return taken
+
+
+class ProjectsTracker(SourceGroup):
+    """Status and sizes of the workspace's projects for collectors and admin pages alike."""
+
+    def __init__(self, workspace: Path | None, env: Mapping[str, str], *, sweep_seconds: float,
+                 polling_seconds: float, files_polling_seconds: float, watch: bool = True,
+                 observer_factory: Callable | None = None):
+        self.workspace = workspace
+        self.env = git_status.git_env(env)
+        self.cache = RepoCache()
+        self.sweep_seconds = sweep_seconds
+        self._lock = threading.Lock()
+        self._status_marks, self._files_marks = _Marks(), _Marks()
+        self._statuses: dict[str, ProjectStatus] = {}
+        self._files: dict[str, ProjectFiles] = {}
+        self._status_swept = self._files_swept = -math.inf
+        kwargs = {"observer_factory": observer_factory} if observer_factory else {}
+        self.watcher = Watcher("projects", self._on_change, **kwargs) if watch else None
+        self.status_source = BackgroundSource("projects_status", self._refresh_statuses, polling_seconds)
+        self.files_source = BackgroundSource("projects_files", self._refresh_files, files_polling_seconds)
+        self._polling = {self.status_source: polling_seconds, self.files_source: files_polling_seconds}
+        for source in self._polling:
+            source.watch_mode = self.watch_mode
+
+    @property
+    def sources(self) -> list[BackgroundSource]:
+        return [self.status_source, self.files_source]
+
+    def watch_mode(self) -> str:
+        return self.watcher.mode if self.watcher is not None else "polling"
+
+    def statuses(self) -> dict[str, ProjectStatus]:
+        return self.status_source.snapshot().value or {}
+
+    def files(self) -> dict[str, ProjectFiles]:
+        return self.files_source.snapshot().value or {}
+
+    def stop(self) -> None:
+        super().stop()
+        if self.watcher is not None:
+            self.watcher.stop()
+
+    # ------------------------------------------------------------------ events
+
+    def _on_change(self, path: str) -> None:
+        """Called in the watcher's thread for every changed path under the workspace."""
+        rel = os.path.relpath(path, self.workspace)
+        parts = rel.split(os.sep)
+        if rel == "." or parts[0] == ".." or parts[0].startswith("."):
+            return  # the workspace itself, or app data in hidden dirs (our own DB among them)
+        name = parts[0]
+        status = files = True
+        sync_only = False
+        if len(parts) == 1:
+            with self._lock:
+                self._status_marks.rediscover = self._files_marks.rediscover = True
+        elif parts[1] == ".git" and len(parts) > 2:
+            inside = parts[2:]
+            if inside[-1].endswith(".lock"):
+                return  # git renames the lock file over the real one: that event follows
+            if inside[0] == "objects":
+                status = False  # new objects come with a ref or index change; sizes did change
+            elif len(inside) == 1 and inside[0] in SYNC_ONLY_FILES:
+                status, files, sync_only = False, False, True
+        with self._lock:
+            if status:
+                self._status_marks.names.add(name)
+            if sync_only:
+                self._status_marks.sync_only.add(name)
+            if files:
+                self._files_marks.names.add(name)
+        if status or sync_only or len(parts) == 1:
+            self.status_source.request_refresh()
+        if files:
+            self.files_source.request_refresh()
+
+    # ------------------------------------------------------------------ refreshes
+
+    def _sweep_due(self, source: BackgroundSource, swept_at: float) -> bool:
+        watching = self.watcher is not None and self._ensure_watched()
+        source.interval_seconds = self.sweep_seconds if watching else self._polling[source]
+        return not watching or time.monotonic() - swept_at >= self.sweep_seconds
+
+    def _ensure_watched(self) -> bool:
+        if self.workspace is None:
+            return False
+        return self.watcher.watch(self.workspace, recursive=True)
+
+    def _take(self, marks: _Marks, sweep: bool) -> tuple[set[str], set[str], bool]:
+        if not sweep:
+            time.sleep(DEBOUNCE_SECONDS)  # let the rest of a burst of events arrive
+        with self._lock:
+            return marks.take()
+
+    def _projects(self) -> dict[str, Path]:
+        return {repo.name: repo for repo in git_status.discover_projects(self.workspace)}
+
+    def _updated(self, current: dict, sweep: bool, names: set[str], rediscover: bool,
+                 read: Callable[[Path], object]) -> tuple[dict, dict[str, Path]]:
+        """`current` with the marked (or, on a sweep, all) projects read again; the same dict
+        object when nothing was read, so the source sees no change."""
+        if not (sweep or names or rediscover):
+            return current, {}
+        projects = self._projects()
+        todo = set(projects) if sweep else (names | (set(projects) - set(current))) & set(projects)
+        fresh = git_status.map_projects(read, [projects[n] for n in sorted(todo)])
+        updated = {n: v for n, v in current.items() if n in projects}
+        updated.update(fresh)
+        return dict(sorted(updated.items())), projects
+
+    def _refresh_statuses(self) -> dict[str, ProjectStatus]:
+        sweep = self._sweep_due(self.status_source, self._status_swept)
+        names, sync_only, rediscover = self._take(self._status_marks, sweep)
+        if sweep:
+            self.cache = RepoCache()  # what no event tells: global git config, remote URL includes
+            self._status_swept = time.monotonic()
+        cache = self.cache
+        statuses, projects = self._updated(self._statuses, sweep, names, rediscover,
+                                           lambda repo: git_status.read_project(repo, self.env, cache))
+        for name in sync_only - set(names):
+            if name in statuses and not sweep:
+                status = statuses[name]
+                upstream = status.branch.upstream if status.branch else None
+                statuses = dict(statuses) if statuses is self._statuses else statuses
+                statuses[name] = replace(status, last_sync=git_status.last_sync_timestamp(status.path, upstream))
+        self._statuses = statuses
+        return statuses
+
+    def _refresh_files(self) -> dict[str, ProjectFiles]:
+        sweep = self._sweep_due(self.files_source, self._files_swept)
+        names, _, rediscover = self._take(self._files_marks, sweep)
+        if sweep:
+            self._files_swept = time.monotonic()
+        self._files, _ = self._updated(self._files, sweep, names, rediscover, git_status.walk_project)
+        return self._files
+
+    def fetch_all(self, timeout: float = git_status.FETCH_TIMEOUT_SECONDS) -> dict[str, git_status.FetchResult]:
+        """`git fetch` of every project; what it changes reaches the status through file events
+        (or, when polling, through a refresh asked here)."""
+        results = git_status.fetch_all(self.workspace, self.env, timeout, cache=self.cache)
+        if self.watch_mode() != "inotify":
+            self.status_source.request_refresh()
+        return results

@@ -1,0 +1,114 @@
+"""File-change notification for background sources (watchdog: inotify on Linux).
+
+A `Watcher` watches a few directory trees and calls `on_change(path)` for every created,
+deleted, moved, written or closed-after-write file or directory (never for reads: our own
+`git status` and directory walks open files, and must not wake us again). When the kernel's
+watches run out (inotify max_user_watches, ENOSPC; or max_user_instances, EMFILE) it gives all
+of them up and says so in `mode` ("polling"): the sources then sweep at their polling interval,
+and `wordslab_source_watch_mode` shows it.
+"""
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import Callable
+
+from watchdog.events import (DirCreatedEvent, DirDeletedEvent, DirMovedEvent, FileClosedEvent,
+                             FileCreatedEvent, FileDeletedEvent, FileModifiedEvent, FileMovedEvent,
+                             FileSystemEvent, FileSystemEventHandler)
+from watchdog.observers import Observer
+
+log = logging.getLogger(__name__)
+
+WATCH_MODES = ("inotify", "polling")
+# Kernel-side filter: no open/access/close-without-write events reach us at all.
+EVENTS = [FileCreatedEvent, FileDeletedEvent, FileMovedEvent, FileModifiedEvent, FileClosedEvent,
+          DirCreatedEvent, DirDeletedEvent, DirMovedEvent]
+# What running out of kernel watch resources looks like.
+EXHAUSTED = (errno.ENOSPC, errno.EMFILE, errno.ENFILE, errno.ENOMEM)
+
+
+class _Handler(FileSystemEventHandler):
+    def __init__(self, on_change: Callable[[str], None]):
+        self.on_change = on_change
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.event_type in ("opened", "closed_no_write"):
+            return
+        for path in (event.src_path, getattr(event, "dest_path", "")):
+            if path:
+                self.on_change(os.fsdecode(path))
+
+
+class Watcher:
+    """Watches directory trees for one source; `mode` is "inotify" or "polling"."""
+
+    def __init__(self, name: str, on_change: Callable[[str], None], observer_factory=Observer):
+        self.name = name
+        self._handler = _Handler(on_change)
+        self._observer_factory = observer_factory
+        self._observer = None
+        self._watched: dict[tuple[str, bool], object] = {}  # -> watchdog's ObservedWatch
+        self._lock = threading.Lock()
+        self.mode = "inotify"
+        self.error: str | None = None
+
+    def watch(self, path: Path, recursive: bool = True) -> bool:
+        """Watch `path` (idempotent); False when it does not exist or watching is given up."""
+        key = (str(path), recursive)
+        with self._lock:
+            if self.mode != "inotify":
+                return False
+            if not os.path.isdir(path):
+                return False
+            if key in self._watched:
+                if self._alive(self._watched[key]):
+                    return True
+                # The directory was deleted (its emitter stopped) and made again: watch anew.
+                self._unschedule(self._watched.pop(key))
+            try:
+                if self._observer is None:
+                    self._observer = self._observer_factory()
+                    self._observer.daemon = True
+                    self._observer.start()
+                watch = self._observer.schedule(self._handler, str(path), recursive=recursive,
+                                                event_filter=EVENTS)
+            except OSError as exc:
+                if exc.errno not in EXHAUSTED:
+                    log.warning("cannot watch %s: %s", path, exc)
+                    return False  # e.g. removed meanwhile: the next sweep tries again
+                self._give_up(f"{path}: {exc}")
+                return False
+            self._watched[key] = watch
+            return True
+
+    def _alive(self, watch) -> bool:
+        return any(e.watch == watch and e.is_alive() for e in self._observer.emitters)
+
+    def _unschedule(self, watch) -> None:
+        try:
+            self._observer.unschedule(watch)
+        except (KeyError, OSError):
+            pass
+
+    def _give_up(self, error: str) -> None:
+        log.warning("%s: file watches exhausted (%s); falling back to polling", self.name, error)
+        self.mode, self.error = "polling", error
+        self._stop_observer()
+        self._watched.clear()
+
+    def _stop_observer(self) -> None:
+        if self._observer is not None:
+            try:
+                self._observer.stop()
+            except Exception:  # already stopping; nothing else to release
+                log.debug("observer stop", exc_info=True)
+            self._observer = None
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stop_observer()
+            self._watched.clear()

@@ -1,0 +1,75 @@
+"""Model lists kept fresh by real inotify events: a Hugging Face repo downloaded or deleted is read
+alone, a provider folder made after start is noticed through its parent."""
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from common.sources import hf_models
+from common.sources.model_dirs import hf_hub_cache
+from common.sources.model_sources import ModelSources
+from tests.fakes.model_files import hf_llm, provider_file
+from tests.support.env import free_port
+from tests.support.waiting import eventually
+
+
+@pytest.fixture
+def env(vm_env):
+    return dict(vm_env, OLLAMA_API_BASE=f"http://127.0.0.1:{free_port()}")  # no Ollama: its source fails alone
+
+
+@pytest.fixture
+def hf_scans(monkeypatch):
+    calls = {"cache": 0, "repos": []}
+    whole, one = hf_models.scan_hf_cache, hf_models.scan_hf_repo
+
+    def scan_cache(cache_dir):
+        calls["cache"] += 1
+        return whole(cache_dir)
+
+    def scan_repo(path):
+        calls["repos"].append(path.name)
+        return one(path)
+
+    monkeypatch.setattr(hf_models, "scan_hf_cache", scan_cache)
+    monkeypatch.setattr(hf_models, "scan_hf_repo", scan_repo)
+    return calls
+
+
+def models(sources, provider):
+    return sorted(r.model for r in sources.records() if r.provider == provider)
+
+
+def test_a_downloaded_and_a_deleted_repo_are_read_alone(env, hf_scans):
+    hf_llm(env, "org/first")
+    sources = ModelSources(env, sweep_seconds=3600, polling_seconds=30)
+    sources.start()
+    try:
+        assert eventually(lambda: models(sources, "huggingface") == ["org/first"])
+        hf_llm(env, "org/second")
+        assert eventually(lambda: models(sources, "huggingface") == ["org/first", "org/second"])
+        record = next(r for r in sources.records() if r.model == "org/second")
+        assert record.parameters and record.context_length  # read like a full scan reads it
+        shutil.rmtree(hf_hub_cache(env) / "models--org--first")
+        assert eventually(lambda: models(sources, "huggingface") == ["org/second"])
+        assert hf_scans["cache"] == 1  # the first full read only
+        assert set(hf_scans["repos"]) <= {"models--org--second", "models--org--first", ".locks"}
+        assert sources.hf_source.watch_mode() == "inotify"
+        assert not sources.ollama_source.snapshot().ok  # Ollama down fails only its own source
+    finally:
+        sources.stop()
+
+
+def test_a_provider_folder_made_after_start_is_noticed(env):
+    sources = ModelSources(env, sweep_seconds=3600, polling_seconds=30)
+    sources.start()
+    try:
+        assert eventually(lambda: sources.files_source.snapshot().ok)
+        assert models(sources, "torch") == []
+        provider_file(env, "torch", "resnet18.pth", b"\0" * 4096)  # makes ~/.cache/torch/hub/checkpoints
+        assert eventually(lambda: models(sources, "torch") == ["resnet18.pth"])
+        provider_file(env, "keras", "cnn.h5", b"\0" * 4096)
+        assert eventually(lambda: models(sources, "keras") == ["cnn.h5"])
+    finally:
+        sources.stop()

@@ -1,0 +1,155 @@
+"""Projects kept fresh by real inotify events on real git repos: only the changed project is read
+again, with one `git status`; running out of watches falls back to polling and says so."""
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+from collections import Counter
+
+import pytest
+from watchdog.observers import Observer
+
+from common.config import Settings
+from common.sources import git_status
+from common.sources.projects_tracker import ProjectsTracker
+from exporter.collectors.projects import ProjectsCollector
+from tests.support.git_repos import commit, git, init_repo
+from tests.support.metrics import scrape
+from tests.support.waiting import eventually
+
+
+
+@pytest.fixture
+def git_calls(monkeypatch):
+    """Every git command the product runs, as (project, command) pairs."""
+    calls: list[tuple[str, str]] = []
+    real = git_status.run_git
+
+    def counting(repo, *args, **kwargs):
+        calls.append((repo.name if repo else "", args[0]))
+        return real(repo, *args, **kwargs)
+
+    monkeypatch.setattr(git_status, "run_git", counting)
+    return calls
+
+
+@pytest.fixture
+def workspace(vm_env):
+    ws = Settings.from_env(vm_env).workspace
+    init_repo(ws / "alpha")
+    init_repo(ws / "beta")
+    (ws / ".wordslab-dashboard").mkdir(exist_ok=True)
+    return ws
+
+
+def tracker_for(ws, **kwargs):
+    kwargs = {"sweep_seconds": 3600.0, "polling_seconds": 30.0, "files_polling_seconds": 120.0, **kwargs}
+    return ProjectsTracker(ws, os.environ, **kwargs)
+
+
+def test_an_edit_rereads_only_that_project_with_one_git_status(workspace, git_calls):
+    tracker = tracker_for(workspace)
+    tracker.start()
+    try:
+        assert eventually(lambda: set(tracker.statuses()) == {"alpha", "beta"} and set(tracker.files()) == {"alpha", "beta"})
+        before_size = tracker.files()["alpha"].size_bytes
+        git_calls.clear()
+        (workspace / "alpha" / "notes.txt").write_bytes(b"x" * 65536)
+        assert eventually(lambda: tracker.statuses()["alpha"].branch.changed == ("notes.txt",))
+        assert eventually(lambda: tracker.files()["alpha"].size_bytes >= before_size + 65536)
+        assert git_calls and set(git_calls) == {("alpha", "status")}  # no config, no log, no beta
+
+        git_calls.clear()
+        oid = commit(workspace / "alpha", "notes.txt", "committed\n")
+        assert eventually(lambda: tracker.statuses()["alpha"].branch.oid == oid
+                          and tracker.statuses()["alpha"].branch.changed == ())
+        # A new HEAD: its commit time is asked once; the remotes (config unchanged) are not.
+        assert {c for _, c in git_calls} <= {"status", "log"} and ("alpha", "log") in git_calls
+        assert {p for p, _ in git_calls} == {"alpha"}
+        assert tracker.watch_mode() == "inotify"
+    finally:
+        tracker.stop()
+
+
+def test_projects_appear_and_disappear_with_the_directories(workspace):
+    tracker = tracker_for(workspace)
+    tracker.start()
+    try:
+        assert eventually(lambda: set(tracker.statuses()) == {"alpha", "beta"})
+        init_repo(workspace / "gamma")
+        assert eventually(lambda: "gamma" in tracker.statuses() and "gamma" in tracker.files())
+        shutil.rmtree(workspace / "beta")
+        assert eventually(lambda: "beta" not in tracker.statuses() and "beta" not in tracker.files())
+        os.rename(workspace / "alpha", workspace / "renamed")
+        assert eventually(lambda: set(tracker.statuses()) == {"gamma", "renamed"})
+    finally:
+        tracker.stop()
+
+
+def test_what_an_event_marks(workspace):
+    tracker = tracker_for(workspace, watch=False)
+    marks = tracker._status_marks, tracker._files_marks
+    for m in marks:
+        m.take()
+
+    def marked(path):
+        tracker._on_change(str(workspace / path))
+        return tuple(sorted(m.names) for m in marks), sorted(marks[0].sync_only)
+
+    assert marked(".wordslab-dashboard/dashboard.db-wal") == (([], []), [])  # app data: ignored
+    assert marked("alpha/.git/index.lock") == (([], []), [])  # the rename onto index follows
+    assert marked("alpha/.git/objects/ab/cdef") == (([], ["alpha"]), [])  # sizes only
+    assert marked("alpha/.git/FETCH_HEAD") == (([], ["alpha"]), ["alpha"])  # last sync time only
+    assert marked("beta/.git/refs/heads/main") == ((["beta"], ["alpha", "beta"]), ["alpha"])
+    for m in marks:
+        m.take()
+    assert marked("beta/src/app.py") == ((["beta"], ["beta"]), [])
+    assert marked("beta/.git/HEAD") == ((["beta"], ["beta"]), [])
+
+
+class _ExhaustedObserver(Observer):
+    """The kernel refusing a watch, as inotify_add_watch does past max_user_watches."""
+
+    def schedule(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "inotify watch limit reached")
+
+
+def test_out_of_watches_falls_back_to_polling_and_says_so(vm_env, workspace):
+    settings = Settings.from_env(vm_env)
+    collector = ProjectsCollector(settings)
+    collector.tracker.watcher._observer_factory = _ExhaustedObserver
+    for source in collector.sources:
+        source.refresh_now()
+    result = scrape(collector)
+    assert collector.tracker.watch_mode() == "polling"
+    for source in ("projects_status", "projects_files"):
+        assert result.value("wordslab_source_watch_mode", source=source, mode="polling") == 1.0
+        assert result.value("wordslab_source_watch_mode", source=source, mode="inotify") == 0.0
+    assert collector.status_source.interval_seconds == settings.slow_refresh_interval_seconds
+    # Polling still sees changes, on each periodic re-read.
+    (workspace / "beta" / "new.txt").write_text("new\n")
+    collector.status_source.refresh_now()
+    assert scrape(collector).value("wordslab_project_changed_files", project="beta") == 1.0
+    collector.stop()
+
+
+def test_a_watched_collector_publishes_inotify_mode(vm_env, workspace):
+    collector = ProjectsCollector(Settings.from_env(vm_env))
+    for source in collector.sources:
+        source.refresh_now()
+    result = scrape(collector)
+    assert result.value("wordslab_source_watch_mode", source="projects_status", mode="inotify") == 1.0
+    assert collector.status_source.interval_seconds == collector.settings.sweep_interval_seconds
+    collector.stop()
+
+
+def test_sweep_interval_from_environment_and_flag(vm_env, caplog):
+    from exporter.cli import parse_args, settings_from_args
+    assert Settings.from_env(vm_env).sweep_interval_seconds == 900.0
+    assert Settings.from_env(dict(vm_env, WORDSLAB_DASHBOARD_SWEEP_INTERVAL="120")).sweep_interval_seconds == 120.0
+    assert settings_from_args(parse_args(["--sweep-interval", "60"]), vm_env).sweep_interval_seconds == 60.0
+    for bad in ("soon", "0", "-5"):  # logged, the default kept (0 would sweep without pause)
+        caplog.clear()
+        assert Settings.from_env(dict(vm_env, WORDSLAB_DASHBOARD_SWEEP_INTERVAL=bad)).sweep_interval_seconds == 900.0
+        assert "WORDSLAB_DASHBOARD_SWEEP_INTERVAL" in caplog.text
