@@ -101,6 +101,7 @@ PROJECT_STATES = value_colors(
     ("tracking", "tracking", "green"), ("no_upstream", "no upstream", "text"), ("upstream_gone", "upstream gone", "orange"),
     ("no_remote", "no remote", "text"), ("detached", "detached", "orange"), ("error", "error", "red"))
 YES_NO = value_colors(("1", "yes", "green"), ("0", "no", "text"))
+WATCH_POLLING = value_colors(("0", "file events", "green"), ("1", "polling", "orange"))
 MODEL_STATES = value_colors(("ok", "ok", "green"), ("incomplete", "incomplete", "orange"), ("error", "unreadable", "red"))
 STATE_COLORS = value_colors(("running", "running", "green"), ("starting", "starting", "yellow"),
                             ("error", "error", "red"), ("stopped", "stopped", "text"),
@@ -524,15 +525,21 @@ def machine_resources() -> dict:
                    override("Value #B", name="Duration", unit="s")]), 12, 8)
     lay.add(table(
         "Background sources", "Slow sources refreshed off the scrape path (git, model caches, probes, "
-        "providers): last refresh outcome, its duration and the age of the last good one.",
+        "providers): last refresh outcome, its duration, the age of the last good one and, for the "
+        "projects and model caches, whether file events keep them fresh or the kernel's watches ran "
+        "out and they are polled.",
         [table_query(f"wordslab_source_refresh_success{{{INSTANCE}}}"),
          table_query(f"wordslab_source_refresh_duration_seconds{{{INSTANCE}}}"),
-         table_query(f"time() - wordslab_source_last_success_timestamp_seconds{{{INSTANCE}}}")],
-        order=("source", "Value #A", "Value #B", "Value #C"), sort_by="Source",
+         table_query(f"time() - wordslab_source_last_success_timestamp_seconds{{{INSTANCE}}}"),
+         table_query(f'wordslab_source_watch_mode{{{INSTANCE}, mode="polling"}}')],
+        order=("source", "Value #A", "Value #B", "Value #C", "Value #D"), sort_by="Source",
+        exclude=("mode",),
         overrides=[override("source", name="Source"),
                    override("Value #A", name="Last refresh", unit="none", cell=COLOR_CELL, mappings=OK_FAILED),
                    override("Value #B", name="Duration", unit="s"),
-                   override("Value #C", name="Last success", unit="dtdurations")]), 12, 8)
+                   override("Value #C", name="Last success", unit="dtdurations"),
+                   override("Value #D", name="Freshness", unit="none", cell=COLOR_CELL,
+                            mappings=WATCH_POLLING)]), 12, 8)
 
     gpu_variable = query_variable("gpu", "GPU", f"label_values(wordslab_gpu_info{{{INSTANCE}}}, gpu)", all_values=True)
     return dashboard("wordslab-machine", "Machine resources",

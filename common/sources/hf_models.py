@@ -76,7 +76,7 @@ def scan_hf_cache(cache_dir: Path) -> list[ModelRecord]:
 def scan_hf_repo(repo_path: Path) -> ModelRecord | None:
     """One repo folder of the cache, as `scan_hf_cache` reads each; None for what is not a model
     repo (datasets--, spaces--, .locks) or a folder gone. Never raises: see scan_hf_cache."""
-    if not repo_path.name.startswith(REPO_PREFIX) or not repo_path.is_dir():
+    if not repo_path.name.startswith(REPO_PREFIX) or not os.path.lexists(repo_path):
         return None
     repo_id = readable(repo_path.name[len(REPO_PREFIX):].replace("--", "/"))
     try:

@@ -20,41 +20,39 @@ def env(vm_env):
 
 
 @pytest.fixture
-def hf_scans(monkeypatch):
-    calls = {"cache": 0, "repos": []}
-    whole, one = hf_models.scan_hf_cache, hf_models.scan_hf_repo
-
-    def scan_cache(cache_dir):
-        calls["cache"] += 1
-        return whole(cache_dir)
+def hf_reads(monkeypatch):
+    """The repo folders read, in order."""
+    reads = []
+    one = hf_models.scan_hf_repo
 
     def scan_repo(path):
-        calls["repos"].append(path.name)
+        reads.append(path.name)
         return one(path)
 
-    monkeypatch.setattr(hf_models, "scan_hf_cache", scan_cache)
     monkeypatch.setattr(hf_models, "scan_hf_repo", scan_repo)
-    return calls
+    return reads
 
 
 def models(sources, provider):
     return sorted(r.model for r in sources.records() if r.provider == provider)
 
 
-def test_a_downloaded_and_a_deleted_repo_are_read_alone(env, hf_scans):
+def test_a_downloaded_and_a_deleted_repo_are_read_alone(env, hf_reads):
     hf_llm(env, "org/first")
     sources = ModelSources(env, sweep_seconds=3600, polling_seconds=30)
     sources.start()
     try:
         assert eventually(lambda: models(sources, "huggingface") == ["org/first"])
+        hf_reads.clear()
         hf_llm(env, "org/second")
         assert eventually(lambda: models(sources, "huggingface") == ["org/first", "org/second"])
+        assert set(hf_reads) == {"models--org--second"}  # the other repo is not read again
         record = next(r for r in sources.records() if r.model == "org/second")
         assert record.parameters and record.context_length  # read like a full scan reads it
+        hf_reads.clear()
         shutil.rmtree(hf_hub_cache(env) / "models--org--first")
         assert eventually(lambda: models(sources, "huggingface") == ["org/second"])
-        assert hf_scans["cache"] == 1  # the first full read only
-        assert set(hf_scans["repos"]) <= {"models--org--second", "models--org--first", ".locks"}
+        assert set(hf_reads) == {"models--org--first"}
         assert sources.hf_source.watch_mode() == "inotify"
         assert not sources.ollama_source.snapshot().ok  # Ollama down fails only its own source
     finally:
