@@ -19,7 +19,7 @@ import warnings
 from datetime import datetime, timedelta
 
 from markupsafe import escape
-from flask import Flask, abort, flash, jsonify, redirect, request, session, url_for
+from flask import Flask, abort, flash, g, jsonify, redirect, request, session, url_for
 from flask_admin import BaseView
 from flask_admin.contrib.sqla import ModelView
 from flask_admin.form import SecureForm
@@ -99,8 +99,15 @@ def _length_error(form, field) -> str | None:
 
 
 def csrf_token() -> str:
-    """The token to put in a form's hidden `csrf_token` field (also a Jinja global)."""
-    return CSRFForm().csrf_token.current_token
+    """The token to put in a form's hidden `csrf_token` field (also a Jinja global).
+
+    Made once per request: building the form that makes it costs more than a table row, and a
+    list page puts it in a form per row (the token is the same for the whole session anyway).
+    """
+    token = g.get("wordslab_csrf_token")
+    if token is None:
+        token = g.wordslab_csrf_token = CSRFForm().csrf_token.current_token
+    return token
 
 
 def csrf_valid() -> bool:

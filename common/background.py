@@ -46,6 +46,7 @@ class BackgroundSource(Generic[T]):
         self._refresh = refresh
         self.interval_seconds = interval_seconds
         self._lock = threading.Lock()
+        self._refreshing = threading.Lock()  # one refresh at a time (thread, page, admin action)
         self._snapshot: Snapshot[T] = Snapshot(None, False, "not refreshed yet", None, 0.0)
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -60,6 +61,14 @@ class BackgroundSource(Generic[T]):
         self.requested = False
 
     def refresh_now(self) -> Snapshot[T]:
+        with self._refreshing:
+            return self._refresh_locked()
+
+    def in_own_thread(self) -> bool:
+        """True inside this source's refresh thread (not a direct refresh_now from elsewhere)."""
+        return threading.current_thread() is self._thread
+
+    def _refresh_locked(self) -> Snapshot[T]:
         started = time.perf_counter()
         changed = False
         try:

@@ -43,10 +43,30 @@ class _Handler(FileSystemEventHandler):
                 self.on_change(os.fsdecode(path))
 
 
-class Watcher:
-    """Watches directory trees for one source; `mode` is "inotify" or "polling"."""
+class _Shared:
+    """One observer (one inotify instance, of the user's max_user_instances) for the process."""
 
-    def __init__(self, name: str, on_change: Callable[[str], None], observer_factory=Observer):
+    lock = threading.Lock()
+    observer = None
+    refs: dict = {}  # ObservedWatch -> how many Watchers scheduled it
+
+    @classmethod
+    def get(cls):
+        if cls.observer is None or not cls.observer.is_alive():
+            observer = Observer()
+            observer.daemon = True
+            observer.start()
+            cls.observer, cls.refs = observer, {}
+        return cls.observer
+
+
+class Watcher:
+    """Watches directory trees for one source; `mode` is "inotify" or "polling".
+
+    Watchers share the process's one observer unless `observer_factory` gives them their own.
+    """
+
+    def __init__(self, name: str, on_change: Callable[[str], None], observer_factory=None):
         self.name = name
         self._handler = _Handler(on_change)
         self._observer_factory = observer_factory
@@ -68,14 +88,9 @@ class Watcher:
                 if self._alive(self._watched[key]):
                     return True
                 # The directory was deleted (its emitter stopped) and made again: watch anew.
-                self._unschedule(self._watched.pop(key))
+                self._release(self._watched.pop(key))
             try:
-                if self._observer is None:
-                    self._observer = self._observer_factory()
-                    self._observer.daemon = True
-                    self._observer.start()
-                watch = self._observer.schedule(self._handler, str(path), recursive=recursive,
-                                                event_filter=EVENTS)
+                watch = self._schedule(str(path), recursive)
             except OSError as exc:
                 if exc.errno not in EXHAUSTED:
                     log.warning("cannot watch %s: %s", path, exc)
@@ -85,11 +100,33 @@ class Watcher:
             self._watched[key] = watch
             return True
 
+    def _schedule(self, path: str, recursive: bool):
+        if self._observer_factory is None:
+            with _Shared.lock:
+                self._observer = _Shared.get()
+                watch = self._observer.schedule(self._handler, path, recursive=recursive, event_filter=EVENTS)
+                _Shared.refs[watch] = _Shared.refs.get(watch, 0) + 1
+                return watch
+        if self._observer is None:
+            self._observer = self._observer_factory()
+            self._observer.daemon = True
+            self._observer.start()
+        return self._observer.schedule(self._handler, path, recursive=recursive, event_filter=EVENTS)
+
     def _alive(self, watch) -> bool:
         return any(e.watch == watch and e.is_alive() for e in self._observer.emitters)
 
-    def _unschedule(self, watch) -> None:
+    def _release(self, watch) -> None:
+        """Stop our handler's events for `watch`; the watch itself goes with its last user."""
         try:
+            if self._observer_factory is None:
+                with _Shared.lock:
+                    left = _Shared.refs.get(watch, 1) - 1
+                    if left > 0:
+                        _Shared.refs[watch] = left
+                        self._observer.remove_handler_for_watch(self._handler, watch)
+                        return
+                    _Shared.refs.pop(watch, None)
             self._observer.unschedule(watch)
         except (KeyError, OSError):
             pass
@@ -97,11 +134,13 @@ class Watcher:
     def _give_up(self, error: str) -> None:
         log.warning("%s: file watches exhausted (%s); falling back to polling", self.name, error)
         self.mode, self.error = "polling", error
-        self._stop_observer()
-        self._watched.clear()
+        self._release_all()
 
-    def _stop_observer(self) -> None:
-        if self._observer is not None:
+    def _release_all(self) -> None:
+        for watch in self._watched.values():
+            self._release(watch)
+        self._watched.clear()
+        if self._observer is not None and self._observer_factory is not None:
             try:
                 self._observer.stop()
             except Exception:  # already stopping; nothing else to release
@@ -110,5 +149,4 @@ class Watcher:
 
     def stop(self) -> None:
         with self._lock:
-            self._stop_observer()
-            self._watched.clear()
+            self._release_all()

@@ -1,8 +1,8 @@
 """Which downloaded models an endpoint may serve: the choices of its model field, checked on save.
 
-The lists come from the scanners the exporter's models collector uses, kept cheap enough for
-a form: Ollama's model list alone (/api/tags with a short timeout, no /api/show per model),
-the Hugging Face cache scan and the model-file scan (local directory walks). A source that
+The lists come from the admin's watched model snapshots (admin/sources.py, the sources the
+exporter's models collector runs), so a form scans nothing; an ollama endpoint on another
+Ollama server than the platform's asks that server's /api/tags (short timeout). A source that
 fails (Ollama down) is named in `unavailable`; the others still give their models.
 """
 from __future__ import annotations
@@ -16,6 +16,7 @@ from common.sources.endpoint_probe import normalize_ollama_tag, server_root
 from common.sources.file_models import scan_model_files
 from common.sources.hf_models import scan_hf_cache
 from common.sources.model_dirs import FILE_PROVIDER_DIRS, hf_hub_cache
+from common.sources.model_sources import ModelSources
 from common.sources.ollama_client import OllamaClient, OllamaError, ollama_base_url
 from common.store.services import Endpoint
 
@@ -58,22 +59,43 @@ def ollama_base_for(env: Mapping[str, str], server: str, base_url: str) -> str:
     return ollama_base_url(env)
 
 
-def list_downloaded(env: Mapping[str, str], ollama_base: str = "") -> DownloadedModels:
+def list_downloaded(env: Mapping[str, str], ollama_base: str = "",
+                    models: ModelSources | None = None) -> DownloadedModels:
+    """The models an endpoint may pick. With `models` (the admin's watched snapshots) nothing is
+    scanned nor asked here, except another Ollama server than the platform's own."""
     found = DownloadedModels()
     base = ollama_base or ollama_base_url(env)
-    try:
-        tags = OllamaClient(base, timeout=LIST_TIMEOUT).tags()
-    except OllamaError as exc:
-        found.unavailable["Ollama"] = str(exc)
+    snapshots = {}
+    if models is not None:
+        snapshots = {"Hugging Face": models.hf_source.snapshot(), "Model file": models.files_source.snapshot()}
+        if server_root(base) == server_root(ollama_base_url(env)):
+            snapshots["Ollama"] = models.ollama_source.snapshot()
+    if "Ollama" in snapshots:
+        _add_snapshot(found, "Ollama", snapshots["Ollama"])
     else:
-        found.models += sorted(("ollama", m["name"]) for m in tags if m.get("name"))
+        try:
+            tags = OllamaClient(base, timeout=LIST_TIMEOUT).tags()
+        except OllamaError as exc:
+            found.unavailable["Ollama"] = str(exc)
+        else:
+            found.models += sorted(("ollama", m["name"]) for m in tags if m.get("name"))
     for source, scan in (("Hugging Face", lambda: scan_hf_cache(hf_hub_cache(env))),
                          ("Model file", lambda: scan_model_files(env))):
+        if source in snapshots:
+            _add_snapshot(found, source, snapshots[source])
+            continue
         try:
             found.models += [(r.provider, r.model) for r in scan()]
         except Exception as exc:  # an unreadable cache: say so, keep the other sources
             found.unavailable[source] = f"{type(exc).__name__}: {getattr(exc, 'strerror', None) or exc}"
     return found
+
+
+def _add_snapshot(found: DownloadedModels, source: str, snapshot) -> None:
+    if not snapshot.ok:
+        found.unavailable[source] = snapshot.error or "not listed yet"
+        return
+    found.models += sorted((r.provider, r.model) for r in snapshot.value or [])
 
 
 def _same(provider: str, listed: str, wanted: str) -> bool:

@@ -90,7 +90,7 @@ class EndpointView(SecureModelView):
         """Listed once per request and Ollama server (a POST builds the form, then validates)."""
         cache = g.setdefault("downloaded_models", {})
         if ollama_base not in cache:
-            cache[ollama_base] = list_downloaded(self.ctx.settings.env, ollama_base)
+            cache[ollama_base] = list_downloaded(self.ctx.settings.env, ollama_base, self.ctx.sources.models())
         return cache[ollama_base]
 
     def _with_model_choices(self, form, current: str = ""):

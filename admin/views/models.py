@@ -10,12 +10,8 @@ from flask_admin import expose
 from wtforms import SelectField, StringField
 from wtforms.fields.choices import SelectChoice
 
-from common.sources.file_models import scan_model_files
-from common.sources.hf_models import scan_hf_cache
-from common.sources.model_dirs import MODEL_PROVIDER_LABELS, MODEL_PROVIDERS, hf_hub_cache, ollama_models
+from common.sources.model_dirs import MODEL_PROVIDER_LABELS, MODEL_PROVIDERS
 from common.sources.model_record import MODEL_TYPES, ModelRecord
-from common.sources.ollama_client import OllamaClient, OllamaError
-from common.sources.ollama_models import OllamaScanner
 from common.store.jobs import Job
 from common.store.models import (forget_model, record_speed, set_type_override, speeds,
                                    type_overrides)
@@ -61,30 +57,32 @@ def _count(value: int | None) -> str:
     return str(value)
 
 
+def _source_for(sources, provider: str):
+    models = sources.models()
+    return {"ollama": models.ollama_source, "huggingface": models.hf_source}.get(provider, models.files_source)
+
+
 class ModelsView(SecureBaseView):
     grafana_dashboard = "wordslab-devenv"
 
     def __init__(self, ctx: AdminContext, **kwargs):
         super().__init__(**kwargs)
         self.ctx = ctx
-        self.ollama = OllamaScanner(OllamaClient.from_env(self.env), ollama_models(self.env))
 
     @property
     def env(self):
         return self.ctx.settings.env
 
     def _records(self) -> list[ModelRecord]:
+        """From the watched snapshots (admin/sources.py): no scan, no Ollama call per page view."""
         records: list[ModelRecord] = []
-        try:
-            records.extend(self.ollama.scan())
-        except OllamaError as exc:
-            flash(f"Ollama models are not listed: {exc}", "warning")
-        for source, scan in (("Hugging Face", lambda: scan_hf_cache(hf_hub_cache(self.env))),
-                             ("Model file", lambda: scan_model_files(self.env))):
-            try:
-                records.extend(scan())
-            except Exception as exc:  # say what could not be listed, show the rest
-                flash(f"{source} models are not listed: {type(exc).__name__}: {exc}", "warning")
+        models = self.ctx.sources.models()
+        for label, source in (("Ollama", models.ollama_source), ("Hugging Face", models.hf_source),
+                              ("Model file", models.files_source)):
+            snapshot = source.snapshot()
+            if not snapshot.ok:  # say what could not be listed (its last good list stays), show the rest
+                flash(f"{label} models are not listed: {snapshot.error}", "warning")
+            records.extend(snapshot.value or [])
         unreadable = [r for r in records if r.status != "ok"]
         if unreadable:
             flash(f"{len(unreadable)} model(s) incomplete or unreadable: "
@@ -126,10 +124,12 @@ class ModelsView(SecureBaseView):
                            provider_labels=MODEL_PROVIDER_LABELS), status
 
     def _submit_download(self, plan: model_ops.DownloadPlan) -> int:
-        env = dict(self.env)
+        env, sources = dict(self.env), self.ctx.sources
 
         def work(progress):
-            return model_ops.download(env, plan, progress.update)
+            message = model_ops.download(env, plan, progress.update)
+            _source_for(sources, plan.provider).refresh_now()  # listed when the job shows done
+            return message
 
         return self.ctx.jobs.submit("download", plan.target, work)
 
@@ -211,6 +211,7 @@ class ModelsView(SecureBaseView):
         if target.revision is None:
             with self.ctx.sessions.begin() as s:
                 forget_model(s, target.provider, target.model)
+        _source_for(self.ctx.sources, target.provider).refresh_now()  # gone from the list shown next
         flash(message, "success")
         return redirect(url_for(".index"))
 

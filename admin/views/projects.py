@@ -14,8 +14,6 @@ from flask_admin import expose
 from wtforms import StringField
 from wtforms.validators import ValidationError
 
-from common.background import BackgroundSource
-from common.sources import git_status
 from common.store.jobs import Job
 
 from admin.context import AdminContext
@@ -27,8 +25,6 @@ from admin.validation import max_chars
 log = logging.getLogger(__name__)
 
 PROJECT_JOB_KINDS = ("clone", "pull", "push")
-# Sizes need a walk of every file: refreshed in the background, not per page view.
-FILES_REFRESH_SECONDS = 120.0
 
 
 def age_text(timestamp: float | None, now: float | None = None) -> str:
@@ -88,8 +84,6 @@ class ProjectsView(SecureBaseView):
     def __init__(self, ctx: AdminContext, **kwargs):
         super().__init__(**kwargs)
         self.ctx = ctx
-        self.files = BackgroundSource("admin_project_files",
-                                      lambda: git_status.scan_files(self.workspace), FILES_REFRESH_SECONDS)
 
     @property
     def workspace(self):
@@ -105,9 +99,9 @@ class ProjectsView(SecureBaseView):
 
     @expose("/")
     def index(self):
-        self.files.start()  # first page view starts the size walks, off the request path
-        statuses = git_status.scan_statuses(self.workspace, self.env)
-        sizes = self.files.snapshot().value or {}
+        # Snapshots kept fresh by file events (admin/sources.py): no git or walk per page view.
+        tracker = self.ctx.sources.projects()
+        statuses, sizes = tracker.statuses(), tracker.files()
         return self.render("admin/projects/list.html", projects=list(statuses.values()), sizes=sizes,
                            active_jobs=self._active_jobs(), workspace=self.workspace,
                            age_text=age_text, iso_time=iso_time)
@@ -122,7 +116,7 @@ class ProjectsView(SecureBaseView):
         return self.render("admin/projects/new.html", form=form)
 
     def _submit_clone(self, url: str, name: str, branch: str | None) -> int:
-        dest, env, files = self.workspace / name, dict(self.env), self.files
+        dest, env, sources = self.workspace / name, dict(self.env), self.ctx.sources
 
         def work(progress):
             try:
@@ -132,7 +126,7 @@ class ProjectsView(SecureBaseView):
             except git_ops.GitOpError as exc:
                 progress.check()  # killed by a cancel: say so, not "git failed"
                 raise JobFailed(str(exc)) from None
-            files.request_refresh()
+            sources.projects().reread(name)  # listed when the job shows done
             return message
 
         return self.ctx.jobs.submit("clone", url, work)
@@ -147,14 +141,16 @@ class ProjectsView(SecureBaseView):
     def _submit_sync(self, kind: str, name: str):
         path = self._project_or_404(name)
         if path is not None:
-            operation, env = getattr(git_ops, kind), dict(self.env)
+            operation, env, sources = getattr(git_ops, kind), dict(self.env), self.ctx.sources
 
             def work(progress):
                 progress.update(0.1, message=f"{kind} {name}")
                 try:
-                    return operation(path, env=env)
+                    message = operation(path, env=env)
                 except git_ops.GitOpError as exc:
                     raise JobFailed(str(exc)) from None
+                sources.projects().reread(name)  # ahead/behind as of the sync when the job shows done
+                return message
 
             job_id = self.ctx.jobs.submit(kind, name, work)
             flash(f"{kind.capitalize()} of {name} started (job {job_id}).", "info")
@@ -187,7 +183,7 @@ class ProjectsView(SecureBaseView):
         except OSError as exc:
             flash(f"Could not delete {project} completely: {exc}", "danger")
             return redirect(url_for(".index"))
-        self.files.request_refresh()
+        self.ctx.sources.projects().reread(project)  # gone from the list this redirect shows
         flash(f"Deleted project {project}.", "success")
         return redirect(url_for(".index"))
 

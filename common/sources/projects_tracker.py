@@ -58,8 +58,7 @@ class ProjectsTracker(SourceGroup):
         self._statuses: dict[str, ProjectStatus] = {}
         self._files: dict[str, ProjectFiles] = {}
         self._status_swept = self._files_swept = -math.inf
-        kwargs = {"observer_factory": observer_factory} if observer_factory else {}
-        self.watcher = Watcher("projects", self._on_change, **kwargs) if watch else None
+        self.watcher = Watcher("projects", self._on_change, observer_factory) if watch else None
         self.status_source = BackgroundSource("projects_status", self._refresh_statuses, polling_seconds)
         self.files_source = BackgroundSource("projects_files", self._refresh_files, files_polling_seconds)
         self._polling = {self.status_source: polling_seconds, self.files_source: files_polling_seconds}
@@ -118,6 +117,21 @@ class ProjectsTracker(SourceGroup):
         if files:
             self.files_source.request_refresh()
 
+    def sweep_now(self) -> None:
+        """Read every project again now, as the periodic sweep does (bench/ measures its cost)."""
+        self._status_swept = self._files_swept = -math.inf
+        for source in self.sources:
+            source.refresh_now()
+
+    def reread(self, name: str) -> None:
+        """Read one project again now (after an admin action on it), and look for projects again."""
+        with self._lock:
+            for marks in (self._status_marks, self._files_marks):
+                marks.names.add(name)
+                marks.rediscover = True
+        for source in self.sources:
+            source.refresh_now()
+
     # ------------------------------------------------------------------ refreshes
 
     def _sweep_due(self, source: BackgroundSource, swept_at: float) -> bool:
@@ -130,8 +144,8 @@ class ProjectsTracker(SourceGroup):
             return False
         return self.watcher.watch(self.workspace, recursive=True)
 
-    def _take(self, marks: _Marks, sweep: bool) -> tuple[set[str], set[str], bool]:
-        if not sweep:
+    def _take(self, marks: _Marks, source: BackgroundSource, sweep: bool) -> tuple[set[str], set[str], bool]:
+        if not sweep and source.in_own_thread():
             time.sleep(DEBOUNCE_SECONDS)  # let the rest of a burst of events arrive
         with self._lock:
             return marks.take()
@@ -154,7 +168,7 @@ class ProjectsTracker(SourceGroup):
 
     def _refresh_statuses(self) -> dict[str, ProjectStatus]:
         sweep = self._sweep_due(self.status_source, self._status_swept)
-        names, sync_only, rediscover = self._take(self._status_marks, sweep)
+        names, sync_only, rediscover = self._take(self._status_marks, self.status_source, sweep)
         if sweep:
             self.cache = RepoCache()  # what no event tells: global git config, remote URL includes
             self._status_swept = time.monotonic()
@@ -172,7 +186,7 @@ class ProjectsTracker(SourceGroup):
 
     def _refresh_files(self) -> dict[str, ProjectFiles]:
         sweep = self._sweep_due(self.files_source, self._files_swept)
-        names, _, rediscover = self._take(self._files_marks, sweep)
+        names, _, rediscover = self._take(self._files_marks, self.files_source, sweep)
         if sweep:
             self._files_swept = time.monotonic()
         self._files, _ = self._updated(self._files, sweep, names, rediscover, git_status.walk_project)

@@ -37,8 +37,7 @@ class WatchedSource(BackgroundSource[T], Generic[T]):
         self._swept = -math.inf
         self._watched_roots: set[Path] = set()
         self._new_root = False
-        kwargs = {"observer_factory": observer_factory} if observer_factory else {}
-        self.watcher = Watcher(name, self._on_change, **kwargs)
+        self.watcher = Watcher(name, self._on_change, observer_factory)
         self.watch_mode = lambda: self.watcher.mode
 
     def _on_change(self, path: str) -> None:
@@ -65,7 +64,9 @@ class WatchedSource(BackgroundSource[T], Generic[T]):
         watching = self._ensure_watched()
         self.interval_seconds = self.watching_interval_seconds if watching else self.polling_seconds
         sweep = not watching or time.monotonic() - self._swept >= self.sweep_seconds
-        if not sweep:
+        # Woken by an event in its own thread; a direct call (an admin action) reads everything.
+        requested = self.requested and self.in_own_thread()
+        if not sweep and requested:
             with self._changed_lock:
                 pending = bool(self._changed)
             if pending:
@@ -73,7 +74,7 @@ class WatchedSource(BackgroundSource[T], Generic[T]):
         with self._changed_lock:
             changed, self._changed = self._changed, set()
         new_root, self._new_root = self._new_root, False
-        if sweep or new_root or not self.requested:  # also the watching interval's tick: read everything
+        if sweep or new_root or not requested:  # also the watching interval's tick: read everything
             self._swept = time.monotonic() if sweep else self._swept
             return self._read(None)
         changed = {p for p in changed if self._relevant(p)}

@@ -11,6 +11,7 @@ from common.store.jobs import Job
 from tests.fakes.git_http import git_remote  # noqa: F401  (fixture)
 from tests.support.admin import csrf_from, logged_in_client, make_admin_app
 from tests.support.git_repos import clone, commit, git, make_remote, push_from_second_clone
+from tests.support.waiting import eventually
 
 
 @pytest.fixture
@@ -20,6 +21,7 @@ def admin(vm_env, git_remote):
     client = logged_in_client(app)
     token = csrf_from(client.get("/admin/projects/").text)
     yield client, token, ctx, Path(vm_env["WORDSLAB_WORKSPACE"]), git_remote
+    ctx.sources.stop()
     ctx.jobs.wait_idle()
     ctx.jobs.shutdown()
     ctx.engine.dispose()
@@ -47,9 +49,15 @@ def test_list_shows_projects_with_sync_state_and_grafana_link(admin):
     repo = clone(remote.url("demo"), workspace / "demo")
     commit(repo, "local.txt", "x\n")
     (repo / "draft.txt").write_text("draft\n")
-    html = client.get("/admin/projects/").text
-    row = html[html.index('id="project-demo"'):]
-    row = row[:row.index("</tr>")]
+
+    def demo_row():
+        html = client.get("/admin/projects/").text
+        row = html[html.index('id="project-demo"'):] if 'id="project-demo"' in html else ""
+        row = row[:row.index("</tr>")] if row else ""
+        # The list is a snapshot kept fresh by file events: the clone and edits show within seconds.
+        return (html, row) if "↑1 / ↓0" in row and '<td class="changes">1</td>' in row else None
+
+    html, row = eventually(demo_row) or (client.get("/admin/projects/").text, "")
     assert remote.url("demo") in row and "origin/main" in row
     assert '<td class="changes">1</td>' in row
     assert "↑1 / ↓0" in row

@@ -24,6 +24,7 @@ from exporter.exposition import Exposition
 from common.sources.endpoint_probe import process_alive
 from common.store.jobs import Job
 from common.store.services import Endpoint, ExternalApi
+from tests.support.waiting import eventually
 from tests.fakes import vllm_server
 from tests.fakes.docker_client import FakeDockerClient
 from tests.fakes.model_files import hf_llm, provider_file
@@ -278,8 +279,10 @@ def test_model_field_offers_the_downloaded_models_of_every_source(admin_factory)
             "resnet18.pth": "resnet18.pth (torch)",
         }
         assert "unavailable" not in page
-        # Ollama's own list: /api/tags only, never a /api/show per model for a form.
-        assert not [path for _, path in ollama.state.requests if path == "/api/show"]
+        # The form reads the admin's watched model snapshots: it asks Ollama nothing itself.
+        asked = len(ollama.state.requests)
+        assert options(client.get("/admin/endpoints/new/").text) == options(page)
+        assert ollama.state.requests[asked:] == []
         assert create_endpoint(client, name="llama", model="llama3.2:3b", server="ollama", api_type="ollama",
                                internal_port="", command="").status_code == 302
         assert create_endpoint(client, name="llama-short", model="nomic-embed-text", server="ollama",
@@ -332,7 +335,8 @@ def test_an_endpoint_whose_model_was_deleted_stays_editable_until_its_model_chan
     row = endpoint(ctx)
     shutil.rmtree(Path(ctx.settings.env["HF_HOME"]) / "hub" / "models--Qwen--Qwen3-0.6B")
     url = f"/admin/endpoints/edit/?id={row.id}"
-    page = client.get(url).text
+    # The model list is a snapshot kept fresh by file events: the deletion shows within seconds.
+    page = eventually(lambda: (lambda text: "(not downloaded)" in text and text)(client.get(url).text))
     assert options(page)["Qwen/Qwen3-0.6B"] == "Qwen/Qwen3-0.6B (not downloaded)"
     assert re.search(r'<option selected value="Qwen/Qwen3-0.6B"|<option value="Qwen/Qwen3-0.6B" selected', page)
     form = {"name": "qwen", "model": "Qwen/Qwen3-0.6B", "service_type": "LLM", "server": "vllm",
