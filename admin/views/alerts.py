@@ -18,7 +18,8 @@ from common import outbound
 from common.store.alerts import RECEIVER_KINDS, AlertReceiver
 
 from admin.alerting import relay
-from admin.alerting.alertmanager import INTEGRATIONS, Alertmanager, AlertmanagerError, wait_for_delivery
+from admin.alerting.alertmanager import (INTEGRATIONS, TEST_ALERT, Alertmanager, AlertmanagerError,
+                                         wait_for_delivery)
 from admin.alerting.apply import apply
 from admin.security import SecureBaseView, SecureModelView, csrf_token, mask_secret
 from admin.validation import check_name, check_unique_name, max_chars
@@ -191,7 +192,9 @@ class FiringAlertsView(SecureBaseView):
     def index(self):
         alerts, error = [], None
         try:
-            alerts = sorted(self._am().alerts(), key=lambda a: a.get("startsAt", ""))
+            # Test notifications are not problems: they are not listed.
+            alerts = sorted((a for a in self._am().alerts() if a["labels"].get("alertname") != TEST_ALERT),
+                            key=lambda a: a.get("startsAt", ""))
         except AlertmanagerError as exc:
             error = str(exc)
         return self.render("admin/alerts_firing.html", alerts=alerts, error=error,
