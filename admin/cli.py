@@ -81,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--alertmanager-config", type=Path,
                         help="the alertmanager.yml the admin writes (default $WORDSLAB_ALERTMANAGER_CONFIG or "
                              "<state dir>/alertmanager/alertmanager.yml)")
+    parser.add_argument("--exporter-address", help="this machine's exporter HOST:PORT as Prometheus scrapes "
+                        "it; the vLLM servers the admin starts get it as their instance label "
+                        "(default $WORDSLAB_EXPORTER_ADDRESS or 127.0.0.1:9877)")
     parser.add_argument("--prometheus-targets-dir", type=Path,
                         help="where Prometheus file_sd targets are written (default "
                              "$WORDSLAB_PROMETHEUS_TARGETS_DIR or <state dir>/prometheus/targets/dynamic)")
@@ -109,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     if not _is_loopback(host):
         print(f"wordslab-admin: warning: listening on {host}, not loopback: anyone who can reach "
               "this port sees the login page", file=sys.stderr)
-    alerting = ("alertmanager_url", "prometheus_url", "admin_url", "autostop_interval_seconds", "autostop_time_scale")
+    alerting = ("alertmanager_url", "prometheus_url", "admin_url", "autostop_interval_seconds", "autostop_time_scale",
+                "exporter_address")
     settings = Settings.from_env(db_path=args.db_path, prometheus_targets_dir=args.prometheus_targets_dir,
                                  alertmanager_config=args.alertmanager_config,
                                  **{name: getattr(args, name) for _, name, _ in SECONDS_FLAGS},

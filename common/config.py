@@ -73,6 +73,9 @@ class Settings:
     prometheus_targets_dir: Path | None = None
     # The alertmanager.yml the admin writes (None: <state_dir>/alertmanager/alertmanager.yml).
     alertmanager_config: Path | None = None
+    # This machine's exporter as Prometheus scrapes it (its `instance`): the admin gives the vLLM
+    # servers it starts the same instance label, so dashboards show them with their machine.
+    exporter_address: str = DEFAULT_LISTEN_ADDRESS
     # Seconds; None means the module's default (a VM status interval set in the admin wins).
     vm_provider_timeout_seconds: float | None = None
     vm_status_interval_seconds: float | None = None
@@ -185,6 +188,7 @@ TUNABLE_VARS = {
     "admin_url": ("WORDSLAB_ADMIN_URL", _text),
     "grafana_url": ("WORDSLAB_GRAFANA_URL", _text),
     "prometheus_url": ("WORDSLAB_PROMETHEUS_URL", _text),
+    "exporter_address": ("WORDSLAB_EXPORTER_ADDRESS", _text),
     "prometheus_targets_dir": ("WORDSLAB_PROMETHEUS_TARGETS_DIR", _path),
     "alertmanager_config": ("WORDSLAB_ALERTMANAGER_CONFIG", _path),
     "vm_provider_timeout_seconds": ("WORDSLAB_VM_PROVIDER_TIMEOUT_SECONDS", _non_negative),

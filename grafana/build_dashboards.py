@@ -49,6 +49,11 @@ def table_query(expr: str) -> dict:
             "range": False, "instant": True}
 
 
+def renamed_label(expr: str, old: str, new: str) -> str:
+    """`expr` with its label `old` called `new` (copied by label_join, then `old` aggregated away)."""
+    return f'max without ({old}) (label_join({expr}, "{new}", "", "{old}"))'
+
+
 def joined(info: str, metric: str, on: str) -> str:
     """`metric` carried onto every row of the `info` series matching on `on` labels.
 
@@ -632,12 +637,14 @@ def development_environment() -> dict:
          table_query(f"wordslab_model_context_length{{{INSTANCE}}}"),
          table_query(f"wordslab_model_vram_estimate_bytes{{{INSTANCE}}}"),
          table_query(f"wordslab_model_download_timestamp_seconds{{{INSTANCE}}} * 1000"),
-         table_query(f"wordslab_model_last_used_timestamp_seconds{{{INSTANCE}}} * 1000"),
-         table_query(f"wordslab_model_processing_speed{{{INSTANCE}}}"),
+         # Each figure's `source` under its own name, so the table's rows still merge.
+         table_query(renamed_label(f"wordslab_model_last_used_timestamp_seconds{{{INSTANCE}}} * 1000",
+                                   "source", "last_used_source")),
+         table_query(renamed_label(f"wordslab_model_processing_speed{{{INSTANCE}}}", "source", "speed_source")),
          table_query(f"wordslab_model_status{{{INSTANCE}}} == 1")],
         exclude=("Value #A", "Value #I"), sort_by="Model",
         order=("provider", "model", "status", "model_type", "Value #B", "Value #C", "quantization", "Value #D",
-               "Value #E", "Value #F", "Value #G", "Value #H", "unit", "path"),
+               "Value #E", "Value #F", "Value #G", "last_used_source", "Value #H", "unit", "speed_source", "path"),
         overrides=[
             override("provider", name="Provider"), override("model", name="Model"),
             override("model_type", name="Type"), override("quantization", name="Quantization"),
@@ -650,10 +657,24 @@ def development_environment() -> dict:
             override("Value #G", name="Last used", unit="dateTimeFromNow"),
             override("Value #H", name="Speed", unit="none", decimals=1),
             override("unit", name="Speed unit"),
+            override("last_used_source", name="Last use from"), override("speed_source", name="Speed from"),
             override("path", name="Path"),
         ],
         links=admin_links(("Download a model", "/admin/models/new/"), ("Manage models", "/admin/models/"))),
         24, 10)
+    lay.add(table(
+        "vLLM models: speed and last request", "Models served by the vLLM servers the admin started on "
+        "this machine, from vLLM's own metrics: decode speed over the last minute's requests (1 / mean "
+        "time per output token, tokens/s) and when the last request finished (within 10 s), both kept "
+        "while the model is idle (recording rules instance_model_name:wordslab_vllm_*).",
+        [table_query(f"instance_model_name:wordslab_vllm_tokens_per_second:rate1m{{{INSTANCE}}}"),
+         table_query(f"instance_model_name:wordslab_vllm_last_request_timestamp_seconds:max{{{INSTANCE}}} * 1000")],
+        sort_by="Model", order=("model_name", "Value #A", "Value #B"),
+        overrides=[override("model_name", name="Model"),
+                   override("Value #A", name="Speed", unit="none", decimals=1),
+                   override("Value #B", name="Last request", unit="dateTimeFromNow")],
+        links=admin_links(("Start a model server", "/admin/endpoints/"))),
+        24, 6)
 
     lay.row("Jobs")
     lay.add(bar_gauge(

@@ -130,7 +130,8 @@ def plan_services(args: argparse.Namespace, layout: Layout, settings: Settings,
                 exporter_url + "/metrics", common),
         # Its links to Grafana are the browser's: the door's public URL (Grafana at its root).
         Service("admin", [py, "-m", "admin", "--listen-address", args.admin_address,
-                          "--grafana-url", public], admin_url + "/admin/", common,
+                          "--grafana-url", public, "--exporter-address", args.exporter_address],
+                admin_url + "/admin/", common,
                 stdout_to_terminal=True),
     ]
     missing = []

@@ -151,8 +151,11 @@ class EndpointOps:
         self._update(endpoint.id, status="starting", pid=pid, container_id=container_id,
                      last_error="", started_at=utcnow(), stopped_at=None)
         if endpoint.server == "vllm":
-            write_targets(self.settings, self._sd_name(endpoint),
-                          [f"127.0.0.1:{endpoint.internal_port}"], {"job": "vllm", "endpoint": endpoint.name})
+            # instance: this machine's exporter, so panels filtered by machine show the server;
+            # vllm_server keeps two servers' targets apart.
+            write_targets(self.settings, self._sd_name(endpoint), [f"127.0.0.1:{endpoint.internal_port}"],
+                          {"job": "vllm", "endpoint": endpoint.name, "instance": self.settings.exporter_address,
+                           "vllm_server": f"127.0.0.1:{endpoint.internal_port}"})
         if progress is not None:
             progress.update(0.5, message=f"started, waiting for {endpoint.name} to answer")
         try:

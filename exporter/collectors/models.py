@@ -74,7 +74,7 @@ class ModelsCollector(WordslabCollector):
         used = gauge("model_last_used_timestamp_seconds", "When the model was last used. source: "
                      "ollama_ps (Ollama's /api/ps: expires_at minus the default 5 min keep-alive, or the "
                      "scan that first saw it loaded) or file_atime (the weights' access time, relatime: "
-                     "about daily precision). vLLM models: the instance_model_name:vllm_last_request_timestamp_seconds:max "
+                     "about daily precision). vLLM models: the instance_model_name:wordslab_vllm_last_request_timestamp_seconds:max "
                      "recording rule.", (*LABELS, "source"))
         status = gauge("model_status", "Whether the model's files are whole and readable, in label status "
                        "(one series per status, 1 for the current one): ok; incomplete (a download "
@@ -84,7 +84,7 @@ class ModelsCollector(WordslabCollector):
         speed = gauge("model_processing_speed", "Last measured processing speed, in `unit` (tokens_per_second: "
                       "Ollama's eval_count / eval_duration). source: benchmark (the admin's benchmark "
                       "action). vLLM models: the "
-                      "instance_model_name:vllm_tokens_per_second:rate1m recording rule.",
+                      "instance_model_name:wordslab_vllm_tokens_per_second:rate1m recording rule.",
                       ("provider", "model", "unit", "source"))
         for r in self.records():
             key = [r.provider, r.model]

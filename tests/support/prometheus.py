@@ -86,8 +86,9 @@ class Process:
 
 
 def start_exporter(env: Mapping[str, str], pythonpath: Sequence[str], workdir: Path) -> tuple[Process, str]:
-    """`python -m exporter` on a free loopback port; returns the process and its host:port."""
-    address = f"127.0.0.1:{free_port()}"
+    """`python -m exporter` on $WORDSLAB_EXPORTER_ADDRESS of `env`, else a free loopback port;
+    returns the process and its host:port."""
+    address = env.get("WORDSLAB_EXPORTER_ADDRESS") or f"127.0.0.1:{free_port()}"
     process_env = dict(env)
     process_env["PYTHONPATH"] = os.pathsep.join([*pythonpath, str(REPO_ROOT)])
     process = Process("exporter", [sys.executable, "-m", "exporter", "--listen-address", address],

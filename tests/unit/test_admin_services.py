@@ -121,7 +121,11 @@ def test_vllm_subprocess_starts_for_real_runs_and_stops(admin):
     log_text = (Path(ctx.settings.state_dir) / "endpoints" / "qwen.log").read_text()
     assert "loading Qwen/Qwen3-0.6B (gpu share 0.5)" in log_text
     sd_file = targets_dir(ctx.settings) / "vllm-qwen.json"
-    assert json.loads(sd_file.read_text())[0]["targets"] == [f"127.0.0.1:{row.internal_port}"]
+    (group,) = json.loads(sd_file.read_text())
+    assert group["targets"] == [f"127.0.0.1:{row.internal_port}"]
+    # Scraped as part of this machine: its exporter's instance, the server kept apart by vllm_server.
+    assert group["labels"] == {"job": "vllm", "endpoint": "qwen", "instance": ctx.settings.exporter_address,
+                               "vllm_server": f"127.0.0.1:{row.internal_port}"}
     page = client.get("/admin/endpoints/").text
     assert "running" in page and f"/admin/endpoints/action/{row.id}/stop" in page
 

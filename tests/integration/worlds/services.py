@@ -18,6 +18,7 @@ from common.store.services import Endpoint, ExternalApi
 from tests.fakes import vllm_server
 from tests.fakes.ollama_server import OllamaState, fake_model, ollama_handler
 from tests.fakes.openai_like import make_handler
+from tests.support.env import free_port
 from tests.support.world import World
 
 OPENROUTER_KEY = "sk-or-v1-world-0000000000000000"
@@ -25,7 +26,11 @@ OPENROUTER_KEY = "sk-or-v1-world-0000000000000000"
 
 def build(world: World) -> None:
     vllm_up = world.serve(vllm_server.make_handler(model="Qwen/Qwen3-0.6B", load_tokens_per_second=50.0))
-    write_targets(Settings.from_env(world.env), "vllm-qwen", [urlsplit(vllm_up).netloc], {"job": "vllm"})
+    # As the admin writes it for a vLLM it starts: the machine's exporter as instance.
+    world.env["WORDSLAB_EXPORTER_ADDRESS"] = f"127.0.0.1:{free_port()}"
+    write_targets(Settings.from_env(world.env), "vllm-qwen", [urlsplit(vllm_up).netloc],
+                  {"job": "vllm", "endpoint": "qwen-vllm", "instance": world.env["WORDSLAB_EXPORTER_ADDRESS"],
+                   "vllm_server": urlsplit(vllm_up).netloc})
     vllm_dead = world.serve(vllm_server.make_handler(model="mistralai/Mistral-7B", engine_dead=True))
     ollama_state = OllamaState()
     ollama_state.install(fake_model("llama3.2:3b", weights_size=2_000_000))
