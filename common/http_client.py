@@ -67,10 +67,11 @@ class InvalidHeader(RequestException, ValueError):
     """A header value that cannot be sent (a key with a line break, say); never quoted."""
 
 
-class _Deadline:
+class Deadline:
     """Total time of one exchange, redirects and body included. When it passes, the socket in
     use is shut down, so whatever read or write is blocked returns at once; the caller then
-    raises DeadlineExceeded."""
+    raises DeadlineExceeded. Public for the few callers that speak http.client directly:
+    `guard(connection)` once connected, `cancel()` when done, `expired` to tell why it broke."""
 
     def __init__(self, seconds: float):
         self.seconds = seconds
@@ -130,7 +131,7 @@ class Response:
     """An answer: status_code, headers, content/text/json() for the body, iter_lines() to stream."""
 
     def __init__(self, raw: http.client.HTTPResponse, connection: http.client.HTTPConnection, url: str,
-                 deadline: _Deadline | None = None):
+                 deadline: Deadline | None = None):
         self.raw = raw
         self._deadline = deadline
         self.status_code = raw.status
@@ -242,7 +243,7 @@ def request(method: str, url: str, *, json=None, params: Mapping | None = None,
                                 "(a key pasted with a line break?); nothing was sent")
     if body is not None:
         sent["Content-Type"] = "application/json"
-    limit = _Deadline(deadline if deadline is not None else _default_deadline(timeout))
+    limit = Deadline(deadline if deadline is not None else _default_deadline(timeout))
     for _ in range(MAX_REDIRECTS + 1):
         response = _exchange(method, url, body, sent, timeout, limit, carries_secret)
         location = response.headers.get("Location")
@@ -272,7 +273,7 @@ def _default_deadline(timeout: TimeoutSpec) -> float:
 
 
 def _exchange(method: str, url: str, body: bytes | None, headers: dict[str, str],
-              timeout: TimeoutSpec, deadline: _Deadline, carries_secret: bool = False) -> Response:
+              timeout: TimeoutSpec, deadline: Deadline, carries_secret: bool = False) -> Response:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidURL(f"not an http(s) URL: {_shown(url)}")
@@ -322,6 +323,10 @@ def _exchange(method: str, url: str, body: bytes | None, headers: dict[str, str]
         if deadline.expired:
             raise DeadlineExceeded(f"{what}: no complete answer within {deadline.seconds:g} s") from None
         raise ConnectionError(f"{what}: connection failed ({_reason(exc)})") from None
+    if deadline.expired:  # headers cut short by the deadline read as complete ones
+        raw.close()
+        connection.close()
+        raise DeadlineExceeded(f"{what}: no complete answer within {deadline.seconds:g} s")
     return Response(raw, connection, url, deadline)
 
 
@@ -368,7 +373,7 @@ def _tls() -> ssl.SSLContext:
     return _TLS_CONTEXT
 
 
-def _io(read, deadline: _Deadline | None = None):
+def _io(read, deadline: Deadline | None = None):
     """Run a body read, with its failures as this module's exceptions."""
     try:
         return read()

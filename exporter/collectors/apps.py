@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
+from common import http_client
 from common.background import BackgroundSource
 from common.config import TUNABLE_VARS, Settings
 from common.sources.ollama_client import resolve_ollama
@@ -187,10 +188,23 @@ def _status(url: str, timeout: float) -> int:
                                            context=ssl._create_unverified_context())
     else:
         conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+    # Status line and headers within twice the timeout in all: a server trickling them
+    # byte by byte would otherwise hold the probe round for ever.
+    deadline = http_client.Deadline(2 * timeout)
     try:
+        conn.connect()
+        deadline.guard(conn)
         conn.request("GET", parts.path or "/", headers={"User-Agent": "wordslab-exporter"})
-        return conn.getresponse().status
+        status = conn.getresponse().status
+        if deadline.expired:  # headers cut short by the deadline read as complete ones
+            raise TimeoutError(f"no answer within {deadline.seconds:g} s")
+        return status
+    except (OSError, http.client.HTTPException):
+        if deadline.expired:
+            raise TimeoutError(f"no answer within {deadline.seconds:g} s") from None
+        raise
     finally:
+        deadline.cancel()
         conn.close()
 
 

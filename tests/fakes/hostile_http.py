@@ -53,6 +53,42 @@ def trickling(interval_s: float = 2.0) -> Iterator[str]:
 
 
 @contextlib.contextmanager
+def trickling_headers(interval_s: float = 0.5) -> Iterator[str]:
+    """Sends a status line, then one header byte every `interval_s`, never ending the headers."""
+    server = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def talk(conn: socket.socket) -> None:
+        with conn:
+            try:
+                conn.recv(65536)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+                while not stop.is_set():
+                    conn.sendall(b"a")
+                    time.sleep(interval_s)
+            except OSError:
+                pass
+
+    def accept():
+        server.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                conn = server.accept()[0]
+            except OSError:
+                continue
+            threading.Thread(target=talk, args=(conn,), daemon=True).start()
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join()
+        server.close()
+
+
+@contextlib.contextmanager
 def silent() -> Iterator[str]:
     """Accepts connections and never says a word."""
     server = socket.create_server(("127.0.0.1", 0))

@@ -14,7 +14,7 @@ from common.sources.external_api_probe import ApiTarget, probe_api
 from common.store.jobs import Job, public_target, utcnow
 from common.store.services import ExternalApi
 from common.store.vms import HostingPlatform
-from tests.fakes.hostile_http import silent, trickling
+from tests.fakes.hostile_http import silent, trickling, trickling_headers
 from tests.support.admin_http import AdminHttp, flashes, page_text
 from tests.support.admin_server import start_admin
 from tests.support.polling import wait_for
@@ -183,6 +183,18 @@ def test_a_trickling_server_fails_the_call_at_its_deadline():
             http_client.get(url + "/v1/models", timeout=(1.0, 2.0))
         with pytest.raises(http_client.DeadlineExceeded):
             http_client.get(url, timeout=(1.0, 2.0), deadline=1.5)
+
+
+def test_trickled_headers_fail_the_call_at_its_deadline():
+    with trickling_headers(interval_s=0.3) as url:
+        with pytest.raises(http_client.DeadlineExceeded):
+            http_client.get(url, timeout=(1.0, 1.0))
+
+
+def test_an_app_trickling_its_headers_is_down_after_the_deadline():
+    from exporter.collectors.apps import probe
+    with trickling_headers(interval_s=0.3) as url:
+        assert probe(url + "/", timeout=1.0) is False
 
 
 def test_a_silent_server_fails_within_the_read_timeout():
