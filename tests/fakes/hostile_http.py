@@ -53,21 +53,11 @@ def trickling(interval_s: float = 2.0) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def trickling_headers(interval_s: float = 0.5) -> Iterator[str]:
-    """Sends a status line, then one header byte every `interval_s`, never ending the headers."""
+def _raw_server(talk) -> Iterator[str]:
+    """A TCP server on loopback running `talk(conn, stop)` in a thread per connection."""
     server = socket.create_server(("127.0.0.1", 0))
     stop = threading.Event()
-
-    def talk(conn: socket.socket) -> None:
-        with conn:
-            try:
-                conn.recv(65536)
-                conn.sendall(b"HTTP/1.1 200 OK\r\nX-Slow: ")
-                while not stop.is_set():
-                    conn.sendall(b"a")
-                    time.sleep(interval_s)
-            except OSError:
-                pass
+    held: list[socket.socket] = []
 
     def accept():
         server.settimeout(0.1)
@@ -76,32 +66,8 @@ def trickling_headers(interval_s: float = 0.5) -> Iterator[str]:
                 conn = server.accept()[0]
             except OSError:
                 continue
-            threading.Thread(target=talk, args=(conn,), daemon=True).start()
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.getsockname()[1]}"
-    finally:
-        stop.set()
-        thread.join()
-        server.close()
-
-
-@contextlib.contextmanager
-def silent() -> Iterator[str]:
-    """Accepts connections and never says a word."""
-    server = socket.create_server(("127.0.0.1", 0))
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept():
-        server.settimeout(0.1)
-        while not stop.is_set():
-            try:
-                held.append(server.accept()[0])
-            except OSError:
-                continue
+            held.append(conn)
+            threading.Thread(target=talk, args=(conn, stop), daemon=True).start()
 
     thread = threading.Thread(target=accept, daemon=True)
     thread.start()
@@ -113,6 +79,27 @@ def silent() -> Iterator[str]:
         for conn in held:
             conn.close()
         server.close()
+
+
+def trickling_headers(interval_s: float = 0.5):
+    """Sends a status line, then one header byte every `interval_s`, never ending the headers."""
+
+    def talk(conn: socket.socket, stop: threading.Event) -> None:
+        try:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+            while not stop.is_set():
+                conn.sendall(b"a")
+                time.sleep(interval_s)
+        except OSError:
+            pass
+
+    return _raw_server(talk)
+
+
+def silent():
+    """Accepts connections and never says a word."""
+    return _raw_server(lambda conn, stop: None)
 
 
 class AskingPassword(BaseHTTPRequestHandler):
