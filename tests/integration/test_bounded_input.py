@@ -211,6 +211,24 @@ def test_an_external_api_probe_of_a_trickling_server_reports_failure():
     assert "sk-test" not in outcome.error
 
 
+def test_a_background_source_on_a_trickling_server_reports_failure(tmp_path):
+    """The exporter's Ollama source against an Ollama that answers one byte every 0.5 s: the
+    refresh fails at its deadline (7 s) and says so as a metric, instead of hanging for ever
+    while the last success stays published."""
+    from tests.support.env import wordslab_env
+    with trickling(interval_s=0.5) as url:
+        process, address = start_exporter(wordslab_env(tmp_path, OLLAMA_HOST=url), [], tmp_path)
+        try:
+            def failed():  # a refresh that ended, in failure (before the first one the value is 0 too)
+                return "source models_ollama refresh failed" in process.log_path.read_text()
+            wait_for(failed, 40, "the Ollama source's refresh to fail", interval=0.5)
+            body = urllib.request.urlopen(f"http://{address}/metrics", timeout=30).read().decode()
+            assert 'wordslab_source_refresh_success{source="models_ollama"} 0.0' in body
+        finally:
+            process.stop()
+    assert "did not answer /api/tags in time" in process.log_path.read_text()
+
+
 def test_a_header_with_a_line_break_is_refused_without_quoting_it():
     with pytest.raises(http_client.InvalidHeader) as err:
         http_client.get("http://127.0.0.1:9/", headers={"Authorization": "Bearer sk-abc\ndef"}, timeout=1)
