@@ -18,7 +18,7 @@ from common.store import connect, init_db, session_factory
 from common.store.health import check_database
 from common.store.settings import get_setting, set_setting
 
-from admin import db_busy, front_door
+from admin import browser_sessions, db_busy, front_door
 from admin.context import GRAFANA_DASHBOARDS, AdminContext
 from admin.grafana_status import GrafanaStatus
 from admin.formatting import human_bytes, progress_text
@@ -81,8 +81,10 @@ def ensure_password(ctx: AdminContext, password: str | None, *, reset: bool = Fa
 
 def _forget_sessions(s) -> None:
     # A new signing key: every browser signed in with the old password is signed out, everywhere
-    # behind the front door (admin, Grafana, Prometheus).
+    # behind the front door (admin, Grafana, Prometheus); a running admin (the reset ran beside
+    # it) keeps its key until it restarts, but no longer finds the sessions.
     set_setting(s, SECRET_KEY, secrets.token_hex(32))
+    browser_sessions.end_all(s)
 
 
 def _secret_key(ctx: AdminContext) -> str:
@@ -137,6 +139,7 @@ def _auth_blueprint(ctx: AdminContext) -> Blueprint:
             if ok:
                 session.clear()  # a fresh session (and CSRF secret) after login
                 session["user"] = "admin"
+                browser_sessions.start()
                 return redirect(_local_target(request.args.get("next")))
             flash("Wrong password.", "danger")
             return render_template("login.html"), 401
@@ -145,6 +148,7 @@ def _auth_blueprint(ctx: AdminContext) -> Blueprint:
     @bp.route("/logout", methods=["POST"])
     @bp.route("/admin/logout", methods=["POST"])
     def logout():
+        browser_sessions.end()  # every copy of this cookie, not only this browser's
         session.clear()
         flash("Logged out.", "info")
         return redirect(url_for("auth.login"))

@@ -27,6 +27,7 @@ from flask_admin.model import typefmt
 from sqlalchemy.orm import Session, scoped_session, sessionmaker
 from wtforms.validators import Length, ValidationError
 
+from admin import browser_sessions
 from admin.validation import FALLBACK_MAX_CHARS
 
 CSRF_FIELD = "csrf_token"
@@ -55,7 +56,8 @@ def check_password(password: str, stored: str) -> bool:
 
 
 def logged_in() -> bool:
-    return bool(session.get("user"))
+    """Signed in: the cookie names the user and its session was not ended (admin/browser_sessions)."""
+    return bool(session.get("user")) and browser_sessions.active()
 
 
 class CSRFForm(SecureForm):

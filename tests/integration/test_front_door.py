@@ -267,3 +267,19 @@ def test_writes_from_another_sites_page_never_pass_the_door(stack):
     assert created.status_code == 200
     silence_id = created.json()["silenceID"]
     assert browser.request("DELETE", f"/alertmanager/api/v2/silence/{silence_id}").status_code == 200
+
+
+def test_after_signing_out_a_copy_of_the_cookie_opens_nothing_behind_the_door(stack):
+    browser = Browser(stack["door"], stack["public_host"])
+    browser.login()
+    copy = Browser(stack["door"], stack["public_host"])
+    copy.cookies = dict(browser.cookies)
+    assert copy.get("/prometheus/api/v1/query?query=up").status_code == 200
+    token = CSRF.search(browser.get("/admin/jobs/").text).group(1)
+    assert browser.request("POST", "/admin/logout", data={"csrf_token": token},
+                           headers={"Origin": stack["public"], "Sec-Fetch-Site": "same-origin"}).status_code == 302
+    seen_before = len(_grafana_requests(stack))
+    for path in ("/", "/prometheus/api/v1/query?query=up", "/alertmanager/api/v2/status", "/docs/", "/admin/"):
+        response = copy.get(path)
+        assert response.status_code == 302 and response.headers["Location"].startswith("/admin/login"), path
+    assert len(_grafana_requests(stack)) == seen_before

@@ -6,11 +6,14 @@ from __future__ import annotations
 import http.client
 import math
 import re
+import subprocess
+import sys
 import threading
 import time
 from urllib.parse import urlencode, urljoin, urlsplit
 
 import pytest
+import requests
 
 from tests.support.admin_http import AdminHttp
 from tests.support.admin_server import start_admin
@@ -166,6 +169,33 @@ def test_reset_password_sets_a_new_one_shown_once(tmp_path):
         assert web.login(shown.group(1)).status_code == 302
     finally:
         server.stop()
+
+
+def test_signing_out_ends_the_session_for_every_copy_of_its_cookie(admin):
+    """The cookie is only signed: a copy (another profile, a synced cookie jar) must not outlive
+    the sign-out."""
+    web, other_browser = AdminHttp(admin), AdminHttp(admin)
+    copy = requests.Session()
+    copy.cookies.update(web.http.cookies)
+    assert copy.get(admin.url + "/admin/auth/check", timeout=30).status_code == 200
+    assert web.post("/admin/logout", allow_redirects=False).status_code == 302
+    assert copy.get(admin.url + "/admin/auth/check", timeout=30).status_code == 401
+    assert copy.get(admin.url + "/admin/jobs/", allow_redirects=False, timeout=30).status_code == 302
+    assert other_browser.get("/admin/auth/check").status_code == 200  # its own session is its own
+
+
+def test_a_reset_run_beside_the_running_admin_still_signs_every_browser_out(admin):
+    web = AdminHttp(admin)
+    # Forgot to stop the admin first: the reset stores the new password, then cannot listen.
+    reset = subprocess.run([sys.executable, "-m", "admin", "--reset-password", "--db", str(admin.db_path),
+                            "--listen-address", admin.url.removeprefix("http://")],
+                           env={**admin.env, "WORDSLAB_DASHBOARD_ADMIN_PASSWORD": ""}, cwd=REPO_ROOT,
+                           capture_output=True, text=True, timeout=120)
+    shown = re.search(r"generated admin password \(shown once\): (\S+)", reset.stdout)
+    assert reset.returncode == 1 and shown, reset.stdout + reset.stderr
+    assert web.get("/admin/auth/check").status_code == 401
+    assert web.get("/admin/jobs/", allow_redirects=False).status_code == 302
+    assert AdminHttp(admin, log_in=False).login(shown.group(1)).status_code == 302
 
 
 def test_readme_says_how_the_lock_out_works_and_how_to_reset_the_password():
