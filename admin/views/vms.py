@@ -80,7 +80,7 @@ class PlatformView(SecureModelView):
 AUTOSTOP_FIELDS = ("autostop_idle_minutes", "autostop_gpu_percent", "autostop_after_hours")
 AUTOSTOP_FORM_ARGS = {
     "autostop_idle_minutes": {"label": "Autostop after idle minutes", "validators": [
-        Optional(), _range(5, 7 * 24 * 60, "autostop idle minutes")],
+        Optional(), _range(1, 7 * 24 * 60, "autostop idle minutes")],
         "description": "stop (never terminate) after this many minutes with every GPU under the "
                        "threshold below, read from the VM's own exporter: its template must run "
                        "wordslab-dashboard (empty: off)"},

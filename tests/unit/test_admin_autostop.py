@@ -52,7 +52,7 @@ def _vm(sessions) -> Vm:
 
 
 @pytest.mark.parametrize("field, value, message", [
-    ("autostop_idle_minutes", "1", "autostop idle minutes must be between 5 and 10080"),
+    ("autostop_idle_minutes", "0.5", "autostop idle minutes must be between 1 and 10080"),
     ("autostop_gpu_percent", "150", "autostop GPU threshold (percent) must be between 0.1 and 100"),
     ("autostop_after_hours", "-2", "autostop running hours must be between 0.1 and 8784"),
 ])
