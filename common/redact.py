@@ -3,8 +3,8 @@
 `scrub(text)` masks, in this order and in time linear in len(text):
 - every known secret (`remember()`: configured API keys, provider keys, tokens, the admin
   password), also each line of a secret that spans lines, and its URL-quoted form;
-- common token shapes: `Bearer x`, `Basic x`, `sk-…`, `hf_…`, `ghp_…`, `github_pat_…`,
-  `xox?-…`, and the value of `token=`, `key=`, `password=`, `secret=` (and `api_key=`,
+- common token shapes: `Bearer x`, `Basic x`, `sk-…`, `hf_…`, `ghp_…`, `github_pat_…`
+  (random-looking: a capital and a digit), `xox?-…`, and the value of `token=`, `key=`, `password=`, `secret=` (and `api_key=`,
   `access_token=`… any name ending so) in query strings, forms and `name: value` text;
 - the user-info of any `scheme://user:password@host` (all of it, except the user name of an
   ssh URL, as in `ssh://git@host`).
@@ -30,14 +30,16 @@ _SCHEME_MAX = 32
 _SCHEME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+.-")
 _AUTHORITY_END = re.compile(r"[/?#\s\"'<>]")
 
-_SECRET_NAME = r"[A-Za-z0-9_.-]{0,40}?(?:token|key|password|passwd|secret|pwd|signature|sig|auth)"
+_SECRET_NAME = r"[A-Za-z0-9_.-]{0,24}?(?:token|key|password|passwd|secret|pwd|signature|sig|auth)"
 _TOKEN_SHAPES = re.compile(
     r"\b(?:[Bb]earer|BEARER|(?-i:Basic|Token))\s+[A-Za-z0-9._~+/=-]{8,}"
-    r"|\b(?:sk|rk|pk)-[A-Za-z0-9_-]{6,}"
-    r"|\b(?:hf|ghp|gho|ghu|ghs|ghr|glpat|xox[abpors])[_-][A-Za-z0-9_-]{6,}"
-    r"|\bgithub_pat_[A-Za-z0-9_]{6,}"
+    # Prefixed keys are random: 16+ characters with a capital and a digit, so a project or model
+    # called sk-learn-notes or hf-experiments keeps its name (lookaheads bounded: linear).
+    r"|(?-i:\b(?:sk|rk|pk|hf|ghp|gho|ghu|ghs|ghr|glpat|github_pat)[_-]"
+    r"(?=[\w-]{0,64}?[A-Z])(?=[\w-]{0,64}?[0-9])[\w-]{16,})"
+    r"|(?-i:\bxox[abposr]-[0-9]{6,}-[\w-]{6,})"
     # name=value (query strings, forms, env lines) and "name": "value" / name: value
-    rf"|(?P<name>\b{_SECRET_NAME})(?P<sep>=|[\"']?\s*:\s*[\"']?)(?P<value>[^\s&\"',;}}]+)",
+    rf"|(?P<name>{_SECRET_NAME})(?P<sep>=|[\"']?\s*:\s*[\"']?)(?P<value>[^\s&\"',;}}]+)",
     re.IGNORECASE)
 
 # Environment variables whose values are secrets (OPENAI_API_KEY, HF_TOKEN, ..._PASSWORD).
@@ -50,9 +52,10 @@ _generation = 0  # bumped with each new secret: cached label scrubs start over
 
 
 def _variants(secret: str) -> set[str]:
-    """The secret, its URL-quoted form, and each of its lines/words (a key with a newline)."""
+    """The secret, its URL-quoted form, and each line of one pasted with a line break (a log
+    line may hold one of them). Words of a passphrase are not masked alone: they are words."""
     found = {secret, quote(secret, safe="")}
-    found.update(secret.split())
+    found.update(line.strip() for line in secret.splitlines())
     return {v for v in found if len(v) >= MIN_SECRET_CHARS}
 
 

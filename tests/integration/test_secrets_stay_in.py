@@ -186,5 +186,11 @@ def test_scrubbed_text_covers_the_shapes_a_key_takes():
     assert redact.scrub("GET /x?api_key=abcdef&access_token=123456&ok=1") == \
         "GET /x?api_key=***&access_token=***&ok=1"
     assert redact.scrub('{"password": "hunter2hunter2"}') == '{"password": "***"}'
-    assert redact.scrub("ghp_0123456789abcdefghij github_pat_11ABCDEFG_xyz sk-proj-abcdef1234") == "*** *** ***"
+    assert redact.scrub("ghp_0123456789abcdefGHIJ github_pat_11ABCDEFG0_xyzxyzxyz sk-proj-AbCdEf0123456789") == \
+        "*** *** ***"
+    # Names that look like prefixes but are not keys stay (projects, models, words).
+    for name in ("sk-learn-notebooks", "hf-experiments-2024", "pk-tokenizer", "basic usage", "Token expired"):
+        assert redact.scrub(name) == name
+    redact.remember("correct horse battery staple")
+    assert redact.scrub("a correct answer") == "a correct answer"
     assert urllib.parse.quote("p@ss w0rd!%", safe="") == "p%40ss%20w0rd%21%25"
