@@ -29,9 +29,11 @@ def remote(tmp_path):
 
 
 def _git_processes(staging) -> list[psutil.Process]:
+    """git clone (named on its command line) and its helpers (index-pack runs inside it)."""
     found = []
-    for proc in psutil.process_iter(["cmdline"]):
-        if str(staging) in (proc.info["cmdline"] or []):
+    for proc in psutil.process_iter(["cmdline", "cwd"]):
+        cwd = proc.info["cwd"] or ""
+        if str(staging) in (proc.info["cmdline"] or []) or cwd == str(staging) or cwd.startswith(f"{staging}/"):
             found.append(proc)
     return found
 
