@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 import shutil
 import threading
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping
@@ -29,6 +31,8 @@ from admin.ops.model_errors import ModelOpError
 from admin.validation import MAX_CHARS
 
 HUB_TIMEOUT = 10.0
+HUB_DEADLINE_SECONDS = 2 * HUB_TIMEOUT
+_HUB_CALLS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="hub-call")
 TOKENS_UNIT = "tokens_per_second"
 BENCHMARK_PROMPT = "Write one short sentence about the sea."
 
@@ -228,10 +232,24 @@ def _hub(env: Mapping[str, str]) -> HfApi:
     return HfApi(endpoint=env.get("HF_ENDPOINT") or None, token=env.get("HF_TOKEN") or None)
 
 
+def _within_deadline(fn, *args, **kwargs):
+    """fn(...) in a worker, waited for HUB_DEADLINE_SECONDS in all: the hub client's timeout
+    bounds each read, not the answer, and this runs inside an admin request."""
+    future = _HUB_CALLS.submit(fn, *args, **kwargs)
+    try:
+        return future.result(timeout=HUB_DEADLINE_SECONDS)
+    except FutureTimeout:
+        raise ModelOpError(f"the Hugging Face hub did not answer within {HUB_DEADLINE_SECONDS:g} s; "
+                           "nothing was downloaded") from None
+
+
 def hub_repo_size(env: Mapping[str, str], repo_id: str, revision: str | None) -> int:
     """Sum of the repo's file sizes, from the hub API (HF_ENDPOINT honoured)."""
     try:
-        info = _hub(env).repo_info(repo_id, revision=revision, files_metadata=True, timeout=HUB_TIMEOUT)
+        info = _within_deadline(_hub(env).repo_info, repo_id, revision=revision, files_metadata=True,
+                                timeout=HUB_TIMEOUT)
+    except ModelOpError:
+        raise
     except RevisionNotFoundError:
         raise ModelOpError(f"Hugging Face model {repo_id!r} has no revision {revision!r}") from None
     except RepositoryNotFoundError:

@@ -229,6 +229,15 @@ def test_a_background_source_on_a_trickling_server_reports_failure(tmp_path):
     assert "did not answer /api/tags in time" in process.log_path.read_text()
 
 
+def test_a_trickling_hugging_face_hub_fails_the_size_check_at_its_deadline(monkeypatch):
+    """The hub client (httpx) bounds each read only; the admin request waits a total deadline."""
+    from admin.ops import model_ops
+    monkeypatch.setattr(model_ops, "HUB_DEADLINE_SECONDS", 2.0)
+    with trickling(interval_s=0.5) as url:
+        with pytest.raises(model_ops.ModelOpError, match="did not answer within 2 s"):
+            model_ops.hub_repo_size({"HF_ENDPOINT": url}, "org/model", None)
+
+
 def test_a_header_with_a_line_break_is_refused_without_quoting_it():
     with pytest.raises(http_client.InvalidHeader) as err:
         http_client.get("http://127.0.0.1:9/", headers={"Authorization": "Bearer sk-abc\ndef"}, timeout=1)
