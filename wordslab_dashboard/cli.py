@@ -104,7 +104,8 @@ def door_service(args: argparse.Namespace, layout: Layout, settings: Settings,
         routes=tuple(door.Route(s.route, s.upstream) for s in services if s.route and s.route != "/"),
         docs_dir=door.find_docs(settings))
     the_door.write()
-    return Service("door", the_door.argv(nginx), f"http://{args.door_host}:{args.dashboard_port}/"), None
+    return Service("door", the_door.argv(nginx),
+                   f"http://{door.url_host(args.door_host)}:{args.dashboard_port}/"), None
 
 
 def plan_services(args: argparse.Namespace, layout: Layout, settings: Settings,

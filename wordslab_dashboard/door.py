@@ -215,7 +215,7 @@ http {{
     }}
 
     server {{
-        listen {door.listen_host}:{door.port};
+        listen {url_host(door.listen_host)}:{door.port};
         server_name _;
 
         if ($wordslab_foreign_write) {{
@@ -309,16 +309,24 @@ def admin_password_file(state: Path) -> Path:
     return path
 
 
+def url_host(host: str) -> str:
+    """`host` as a URL and nginx's `listen` want it: an IPv6 literal in brackets ("::1" and
+    "[::1]" -> "[::1]"), anything else as it is."""
+    bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    return f"[{bare}]" if ":" in bare else bare
+
+
 def port_problem(host: str, port: int) -> str | None:
     """Why the door cannot listen on host:port (another program has it, e.g. wordslab-notebooks'
     own dashboard on DASHBOARD_PORT), or None. Checked before nginx starts, whose exit would
-    stop the whole stack."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    stop the whole stack. `host` may be an IPv6 literal, bracketed or not."""
+    bare = url_host(host).strip("[]")
+    family = socket.AF_INET6 if ":" in bare else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            probe.bind((host, port))
+            probe.bind((bare, port))
         except OSError as exc:
-            return (f"cannot listen on {host}:{port} ({exc.strerror or exc}): stop what uses the port "
+            return (f"cannot listen on {url_host(host)}:{port} ({exc.strerror or exc}): stop what uses the port "
                     f"or choose another with --dashboard-port / DASHBOARD_PORT")
     return None

@@ -283,3 +283,18 @@ def test_after_signing_out_a_copy_of_the_cookie_opens_nothing_behind_the_door(st
         response = copy.get(path)
         assert response.status_code == 302 and response.headers["Location"].startswith("/admin/login"), path
     assert len(_grafana_requests(stack)) == seen_before
+
+
+def test_up_with_the_door_on_an_ipv6_address_opens_the_same_door(tmp_path):
+    # `--door-host ::1` (or WORDSLAB_DASHBOARD_LISTEN_HOST=::) once made nginx refuse its config,
+    # and its exit stopped the whole stack.
+    ipv6 = start_door_stack(tmp_path, door_host="::1")
+    try:
+        assert ipv6["door"].startswith("http://[::1]:")
+        browser = Browser(ipv6["door"], ipv6["public_host"])
+        assert browser.get("/prometheus/api/v1/query?query=up").status_code == 302
+        assert browser.login("/prometheus/api/v1/query?query=up").status_code == 302
+        assert browser.get("/prometheus/api/v1/query?query=up").json()["status"] == "success"
+    finally:
+        output = stop_door_stack(ipv6)
+    assert "door        pid" in output and "exited with code" not in output

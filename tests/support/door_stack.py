@@ -18,15 +18,16 @@ import requests
 
 from tests.fakes import grafana_tarball
 from tests.support.env import free_port, wordslab_env
+from wordslab_dashboard.door import url_host
 
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "door-pass-123"
 POD = "abc123xyz"
 
 
-def start_door_stack(tmp: Path) -> dict:
-    """Start it and wait until door, Grafana, Prometheus and Alertmanager answer. Returns door
-    (loopback URL), public (the platform URL), public_host, ports, grafana_log, proc."""
+def start_door_stack(tmp: Path, door_host: str = "127.0.0.1") -> dict:
+    """Start it (the door on `door_host`) and wait until door, Grafana, Prometheus and Alertmanager
+    answer. Returns door (loopback URL), public (the platform URL), public_host, ports, grafana_log, proc."""
     tarball = tmp / "grafana.tar.gz"
     sha = grafana_tarball.build(tarball)
     ports = {name: free_port() for name in ("exporter", "admin", "prometheus", "grafana", "door", "alertmanager")}
@@ -45,11 +46,11 @@ def start_door_stack(tmp: Path) -> dict:
             "--admin-address", f"127.0.0.1:{ports['admin']}",
             "--prometheus-address", f"127.0.0.1:{ports['prometheus']}",
             "--alertmanager-address", f"127.0.0.1:{ports['alertmanager']}",
-            "--grafana-port", str(ports["grafana"]), "--door-host", "127.0.0.1",
+            "--grafana-port", str(ports["grafana"]), "--door-host", door_host,
             "--state-dir", str(tmp / "state")]
     proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, start_new_session=True)
-    door = f"http://127.0.0.1:{ports['door']}"
+    door = f"http://{url_host(door_host)}:{ports['door']}"
     ready = [door + "/admin/login", f"http://127.0.0.1:{ports['grafana']}/api/health",
              f"http://127.0.0.1:{ports['prometheus']}/-/ready", f"http://127.0.0.1:{ports['alertmanager']}/-/ready"]
     deadline = time.monotonic() + 60

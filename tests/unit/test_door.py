@@ -106,3 +106,26 @@ def test_a_busy_port_is_reported_before_nginx_starts():
         problem = port_problem("127.0.0.1", port)
         assert f"cannot listen on 127.0.0.1:{port}" in problem and "--dashboard-port" in problem
     assert port_problem("127.0.0.1", port) is None
+
+
+@pytest.mark.skipif(not NGINX, reason="needs Debian's nginx (./dashboard.sh test installs it)")
+@pytest.mark.parametrize("host", ["::1", "::", "[::1]", "0.0.0.0", "localhost"])
+def test_nginx_accepts_any_listen_host_ipv6_included(tmp_path, host):
+    door = _door(tmp_path, listen_host=host)
+    door.write()
+    result = subprocess.run([NGINX, "-t", "-p", str(door.runtime), "-c", str(door.config_path), "-e", "stderr"],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+
+
+def test_a_busy_ipv6_port_is_reported_with_the_address_in_brackets():
+    import socket
+    from wordslab_dashboard.door import port_problem
+    with socket.socket(socket.AF_INET6) as taken:
+        taken.bind(("::1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        for host in ("::1", "[::1]"):
+            problem = port_problem(host, port)
+            assert f"cannot listen on [::1]:{port} (Address already in use)" in problem, problem
+    assert port_problem("[::1]", port) is None and port_problem("::1", port) is None
