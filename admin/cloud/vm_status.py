@@ -85,6 +85,8 @@ def apply_state(vm: Vm, state: InstanceState, now: float) -> None:
 
 def apply_failure(vm: Vm, error: str, now: float) -> None:
     """Keep intervals as they are (we do not know), say what went wrong."""
+    if vm.status == "gone":  # presumed terminated stays so: only a listing brings it back
+        return
     if vm.status != "creating":  # a half-done create stays one until the provider lists it
         vm.status = "unknown"
     vm.last_error = error

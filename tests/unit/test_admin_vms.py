@@ -314,6 +314,10 @@ def test_an_instance_left_out_long_enough_is_gone_and_shown_so(client, env):
         page = client.get("/admin/vms/").text
         assert ">gone<" in page and "presumed terminated" in page
         assert 'data-action="terminate"' in page  # still offered, in case the rule was wrong
+        fake.fail = "500"  # a provider outage does not make a gone VM undeletable again
+        _refresh(env, t0 + MISSING_MIN_SECONDS + 30)
+        assert _vm_row(env).status == "gone" and "presumed terminated" in _vm_row(env).last_error
+        fake.fail = None
         fake.hidden = set()  # the rule was wrong after all: it is listed again, and bills again
         _refresh(env, t0 + MISSING_MIN_SECONDS + 60)
         vm = _vm_row(env)
