@@ -98,15 +98,23 @@ def _location(path: str, body: str) -> str:
     return f"        location {path} {{\n{body}\n        }}\n"
 
 
+# Prometheus' and Alertmanager's UIs and the docs say nothing about framing: without this, a
+# page of the same site (which gets the SameSite=Lax cookie in a frame) could frame Alertmanager's
+# prefilled "new silence" form under a decoy button. Grafana and the admin forbid it themselves.
+_NO_FOREIGN_FRAMES = """\
+            add_header X-Frame-Options SAMEORIGIN always;"""
+
+
 def _proxied(path: str, upstream_url: str, *, user: bool) -> str:
     header = "$wordslab_user" if user else '""'
+    frames = "" if user else f"\n            proxy_hide_header X-Frame-Options;\n{_NO_FOREIGN_FRAMES}"
     # Grafana refuses a POST whose Origin is not the Host it sees ("origin not allowed"), which
     # a platform proxy that rewrites Host causes for every panel query. A request the browser
     # itself marks same-origin (Sec-Fetch-Site, not settable by pages) needs no such check: its
     # Origin is dropped; any other keeps it, and Grafana checks it.
     origin = "\n            proxy_set_header Origin $wordslab_origin;" if user else ""
     return _location(path, f"{_GUARD}\n            proxy_pass {upstream_url};\n{_FORWARDED}\n{_UPGRADE}\n"
-                           f"            proxy_set_header {AUTH_PROXY_HEADER} {header};{origin}")
+                           f"            proxy_set_header {AUTH_PROXY_HEADER} {header};{origin}{frames}")
 
 
 def render(door: Door) -> str:
@@ -154,7 +162,8 @@ def render(door: Door) -> str:
             types {{ text/html html htm; text/plain md txt; text/css css; application/javascript js;
                     image/png png; image/jpeg jpg jpeg; image/gif gif; image/svg+xml svg;
                     application/pdf pdf; }}
-            default_type application/octet-stream;"""))
+            default_type application/octet-stream;
+{_NO_FOREIGN_FRAMES}"""))
     locations.append(_location("= /docs", "            return 301 /docs/;"))
     if door.grafana:
         locations.append(_proxied("/", f"http://{door.grafana}", user=True))

@@ -298,3 +298,16 @@ def test_up_with_the_door_on_an_ipv6_address_opens_the_same_door(tmp_path):
     finally:
         output = stop_door_stack(ipv6)
     assert "door        pid" in output and "exited with code" not in output
+
+
+def test_pages_behind_the_door_cannot_be_framed_by_another_site(stack):
+    """A same-site page (another pod on proxy.runpod.net) gets the Lax cookie inside a frame too:
+    Alertmanager's prefilled silence form under a decoy button is one click from silencing all."""
+    browser = Browser(stack["door"], stack["public_host"])
+    browser.login()
+    ui_path = urlsplit(browser.get("/prometheus/").headers["Location"]).path
+    for path in (ui_path, "/prometheus/api/v1/query?query=up", "/alertmanager/", "/docs/", "/docs/index.md"):
+        response = browser.get(path)
+        assert response.status_code == 200, path
+        assert response.headers.get("X-Frame-Options") == "SAMEORIGIN", path
+    assert browser.get("/admin/").headers["X-Frame-Options"] == "DENY"  # the admin's own, kept
