@@ -25,6 +25,14 @@ from tests.fakes.model_files import (hf_cache_repo, llm_config, provider_file, s
 FILE_SHARE = 0.2  # a fifth of the models are plain files (torch / fastai / keras)
 
 
+def add_hf_model(env: dict, repo_id: str) -> None:
+    """One more Hugging Face cache repo, as a download leaves it."""
+    files = {"config.json": json.dumps(llm_config(context=4096)).encode(),
+             "README.md": b"---\npipeline_tag: text-generation\n---\n",
+             "model.safetensors": safetensors_bytes(tiny_llm_tensors())}
+    hf_cache_repo(hf_hub_cache(env), repo_id, files)
+
+
 def make_models(env: dict, count: int) -> int:
     cache = hf_hub_cache(env)
     weights = safetensors_bytes(tiny_llm_tensors())

@@ -44,6 +44,12 @@ def make_template_remote(where: Path) -> Path:
     return bare
 
 
+def commit_file(project: Path, name: str, content: str) -> None:
+    (project / name).write_text(content)
+    _git("add", name, cwd=project)
+    _git("commit", "-q", "-m", f"edit {name}", cwd=project)
+
+
 def make_projects(workspace: Path, n: int = 200) -> int:
     workspace.mkdir(parents=True, exist_ok=True)
     bare = make_template_remote(Path(tempfile.mkdtemp(prefix="scale-remote-", dir=workspace.parent)))
