@@ -79,8 +79,26 @@ def _warn_if_db_unusable(settings: Settings) -> None:
         engine.dispose()
 
 
+# glibc's mallopt parameter for MALLOC_ARENA_MAX (malloc.h).
+M_ARENA_MAX = -8
+
+
+def limit_malloc_arenas(arenas: int = 2) -> bool:
+    """Cap glibc's malloc arenas, as MALLOC_ARENA_MAX does: each of the ~20 threads (sources,
+    HTTP, watcher) would otherwise get its own arena, about 3 MB of RSS for nothing at this
+    allocation rate. Before any thread starts; a no-op (False) without glibc."""
+    import ctypes
+    import ctypes.util
+    name = ctypes.util.find_library("c")
+    try:
+        return bool(ctypes.CDLL(name).mallopt(M_ARENA_MAX, arenas)) if name else False
+    except (OSError, AttributeError):
+        return False
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    limit_malloc_arenas()
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
