@@ -30,7 +30,7 @@ from common.store.vms import Vm
 from admin.alerting.alertmanager import Alertmanager, AlertmanagerError, iso
 from admin.cloud.gpu_window import GpuWindow, query_window
 from admin.prometheus_api import PrometheusError
-from admin.ops.vm_ops import VmActionError, run_action
+from admin.ops.vm_ops import VmActionCalledOff, VmActionError, run_action
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], float]
@@ -151,6 +151,21 @@ class _Candidate:
     policy: Policy
     anchor: float
     usd_per_hour: float
+    kept_at: float | None = None
+    last_started_at: float | None = None
+
+    def changed(self, settings: Settings):
+        """A `still` check for run_action: why the decision taken on this candidate no longer
+        holds ("keep running" pressed, the VM restarted, its autostop settings changed), or None."""
+        def still(session, vm: Vm) -> str | None:
+            if vm.autostop_kept_at != self.kept_at:
+                return "kept running meanwhile"
+            if vm.last_started_at != self.last_started_at or vm.status != "running":
+                return "its state changed meanwhile"
+            if policy_of(vm, settings.autostop_time_scale) != self.policy:
+                return "its autostop settings changed meanwhile"
+            return None
+        return still
 
 
 def _candidates(sessions: sessionmaker, settings: Settings, now: float) -> list[_Candidate]:
@@ -160,14 +175,16 @@ def _candidates(sessions: sessionmaker, settings: Settings, now: float) -> list[
             policy = policy_of(vm, settings.autostop_time_scale)
             if policy.enabled:
                 anchor = max(vm.last_started_at or now, vm.autostop_kept_at or 0.0)
-                out.append(_Candidate(vm.id, vm.name, policy, anchor, vm.template.compute_usd_per_hour))
+                out.append(_Candidate(vm.id, vm.name, policy, anchor, vm.template.compute_usd_per_hour,
+                                      vm.autostop_kept_at, vm.last_started_at))
         return out
 
 
-def _record(sessions: sessionmaker, vm_id: int, stop_at: float | None, note: str) -> None:
+def _record(sessions: sessionmaker, vm_id: int, stop_at: float | None, note: str, still=None) -> None:
+    """Write the countdown and note; with `still`, only while the decision still holds."""
     with sessions.begin() as session:
         vm = session.get(Vm, vm_id)
-        if vm is not None:
+        if vm is not None and (still is None or still(session, vm) is None):
             vm.autostop_at, vm.autostop_note = stop_at, note
 
 
@@ -192,17 +209,23 @@ def check(sessions: sessionmaker, settings: Settings, clock: Clock = time.time) 
             except PrometheusError as exc:
                 error = str(exc)
         decision = decide(c.policy, c.anchor, now, window, error)
-        _record(sessions, c.vm_id, decision.stop_at, decision.note)
-        if decision.stop and stop_vm(sessions, settings, c.vm_id, c.name, decision.note, c.usd_per_hour, clock):
+        _record(sessions, c.vm_id, decision.stop_at, decision.note, c.changed(settings))
+        if decision.stop and stop_vm(sessions, settings, c.vm_id, c.name, decision.note, c.usd_per_hour, clock,
+                                     still=c.changed(settings)):
             stopped.append(c.name)
     return stopped
 
 
 def stop_vm(sessions: sessionmaker, settings: Settings, vm_id: int, name: str, reason: str,
-            usd_per_hour: float, clock: Clock = time.time, alertname: str = NOTIFY_ALERT) -> bool:
-    """Stop through the admin's own stop action, note it, notify. False when the stop failed."""
+            usd_per_hour: float, clock: Clock = time.time, alertname: str = NOTIFY_ALERT,
+            still=None) -> bool:
+    """Stop through the admin's own stop action, note it, notify. False when the stop failed
+    or was called off (`still`, see run_action: the decision no longer holds)."""
     try:
-        run_action(sessions, settings, vm_id, "stop", True, clock)
+        run_action(sessions, settings, vm_id, "stop", True, clock, still)
+    except VmActionCalledOff as exc:
+        log.info("autostop of %s called off: %s", name, exc)
+        return False
     except VmActionError as exc:
         _record(sessions, vm_id, None, f"autostop could not stop it: {exc}")
         log.warning("autostop of %s failed: %s", name, exc)

@@ -8,6 +8,7 @@ budget, compared with the budget set in the admin.
 """
 from __future__ import annotations
 
+import math
 import time
 from typing import Callable
 
@@ -27,9 +28,11 @@ ALERT = "WordslabBudgetGuardStopped"
 
 
 def month_spend(settings: Settings, now: float) -> float | None:
-    """This month's spend in USD, None when Prometheus has no figure. Raises PrometheusError."""
+    """This month's spend in USD, None when Prometheus has no figure or not a number (NaN, Inf:
+    never a reason to stop). Raises PrometheusError."""
     result = query(settings.prometheus_url, SPEND, now)
-    return float(result[0]["value"][1]) if result else None
+    spend = float(result[0]["value"][1]) if result else None
+    return spend if spend is not None and math.isfinite(spend) else None
 
 
 def check_budget(sessions: sessionmaker, settings: Settings, clock: Callable[[], float] = time.time) -> list[str]:
@@ -45,5 +48,12 @@ def check_budget(sessions: sessionmaker, settings: Settings, clock: Callable[[],
     if spend is None or spend <= float(budget):
         return []
     reason = f"this month's spend ${spend:.2f} passed the budget ${float(budget):.2f}"
+
+    def still(session, vm) -> str | None:
+        # Each stop may wait on a slow provider: the user may untick the guard or raise the budget meanwhile.
+        if get_setting(session, BUDGET_STOP_SETTING) != "1" or get_setting(session, BUDGET_SETTING) != budget:
+            return "the budget guard's settings changed meanwhile"
+        return None
+
     return [name for vm_id, name, price in running
-            if stop_vm(sessions, settings, vm_id, name, reason, price, clock, alertname=ALERT)]
+            if stop_vm(sessions, settings, vm_id, name, reason, price, clock, alertname=ALERT, still=still)]

@@ -13,7 +13,7 @@ import time
 from typing import Callable
 
 from sqlalchemy import update
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from common.config import Settings
 from admin.formatting import usd
@@ -32,6 +32,10 @@ _EXPECTED = {"start": "starting", "stop": "stopped", "terminate": "terminated"}
 
 class VmActionError(Exception):
     """The action was refused or failed; the message is for the user."""
+
+
+class VmActionCalledOff(VmActionError):
+    """A background action's `still` check found its decision no longer holds; nothing was done."""
 
 
 def allowed_actions(vm: Vm) -> tuple[str, ...]:
@@ -71,11 +75,15 @@ before_create_recorded: Callable[[Vm], None] = lambda vm: None
 
 
 def run_action(sessions: sessionmaker, settings: Settings, vm_id: int, action: str, confirmed: bool,
-               clock: Callable[[], float] = time.time) -> str:
-    """Do `action` on VM `vm_id`. Returns a message for the user; raises VmActionError."""
+               clock: Callable[[], float] = time.time,
+               still: Callable[[Session, Vm], str | None] | None = None) -> str:
+    """Do `action` on VM `vm_id`. Returns a message for the user; raises VmActionError.
+    `still(session, vm)`: checked in the claiming transaction, right before the provider call;
+    a reason it returns refuses the action (a background decision that the row, or a setting,
+    has changed since it was taken: "keep running" pressed, autostop turned off)."""
     if action not in ACTIONS:
         raise VmActionError(f"unknown action {action!r}")
-    name, provider, client, request, seen = _claim(sessions, settings, vm_id, action, confirmed, clock)
+    name, provider, client, request, seen = _claim(sessions, settings, vm_id, action, confirmed, clock, still)
     try:
         if action == "create":
             state = client.create(request)
@@ -116,7 +124,7 @@ def run_action(sessions: sessionmaker, settings: Settings, vm_id: int, action: s
 
 
 def _claim(sessions: sessionmaker, settings: Settings, vm_id: int, action: str, confirmed: bool,
-           clock) -> tuple[str, str, ProviderClient, CreateRequest | None, tuple[str | None, str]]:
+           clock, still=None) -> tuple[str, str, ProviderClient, CreateRequest | None, tuple[str | None, str]]:
     """Check the action and take the row for it in one short transaction (a create commits its
     intent here); returns what the provider call needs. Raises VmActionError."""
     with sessions.begin() as session:
@@ -129,6 +137,9 @@ def _claim(sessions: sessionmaker, settings: Settings, vm_id: int, action: str, 
         if action in NEEDS_CONFIRMATION and not confirmed:
             raise VmActionError(f"{action} {name} not done: tick the confirmation box first "
                                 f"({confirmation_text(vm, action)})")
+        changed = still(session, vm) if still is not None else None
+        if changed:
+            raise VmActionCalledOff(f"{action} {name} not done: {changed}")
         try:
             client = vm_status.client_for(vm.template.platform, vm.template, settings,
                                           vm_status.provider_timeout(settings))
