@@ -12,7 +12,9 @@ Grafana publishes the same values beside each file as `<file>.sha256`.
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
+import http.client
 import os
 import platform
 import shutil
@@ -99,19 +101,37 @@ def ensure_grafana(cache_dir: Path, *, download_url: str | None = None, tarball:
     found = installed(cache_dir, release, arch)
     if found:
         return found
-    cache_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        # One install at a time per cache: a second `up` waits, then finds it installed.
+        with open(cache_dir / ".grafana-install.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            return installed(cache_dir, release, arch) or _install(
+                cache_dir, name, sha256, release, arch, download_url, tarball, progress or _print)
+    except OSError as exc:  # the cache itself: missing, read-only, a file, full
+        raise GrafanaInstallError(
+            f"cannot install Grafana into the cache directory {cache_dir}: {exc}; choose a writable "
+            f"folder with --cache-dir (or WORDSLAB_DASHBOARD_CACHE_DIR)") from None
+
+
+def _install(cache_dir: Path, name: str, sha256: str, release: GrafanaRelease, arch: str,
+             download_url: str | None, tarball: Path | None,
+             progress: Callable[[str], None]) -> GrafanaInstall:
     if tarball is not None:
         if not tarball.is_file():
             raise GrafanaInstallError(f"Grafana tarball {tarball} not found")
-        _verify(tarball, sha256, release, origin=str(tarball))
+        _verify(tarball, sha256, release, arch, origin=str(tarball))
         archive = tarball
     else:
         archive = cache_dir / name
+        if archive.is_file():
+            try:
+                _verify(archive, sha256, release, arch, origin=str(archive))
+            except GrafanaInstallError:
+                archive.unlink()  # our own cached copy, damaged since: fetch it again
         if not archive.is_file():
             base = (download_url or DEFAULT_DOWNLOAD_URL).format(version=release.version)
-            _download(base.rstrip("/") + "/" + name, archive, sha256, release, progress or _print)
-        else:
-            _verify(archive, sha256, release, origin=str(archive))
+            _download(base.rstrip("/") + "/" + name, archive, sha256, release, progress)
     _unpack(archive, _install_dir(cache_dir, release, arch))
     return GrafanaInstall.unpacked(_install_dir(cache_dir, release, arch))
 
@@ -135,39 +155,63 @@ def _print(line: str) -> None:
 
 def _download(url: str, dest: Path, sha256: str, release: GrafanaRelease,
               progress: Callable[[str], None]) -> None:
-    # Into a .part file first: an interrupted or wrong download never looks like a good one.
+    """Download into a .part file (the caller holds the cache lock), renamed only once its sha256
+    is right. Network failures raise GrafanaInstallError with the offline hint; the cache's own
+    errors (read-only, full) are left as OSError for the caller to name the cache."""
     part = dest.with_name(dest.name + ".part")
     digest = hashlib.sha256()
     try:
-        with urllib.request.urlopen(url, timeout=TIMEOUT_SECONDS) as resp, open(part, "wb") as out:
-            total = int(resp.headers.get("Content-Length") or 0)
-            done, shown = 0, -1
-            progress(f"downloading Grafana {release.version} from {url}"
-                     + (f" ({total / 1e6:.0f} MB)" if total else ""))
-            while chunk := resp.read(CHUNK_BYTES):
-                out.write(chunk)
-                digest.update(chunk)
-                done += len(chunk)
-                if total and (step := done * 10 // total) != shown:
-                    shown = step
-                    progress(f"  Grafana download {done * 100 // total} % ({done / 1e6:.0f} MB)")
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        part.unlink(missing_ok=True)
-        reason = getattr(exc, "reason", None) or exc
-        raise GrafanaInstallError(f"cannot download Grafana {release.version} from {url}: {reason}; "
-                                  + offline_hint(release)) from None
-    if digest.hexdigest() != sha256:
-        part.unlink(missing_ok=True)
-        raise GrafanaInstallError(_mismatch(url, digest.hexdigest(), sha256, release))
-    part.replace(dest)
+        with open(part, "wb") as out:
+            try:
+                resp = urllib.request.urlopen(url, timeout=TIMEOUT_SECONDS)
+            except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
+                raise _unreachable(url, exc, release) from None
+            with resp:
+                total = int(resp.headers.get("Content-Length") or 0)
+                done, shown = 0, -1
+                progress(f"downloading Grafana {release.version} from {url}"
+                         + (f" ({total / 1e6:.0f} MB)" if total else ""))
+                while True:
+                    try:
+                        chunk = resp.read(CHUNK_BYTES)
+                    except (OSError, ValueError, http.client.HTTPException) as exc:
+                        raise _unreachable(url, exc, release) from None
+                    if not chunk:
+                        break
+                    out.write(chunk)
+                    digest.update(chunk)
+                    done += len(chunk)
+                    if total and (step := done * 10 // total) != shown:
+                        shown = step
+                        progress(f"  Grafana download {done * 100 // total} % ({done / 1e6:.0f} MB)")
+        if digest.hexdigest() != sha256:
+            raise GrafanaInstallError(_mismatch(url, digest.hexdigest(), sha256, release))
+        part.replace(dest)
+    finally:  # interrupted (Ctrl-C), refused or failed: no partial file stays behind
+        if part.exists():
+            part.unlink()
 
 
-def _verify(path: Path, sha256: str, release: GrafanaRelease, *, origin: str) -> None:
+def _unreachable(url: str, exc: BaseException, release: GrafanaRelease) -> GrafanaInstallError:
+    reason = getattr(exc, "reason", None) or exc
+    return GrafanaInstallError(f"cannot download Grafana {release.version} from {url}: {reason}; "
+                               + offline_hint(release))
+
+
+def _verify(path: Path, sha256: str, release: GrafanaRelease, arch: str, *, origin: str) -> None:
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK_BYTES):
-            digest.update(chunk)
+    try:
+        with open(path, "rb") as f:
+            while chunk := f.read(CHUNK_BYTES):
+                digest.update(chunk)
+    except OSError as exc:
+        raise GrafanaInstallError(f"cannot read the Grafana tarball {origin}: {exc}") from None
     if digest.hexdigest() != sha256:
+        other = [a for a, (_, sha) in release.files.items() if sha == digest.hexdigest()]
+        if other:  # a good file, for another machine
+            raise GrafanaInstallError(
+                f"refusing Grafana from {origin}: it is Grafana {release.version}'s {other[0]} tarball and "
+                f"this machine is {arch}; use {release.files[arch][0]}. Nothing was unpacked")
         raise GrafanaInstallError(_mismatch(origin, digest.hexdigest(), sha256, release))
 
 

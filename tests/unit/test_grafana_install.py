@@ -5,7 +5,8 @@ import hashlib
 import io
 import os
 import tarfile
-from http.server import SimpleHTTPRequestHandler
+import threading
+from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -13,8 +14,8 @@ import pytest
 from tests.fakes import grafana_tarball
 from tests.fakes.loopback import serving
 from tests.support.env import free_port
-from wordslab_dashboard.grafana_install import (PINNED, GrafanaInstallError, ensure_grafana, installed,
-                                                offline_hint)
+from wordslab_dashboard.grafana_install import (PINNED, GrafanaInstallError, GrafanaRelease, ensure_grafana,
+                                                installed, offline_hint)
 
 NAME = "grafana_12.4.2_1_linux_amd64.tar.gz"
 
@@ -140,3 +141,105 @@ def test_pinned_release_covers_both_architectures_with_real_checksums():
     with pytest.raises(GrafanaInstallError, match="no Grafana 12.4.2 build for .*riscv64"):
         PINNED.file_for("riscv64")
     assert "dl.grafana.com/grafana/release/12.4.2/" in offline_hint(arch="amd64")
+
+
+def test_two_installs_at_once_download_once_and_both_get_grafana(tmp_path):
+    """A second `up` started while the first downloads waits for it, then finds Grafana installed
+    (before: both wrote one .part file, and the loser failed with FileNotFoundError)."""
+    good = tmp_path / "good.tar.gz"
+    sha = grafana_tarball.build(good)
+    release = grafana_tarball.release_for(NAME, sha)
+    cache = tmp_path / "cache"
+    hits, results, threads = [], [], []
+    second_hit = threading.Event()
+
+    def install():
+        try:
+            results.append(ensure_grafana(cache, download_url=url, release=release, arch="amd64",
+                                          progress=lambda _: None))
+        except BaseException as exc:  # noqa: BLE001 - the test reports whatever escaped
+            results.append(exc)
+
+    class Slow(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            hits.append(self.path)
+            if len(hits) == 1:  # the first download is under way: start the second install now
+                threads.append(threading.Thread(target=install))
+                threads[0].start()
+                second_hit.wait(2)  # an unlocked second install reaches the site meanwhile
+            else:
+                second_hit.set()
+            data = good.read_bytes()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    with serving(Slow) as base:
+        url = base + "/"
+        install()
+        threads[0].join()
+    assert hits == [f"/{NAME}"]
+    assert len(results) == 2 and results[0] == results[1] and results[0].binary.is_file(), results
+
+
+def test_an_unwritable_cache_says_which_folder_and_how_to_choose_another(site, tmp_path):
+    url, folder, _ = site
+    sha = grafana_tarball.build(folder / NAME)
+    release = grafana_tarball.release_for(NAME, sha)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    for cache in (blocker, blocker / "cache"):  # the cache is a file / lies under one
+        for source in ({"download_url": url}, {"tarball": folder / NAME}):
+            with pytest.raises(GrafanaInstallError, match=f"cache directory {cache}: .*--cache-dir"):
+                ensure_grafana(cache, release=release, arch="amd64", progress=lambda _: None, **source)
+    assert blocker.read_text() == "not a folder"
+
+
+def test_a_damaged_cached_tarball_is_downloaded_again(site, tmp_path):
+    url, folder, hits = site
+    sha = grafana_tarball.build(folder / NAME)
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / NAME).write_bytes((folder / NAME).read_bytes()[:100])  # cut short, e.g. by a full disk
+    got = ensure_grafana(cache, download_url=url, release=grafana_tarball.release_for(NAME, sha),
+                         arch="amd64", progress=lambda _: None)
+    assert got.binary.is_file() and hits == [f"/{NAME}"]
+    assert (cache / NAME).read_bytes() == (folder / NAME).read_bytes()
+
+
+def test_a_download_cut_short_leaves_no_partial_file(tmp_path):
+    good = tmp_path / "good.tar.gz"
+    sha = grafana_tarball.build(good)
+
+    class Cut(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            data = good.read_bytes()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data[: len(data) // 2])  # then the connection drops
+
+    cache = tmp_path / "cache"
+    with serving(Cut) as base:
+        with pytest.raises(GrafanaInstallError, match="nothing was unpacked|cannot download"):
+            ensure_grafana(cache, download_url=base + "/", release=grafana_tarball.release_for(NAME, sha),
+                           arch="amd64", progress=lambda _: None)
+    _nothing_unpacked(cache)
+    assert not (cache / NAME).exists()
+
+
+def test_the_other_architectures_tarball_is_named_as_such(tmp_path):
+    arm = tmp_path / "arm.tar.gz"
+    arm_sha = grafana_tarball.build(arm)
+    release = GrafanaRelease("12.4.2", {"amd64": (NAME, "a" * 64), "arm64": ("arm.tar.gz", arm_sha)})
+    with pytest.raises(GrafanaInstallError, match="it is Grafana 12.4.2's arm64 tarball and this machine is "
+                                                  f"amd64; use {NAME}"):
+        ensure_grafana(tmp_path / "cache", tarball=arm, release=release, arch="amd64")
+    _nothing_unpacked(tmp_path / "cache")
