@@ -64,9 +64,25 @@ class WindowsDrive:
 
 def normalize(windows_path: str) -> str:
     """`C:/wordslab\\\\virtual-machines/x\\` -> `C:\\wordslab\\virtual-machines\\x`: one separator
-    style, no doubled separators (the installer's `echo` can leave them), no trailing one."""
-    path = re.sub(r"[\\/]+", r"\\", windows_path.strip().strip('"').strip())
+    style, no doubled separators (the installer's `echo` can leave them), no trailing one, no
+    byte-order mark or surrounding quotes (files rewritten on Windows, cmd's `echo '...'`)."""
+    path = re.sub(r"[\\/]+", r"\\", _unquote(windows_path.strip().lstrip("\ufeff").strip()))
     return path if re.fullmatch(r"[A-Za-z]:\\", path) else path.rstrip("\\")
+
+
+def _unquote(text: str) -> str:
+    """The text inside one pair of matching quotes ("..." from a shell, '...' from cmd's echo)."""
+    while len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
+        text = text[1:-1].strip()
+    return text
+
+
+def _decode(data: bytes) -> str:
+    """A dot file as Windows tools may have rewritten it: UTF-16 with its BOM (PowerShell's
+    Out-File), UTF-8 with or without one (Notepad); undecodable bytes replaced."""
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        return data.decode("utf-16", errors="replace")
+    return data.decode("utf-8-sig", errors="replace")
 
 
 def _dot_file(settings: Settings, role: str) -> str | None:
@@ -74,7 +90,7 @@ def _dot_file(settings: Settings, role: str) -> str | None:
     if linux_dir is None:
         return None
     try:
-        return (linux_dir / f".{ROLE_VARS[role]}").read_text(errors="replace").strip() or None
+        return normalize(_decode((linux_dir / f".{ROLE_VARS[role]}").read_bytes())) or None
     except OSError:
         return None
 

@@ -376,3 +376,28 @@ def test_wsl_problems_show_per_role(vm_env, windows):
     (windows.mount_root / "e").mkdir()
     assert virtual_disks(collect(env, wsl_mount_root=windows.mount_root))["models"] == (
         "missing", "E:", r"E:\nothing-here\ext4.vhdx")
+
+
+@pytest.mark.parametrize("content", [
+    "\ufeffC:\\wordslab\\virtual-machines\\wordslab-notebooks\r\n".encode(),  # Notepad's UTF-8 with BOM
+    "C:\\wordslab\\virtual-machines\\wordslab-notebooks\r\n".encode("utf-16"),  # PowerShell's Out-File
+    b"'C:\\wordslab\\virtual-machines\\wordslab-notebooks' \r\n",  # cmd's echo keeps the quotes
+    b"\"C:\\\\wordslab\\\\virtual-machines\\\\wordslab-notebooks\\\\\"   \n",
+], ids=["utf8-bom", "utf16", "single-quotes", "double-quotes-doubled-backslashes"])
+def test_wsl_home_dot_file_rewritten_on_windows_still_finds_the_vm(vm_env, windows, content):
+    env = wsl_env(vm_env, windows)
+    windows.install_wordslab(env, SIZES)
+    Path(env["WORDSLAB_HOME"], ".WORDSLAB_WINDOWS_HOME").write_bytes(content)
+    Path(env["WORDSLAB_WORKSPACE"], ".WORDSLAB_WINDOWS_WORKSPACE").unlink()  # found beside the VM
+    disks = virtual_disks(collect(env, wsl_mount_root=windows.mount_root))
+    assert disks["home"] == disks["root"] == ("ok", "C:", VM)
+    assert disks["workspace"] == ("ok", "C:", WORKSPACE)
+
+
+@pytest.mark.parametrize("value", ["\ufeffC:\\wordslab", "'C:\\wordslab'", '"C:\\wordslab\\"', "  C:/wordslab/ "])
+def test_wsl_home_variable_with_quotes_or_bom_finds_the_vm(vm_env, windows, value):
+    env = {**wsl_env(vm_env, windows), "WORDSLAB_WINDOWS_HOME": value}
+    windows.install_wordslab(env, SIZES)
+    Path(env["WORDSLAB_HOME"], ".WORDSLAB_WINDOWS_HOME").unlink()
+    disks = virtual_disks(collect(env, wsl_mount_root=windows.mount_root))
+    assert disks["home"] == ("ok", "C:", VM) and disks["models"] == ("ok", "C:", MODELS)
