@@ -2,8 +2,8 @@
 
 - X-Forwarded-For/-Proto/-Host are believed only from a loopback peer (the local nginx), one
   hop deep (werkzeug's ProxyFix): anyone else's are ignored.
-- The session cookie is Secure whenever the request came over HTTPS, which behind a platform's
-  HTTPS proxy (Runpod, Jarvislabs) the door reports in X-Forwarded-Proto.
+- The session cookie is Secure (and `__Host-` prefixed) whenever the request came over HTTPS,
+  which behind a platform's HTTPS proxy (Runpod, Jarvislabs) the door reports in X-Forwarded-Proto.
 - The door asks `/admin/auth/check` before every request it lets through (nginx auth_request):
   200 with the user in USER_HEADER when logged in, 401 otherwise.
 """
@@ -40,7 +40,15 @@ class LocalProxyFix:
 
 
 class DoorSessionInterface(SecureCookieSessionInterface):
-    """Signed cookie sessions, Secure when the request came over HTTPS."""
+    """Signed cookie sessions, Secure when the request came over HTTPS, and then named with the
+    `__Host-` prefix: browsers refuse such a cookie from any other host, so another pod on the
+    platform's proxy domain (proxy.runpod.net is no public suffix) cannot toss a cookie of our
+    name for the whole domain, sent before ours, and so break this door's login (its CSRF
+    session). Over plain HTTP (an SSH tunnel, Vast.ai) the prefix is not allowed: the plain name."""
+
+    def get_cookie_name(self, app: Flask) -> str:
+        name = super().get_cookie_name(app)
+        return f"__Host-{name}" if request.is_secure else name
 
     def get_cookie_secure(self, app: Flask) -> bool:
         return super().get_cookie_secure(app) or request.is_secure

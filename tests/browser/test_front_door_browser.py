@@ -37,7 +37,7 @@ def test_one_login_in_the_browser_opens_the_whole_door(stack, chromium):
         page.click("#login-form button[type=submit]")
         expect(page).to_have_url(door + "/d/wordslab-home?orgId=1")  # back where the user was going
         assert '"user": "admin"' in page.content()  # Grafana saw the door's user
-        cookie = next(c for c in context.cookies() if c["name"] == "wordslab_admin_session")
+        cookie = next(c for c in context.cookies() if c["name"] == "__Host-wordslab_admin_session")
         assert cookie["secure"] and cookie["httpOnly"]
 
         page.goto(door + "/prometheus/")

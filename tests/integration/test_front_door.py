@@ -38,9 +38,11 @@ class Browser:
         self.proxy_headers = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": public_host,
                               "Host": urlsplit(door).netloc}
         self.set_cookie_lines: list[str] = []
+        self.foreign_cookies = ""  # set by another host for the whole domain: sent before ours
 
     def request(self, method: str, path: str, headers: dict | None = None, **kwargs) -> requests.Response:
-        cookie = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
+        cookie = "; ".join([self.foreign_cookies] * bool(self.foreign_cookies) +
+                           [f"{k}={v}" for k, v in self.cookies.items()])
         all_headers = {**self.proxy_headers, **({"Cookie": cookie} if cookie else {}), **(headers or {})}
         response = requests.request(method, self.door + path, headers=all_headers, allow_redirects=False,
                                     timeout=10, **kwargs)
@@ -100,8 +102,9 @@ def test_one_login_opens_every_path_with_secure_cookies(stack):
     browser = Browser(stack["door"], stack["public_host"])
     response = browser.login("/d/wordslab-machine?orgId=1")
     assert response.status_code == 302 and response.headers["Location"] == "/d/wordslab-machine?orgId=1"
-    session_cookies = [line for line in browser.set_cookie_lines if line.startswith("wordslab_admin_session=")]
-    assert session_cookies and all("; Secure" in line and "HttpOnly" in line for line in session_cookies)
+    session_cookies = [line for line in browser.set_cookie_lines if line.startswith("__Host-wordslab_admin_session=")]
+    assert session_cookies and all("; Secure" in line and "HttpOnly" in line and "; Path=/" in line
+                                   and "Domain" not in line for line in session_cookies)
     grafana = browser.get("/d/wordslab-machine?orgId=1")
     assert grafana.status_code == 200 and grafana.json() == {
         "fake": "grafana", "path": "/d/wordslab-machine?orgId=1", "user": "admin"}
@@ -311,3 +314,14 @@ def test_pages_behind_the_door_cannot_be_framed_by_another_site(stack):
         assert response.status_code == 200, path
         assert response.headers.get("X-Frame-Options") == "SAMEORIGIN", path
     assert browser.get("/admin/").headers["X-Frame-Options"] == "DENY"  # the admin's own, kept
+
+
+def test_a_session_cookie_another_pod_tosses_for_the_whole_domain_does_not_break_the_login(stack):
+    """Another pod's page on proxy.runpod.net may set `wordslab_admin_session` with
+    Domain=proxy.runpod.net; browsers send it before ours. Over HTTPS ours is `__Host-` named,
+    which no other host can set."""
+    browser = Browser(stack["door"], stack["public_host"])
+    browser.foreign_cookies = "wordslab_admin_session=tossed"
+    response = browser.login("/prometheus/api/v1/query?query=up")
+    assert response.status_code == 302, response.text
+    assert browser.get("/prometheus/api/v1/query?query=up").json()["status"] == "success"
