@@ -1,13 +1,15 @@
 """Display helpers shared by Python formatters, templates and the JSON endpoints."""
 from __future__ import annotations
 
+import math
 from datetime import datetime, timezone
 
 _UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
 
 
 def human_bytes(count: int | float | None) -> str:
-    if count is None:
+    """'1.5 GiB'; '' when unknown (None, NaN, infinite)."""
+    if count is None or not math.isfinite(count):
         return ""
     value = float(count)
     for unit in _UNITS:
@@ -43,10 +45,13 @@ def plural(count: int, singular: str, plural_form: str | None = None) -> str:
 
 def usd(amount: float | None, per: str = "") -> str:
     """Dollars as people read them, with cents: '$0.49/h', '$1,234.50'; a positive amount under
-    half a cent reads '<$0.01' rather than a misleading '$0.00'; '' when unknown."""
-    if amount is None:
+    half a cent reads '<$0.01' rather than a misleading '$0.00' (a credit that small '>-$0.01');
+    '' when unknown (None, NaN or infinite: a price a provider did not give as a number)."""
+    if amount is None or not math.isfinite(amount):
         return ""
     if 0 < amount < 0.005:
         return f"<$0.01{per}"
+    if -0.005 < amount < 0:
+        return f">-$0.01{per}"
     sign = "-" if amount < 0 else ""
     return f"{sign}${abs(amount):,.2f}{per}"

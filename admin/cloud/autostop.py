@@ -29,6 +29,7 @@ from common.store.vms import Vm
 
 from admin.alerting.alertmanager import Alertmanager, AlertmanagerError, iso
 from admin.cloud.gpu_window import GpuWindow, query_window
+from admin.formatting import usd
 from admin.prometheus_api import PrometheusError
 from admin.ops.vm_ops import VmActionCalledOff, VmActionError, run_action
 
@@ -125,8 +126,8 @@ def decide(policy: Policy, anchor: float, now: float, window: GpuWindow | None,
 
 def savings_text(name: str, usd_per_hour: float, reason: str) -> str:
     """What a stop saves, for the notification: $/h and $ per day it would have stayed idle."""
-    return (f"Autostop stopped VM {name} ({reason}). It cost ${usd_per_hour:.2f}/h: "
-            f"${usd_per_hour * 24:.2f} saved for each day it would have stayed on. Its disks are kept; "
+    return (f"Autostop stopped VM {name} ({reason}). It cost {usd(usd_per_hour, '/h')}: "
+            f"{usd(usd_per_hour * 24)} saved for each day it would have stayed on. Its disks are kept; "
             "start it again from the admin (/admin/vms/).")
 
 

@@ -21,6 +21,7 @@ from common.store.settings import get_setting
 from common.store.vms import BUDGET_SETTING, Vm
 
 from admin.cloud.autostop import stop_vm
+from admin.formatting import usd
 from admin.prometheus_api import query
 
 SPEND = "max(instance:wordslab_cost_month_usd:sum and on (instance) wordslab_cost_budget_month_usd)"
@@ -47,7 +48,7 @@ def check_budget(sessions: sessionmaker, settings: Settings, clock: Callable[[],
     spend = month_spend(settings, clock())
     if spend is None or spend <= float(budget):
         return []
-    reason = f"this month's spend ${spend:.2f} passed the budget ${float(budget):.2f}"
+    reason = f"this month's spend {usd(spend)} passed the budget {usd(float(budget))}"
 
     def still(session, vm) -> str | None:
         # Each stop may wait on a slow provider: the user may untick the guard or raise the budget meanwhile.

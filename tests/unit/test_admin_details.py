@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from admin.formatting import plural, usd
+from admin.formatting import human_bytes, plural, usd
 from common.store import session_factory
 from common.store.services import ExternalApi
 from common.store.vms import HostingPlatform, VmTemplate
@@ -45,9 +45,16 @@ def test_help_texts_show_their_placeholders_literally(client):
 
 @pytest.mark.parametrize("amount, per, text", [
     (0.49, "/h", "$0.49/h"), (0.0004, "", "<$0.01"), (0.0, "", "$0.00"), (1234.5, "", "$1,234.50"),
-    (0.005, "", "$0.01"), (None, "", ""), (-2.5, "", "-$2.50")])
+    (0.005, "", "$0.01"), (None, "", ""), (-2.5, "", "-$2.50"), (-0.0004, "/h", ">-$0.01/h"),
+    (float("nan"), "/h", ""), (float("inf"), "", ""), (-float("inf"), "", ""), (1e12, "", "$1,000,000,000,000.00")])
 def test_dollars_read_with_cents(amount, per, text):
     assert usd(amount, per) == text
+
+
+@pytest.mark.parametrize("count, text", [
+    (None, ""), (float("nan"), ""), (float("inf"), ""), (0, "0 B"), (1536, "1.5 KiB"), (3 * 2**30, "3.0 GiB")])
+def test_sizes_read_in_binary_units_and_unknown_is_blank(count, text):
+    assert human_bytes(count) == text
 
 
 def test_counts_agree_with_their_nouns():

@@ -88,3 +88,6 @@ def test_policy_falls_back_to_the_template_and_scales():
 def test_savings_say_dollars_per_hour_and_per_day():
     text = savings_text("box", 2.5, "idle")
     assert "$2.50/h" in text and "$60.00 saved for each day" in text
+    # A cheap VM's price is not rounded away to "$0.00/h" (the admin's one money format).
+    cheap = savings_text("tiny", 0.0001, "idle")
+    assert "<$0.01/h" in cheap and "<$0.01 saved for each day" in cheap and "$0.00" not in cheap
