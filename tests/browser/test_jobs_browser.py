@@ -20,15 +20,15 @@ def test_cancel_a_waiting_start_from_the_jobs_page(admin_server_factory, page, s
     page.locator("form[action*='/start'] button").first.click()
     page.goto(server.url + "/admin/jobs/")
     row = page.locator("tr", has_text="endpoint-start")
-    expect(row.locator(".job-status")).to_have_text("running", timeout=30_000)
+    expect(row.locator(".job-status")).to_have_text("running", timeout=60_000)
     with server.sessions()() as s:
         pid = s.query(Endpoint).one().pid
     assert pid and psutil.pid_exists(pid)
     screenshot("running")
     row.locator("form.job-cancel button").click()
-    expect(page.locator(".alert")).to_contain_text("cancel requested")
+    expect(page.locator(".alert")).to_contain_text("cancel requested", timeout=60_000)
     expect(page.locator("tr", has_text="endpoint-start").locator(".job-status")).to_have_text(
-        "cancelled", timeout=30_000)
+        "cancelled", timeout=60_000)
     expect(page.locator("tr", has_text="endpoint-start")).to_contain_text("cancelled by the user")
     expect(page.locator("tr", has_text="endpoint-start").locator("form.job-cancel")).to_have_count(0)
     screenshot("cancelled")

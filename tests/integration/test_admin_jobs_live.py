@@ -59,18 +59,18 @@ def test_stuck_starts_hold_up_neither_stop_nor_a_clone_and_a_start_can_be_cancel
         starts = {name: _act(web, server, name, "start") for name in ("a", "b", "c")}
         for name in starts:
             wait_for(lambda: _endpoint_row(server, name).status == "starting" and _endpoint_row(server, name).pid,
-                     30, f"endpoint {name} to be starting")
+                     120, f"endpoint {name} to be starting")
         pid_a, pid_b = _endpoint_row(server, "a").pid, _endpoint_row(server, "b").pid
 
         # More starts wait than there are job workers: Stop and a clone still run now.
         stop_a = _act(web, server, "a", "stop")
-        wait_for(lambda: _job(server, stop_a).status == "done", 60, "Stop to run while starts wait")
+        wait_for(lambda: _job(server, stop_a).status == "done", 120, "Stop to run while starts wait")
         assert _endpoint_row(server, "a").status == "stopped" and not psutil.pid_exists(pid_a)
         assert _job(server, starts["a"]).status in ("failed", "running")
         with git_http_server(remotes) as remote:
             web.post("/admin/projects/new/", {"url": remote.url("demo"), "name": "demo", "branch": ""})
             clone_id = max(j.id for j in _rows(server, Job) if j.kind == "clone")
-            wait_for(lambda: _job(server, clone_id).status == "done", 60, "the clone to run while starts wait")
+            wait_for(lambda: _job(server, clone_id).status == "done", 120, "the clone to run while starts wait")
 
         # Cancel from the jobs page: the start job ends "cancelled" and its server process is gone.
         page = web.get("/admin/jobs/").text
@@ -79,11 +79,11 @@ def test_stuck_starts_hold_up_neither_stop_nor_a_clone_and_a_start_can_be_cancel
         assert _job(server, starts["b"]).status == "running"  # no CSRF token, nothing cancelled
         page = web.post(f"/admin/jobs/{starts['b']}/cancel/").text
         assert f"job {starts['b']}: cancel requested" in page
-        job = wait_for(lambda: (j := _job(server, starts["b"])).status == "cancelled" and j, 60,
+        job = wait_for(lambda: (j := _job(server, starts["b"])).status == "cancelled" and j, 120,
                        "the start job to end cancelled")
         assert job.message == "cancelled by the user" and job.finished_at is not None
         wait_for(lambda: not psutil.pid_exists(pid_b) or psutil.Process(pid_b).status() == psutil.STATUS_ZOMBIE,
-                 30, "the cancelled start's process to end")
+                 120, "the cancelled start's process to end")
         assert _endpoint_row(server, "b").status == "stopped"
         page = web.post(f"/admin/jobs/{starts['b']}/cancel/").text
         assert "is not queued or running: nothing to cancel" in page

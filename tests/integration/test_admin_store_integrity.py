@@ -90,7 +90,7 @@ def test_admin_writes_survive_reader_processes_and_the_exporter_and_a_restart(ro
             _save_budget(web, str(value))
             if value % 4 == 0:
                 _sqlite3(server.db_path, "select count(*) from sqlite_master")
-                wait_for(lambda: _metric_budget(address) == f"{value:.1f}", 30,
+                wait_for(lambda: _metric_budget(address) == f"{value:.1f}", 120,
                           f"the exporter to read budget {value}")
             assert _budget_from_file(server.db_path) == str(value)
         for reader in readers:

@@ -60,7 +60,7 @@ def test_vm_pages_save_while_a_slow_status_refresh_waits_on_the_provider(tmp_pat
             assert _vm_rows(server)["box"].instance_id
             fake.delay_seconds = ADMIN_BUSY_TIMEOUT_S + 3  # each provider call outlasts a lock wait
             listed = len(fake.requests)
-            wait_for(lambda: len(fake.requests) > listed, 30, "the status refresh to ask the provider")
+            wait_for(lambda: len(fake.requests) > listed, 120, "the status refresh to ask the provider")
             # The refresh is inside its slow call now: every write must still go through.
             _ok(web.post(f"/admin/vms/edit/?id={ids['box']}", {
                 "name": "box", "template": "1", "container_gb": "20", "volume_gb": "10",
@@ -108,7 +108,7 @@ def test_a_create_recorded_while_the_db_is_locked_is_not_lost(tmp_path):
             assert re.search(rf"created instance {instance_id} but recording it failed", server.log())
             holders[0].join()
             # The status refresh finds it by name and records it.
-            vm = wait_for(lambda: (v := _vm_rows(server)["box"]).instance_id and v, 30,
+            vm = wait_for(lambda: (v := _vm_rows(server)["box"]).instance_id and v, 120,
                            "the status refresh to adopt the instance")
             assert vm.instance_id == instance_id and vm.status in ("starting", "running")
             page = _ok(web.get("/admin/vms/"))
@@ -129,16 +129,16 @@ def test_a_provider_that_lies_once_never_loses_a_live_vm(tmp_path):
             vm_id = _vm_rows(server)["box"].id
             _ok(web.post(f"/admin/vms/action/{vm_id}/create/", {"confirm": "1"}))
             instance_id = _vm_rows(server)["box"].instance_id
-            wait_for(lambda: _vm_rows(server)["box"].status == "running", 30, "the VM to run")
+            wait_for(lambda: _vm_rows(server)["box"].status == "running", 120, "the VM to run")
             fake.hidden = {instance_id}  # the provider's list leaves the live pod out
-            wait_for(lambda: _vm_rows(server)["box"].status == "missing", 30, "the refresh to see it missing")
+            wait_for(lambda: _vm_rows(server)["box"].status == "missing", 120, "the refresh to see it missing")
             page = _ok(web.get("/admin/vms/"))
             assert 'data-action="stop"' in page and 'data-action="terminate"' in page
             assert "it may still bill" in page
             page = _ok(web.post("/admin/vms/delete/", {"id": str(vm_id)}))
             assert "terminate it first, nothing was deleted" in page and "box" in _vm_rows(server)
             fake.hidden = set()
-            vm = wait_for(lambda: (v := _vm_rows(server)["box"]).status == "running" and v, 30,
+            vm = wait_for(lambda: (v := _vm_rows(server)["box"]).status == "running" and v, 120,
                           "the VM to be listed again")
             assert vm.instance_id == instance_id and vm.terminated_at is None and vm.last_error == ""
             page = _ok(web.post(f"/admin/vms/action/{vm_id}/terminate/", {"confirm": "1"}))
