@@ -18,7 +18,12 @@ TEST_ALERT = "WordslabTestNotification"
 
 
 class AlertmanagerError(Exception):
-    """Alertmanager did not answer or refused; the message says which."""
+    """Alertmanager did not answer or refused; the message says which. `refused`: it answered
+    with an error (a config it would not load), as opposed to not answering at all."""
+
+    def __init__(self, message: str, refused: bool = False):
+        super().__init__(message)
+        self.refused = refused
 
 
 def iso(ts: float) -> str:
@@ -37,7 +42,8 @@ class Alertmanager:
             raise AlertmanagerError(f"Alertmanager at {self.base_url} did not answer: {exc}") from None
         if response.status_code >= 400:
             detail = response.text.strip()[:300]
-            raise AlertmanagerError(f"Alertmanager refused {method} {path}: HTTP {response.status_code} {detail}")
+            raise AlertmanagerError(f"Alertmanager refused {method} {path}: HTTP {response.status_code} {detail}",
+                                    refused=True)
         return response
 
     def reload(self) -> None:

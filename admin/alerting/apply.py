@@ -35,16 +35,32 @@ def scrub(message: str, secret_values: list[str]) -> str:
     return message
 
 
+def refusal(sessions: sessionmaker, settings: Settings, receivers: list[AlertReceiver]) -> str | None:
+    """Why Alertmanager would refuse the config of these receivers (amtool), scrubbed; None if it loads."""
+    token = relay_token(sessions)
+    reason = config.check(config.config_path(settings), config.render(receivers, settings, token))
+    return None if reason is None else scrub(reason, _secrets(receivers, token))
+
+
+def _secrets(receivers, token: str) -> list[str]:
+    return [v for r in receivers for v in (r.url, r.token, r.smtp_password) if v] + [token]
+
+
 def apply(sessions: sessionmaker, settings: Settings, *, reload: bool = True) -> str:
-    """Render and write the config, then reload Alertmanager. Returns a message for the user;
-    raises AlertmanagerError when Alertmanager is unreachable or refuses the file (restored)."""
+    """Render, check (amtool) and write the config, then reload Alertmanager. Returns a message for
+    the user; raises AlertmanagerError when the file would be refused (not written), when
+    Alertmanager is unreachable (written; applies at its start) or refuses it (restored)."""
     token = relay_token(sessions)
     with sessions() as session:
         receivers = session.scalars(select(AlertReceiver).order_by(AlertReceiver.name)).all()
         rendered = config.render(receivers, settings, token)
         enabled = sum(1 for r in receivers if r.enabled)
-        secret_values = [v for r in receivers for v in (r.url, r.token, r.smtp_password) if v] + [token]
+        secret_values = _secrets(receivers, token)
     path = config.config_path(settings)
+    reason = config.check(path, rendered)
+    if reason is not None:
+        raise AlertmanagerError(f"Alertmanager would refuse the new config: {scrub(reason, secret_values)} "
+                                "(previous config kept)", refused=True)
     previous = path.read_bytes() if path.exists() else None
     config.write(path, rendered)
     if not reload:
@@ -52,9 +68,10 @@ def apply(sessions: sessionmaker, settings: Settings, *, reload: bool = True) ->
     try:
         Alertmanager(settings.alertmanager_url).reload()
     except AlertmanagerError as exc:
-        refused = "refused" in str(exc)
+        refused = exc.refused
         if refused and previous is not None:
             path.write_bytes(previous)
         raise AlertmanagerError(scrub(str(exc), secret_values) + (" (previous config kept)" if refused else
-                                            " (config written; it applies when Alertmanager starts)")) from None
+                                            " (config written; it applies when Alertmanager starts)"),
+                                refused=refused) from None
     return f"Alertmanager reloaded with {enabled} receiver(s)"

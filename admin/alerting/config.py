@@ -12,6 +12,8 @@ bearer token, and the relay reformats them (admin/alerting/relay.py).
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 from typing import Iterable
@@ -101,3 +103,27 @@ def write(path: Path, config: dict) -> None:
         fh.write("# Written by wordslab-admin from its alert receivers: edit them in the admin (Alerts menu).\n")
         yaml.safe_dump(config, fh, sort_keys=False)
     os.replace(tmp, path)
+
+
+def check(path: Path, config: dict) -> str | None:
+    """Alertmanager's own verdict on `config` before it is used (`amtool check-config`, from the
+    same Debian package): None when it loads, else amtool's reason (may quote secrets: scrub it).
+    None too when amtool is not installed (compose's admin image): the reload is the check there.
+    The file is written owner-only beside `path` and removed."""
+    amtool = shutil.which("amtool")
+    if amtool is None:
+        return None
+    candidate = path.with_name(path.name + ".check.yml")
+    write(candidate, config)
+    try:
+        result = subprocess.run([amtool, "check-config", str(candidate)], capture_output=True, text=True,
+                                timeout=30, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    finally:
+        candidate.unlink(missing_ok=True)
+    if result.returncode == 0:
+        return None
+    lines = [line.strip() for line in (result.stdout + result.stderr).splitlines()]
+    reason = next((line for line in lines if "FAILED" in line or "error" in line.lower()), None)
+    return (reason or "amtool check-config failed").replace(str(candidate), "alertmanager.yml")[:400]

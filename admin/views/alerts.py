@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 from flask import flash, redirect, request, url_for
 from flask_admin import expose
 from markupsafe import Markup, escape
+from sqlalchemy import select
 from wtforms import PasswordField, SelectField
 from wtforms.validators import Optional, ValidationError
 
@@ -20,7 +21,7 @@ from common.store.alerts import RECEIVER_KINDS, AlertReceiver
 from admin.alerting import relay
 from admin.alerting.alertmanager import (INTEGRATIONS, TEST_ALERT, Alertmanager, AlertmanagerError,
                                          wait_for_delivery)
-from admin.alerting.apply import apply
+from admin.alerting.apply import apply, refusal
 from admin.security import SecureBaseView, SecureModelView, csrf_token, mask_secret
 from admin.validation import check_name, check_unique_name, max_chars
 
@@ -121,6 +122,16 @@ class ReceiverView(SecureModelView):
             except outbound.ForbiddenDestination:  # the message would show the URL: it is the secret
                 raise ValidationError(f"the {model.kind} URL points at a link-local or cloud metadata "
                                       "address: refused") from None
+        self._check_alertmanager_takes_it(model)
+
+    def _check_alertmanager_takes_it(self, model):
+        """Refuse, before anything is stored, a receiver Alertmanager would not load (Go parses
+        URLs and host:port stricter than the checks above): saved, it would block every later save."""
+        with self.session.no_autoflush:
+            others = [r for r in self.session.scalars(select(AlertReceiver)) if r is not model]
+        reason = refusal(self.ctx.sessions, self.ctx.settings, sorted(others + [model], key=lambda r: r.name))
+        if reason is not None:
+            raise ValidationError(f"Alertmanager would refuse this receiver: {reason}")
 
     @staticmethod
     def _check_email(model):

@@ -163,3 +163,40 @@ def test_slack_discord_and_teams_get_their_own_formats(stack):
         assert embed["title"] == "[FIRING] WordslabTestNotification" and "Test notification" in embed["description"]
         card = teams_post["body"]["attachments"][0]["content"]
         assert card["type"] == "AdaptiveCard" and "Test notification from wordslab-dashboard" in card["body"][1]["text"]
+
+
+@pytest.mark.parametrize("fields", [
+    # Python's URL parser takes these; Go's (Alertmanager's) refuses them.
+    {"name": "hook2", "kind": "webhook", "new_url": "http://127.0.0.1:9/x%zzSECRETPART"},
+    {"name": "slack", "kind": "slack", "new_url": "https://hooks.slack.com/services/%zzSECRETPART"},
+    {"name": "mail", "kind": "email", "email_to": "a@b.c", "email_from": "a@b.c", "smarthost": "smtp]:25"},
+])
+@pytest.mark.parametrize("alertmanager_up", [True, False])
+def test_a_receiver_alertmanager_would_refuse_is_refused_by_the_form(stack, fields, alertmanager_up):
+    """Refused on save with a clear message, nothing stored, the config file unchanged: even with
+    Alertmanager down (its next start would otherwise fail on the file), and other saves still work."""
+    from common.store.alerts import AlertReceiver
+    from sqlalchemy import select
+
+    stack.add_receiver(name="hook", kind="webhook", new_url="http://127.0.0.1:9/alerts")
+    before = config_path(stack.settings).read_text()
+    if not alertmanager_up:
+        stack.alertmanager.stop()
+    page = stack.add_receiver(**fields)
+    assert "Alertmanager would refuse this receiver" in page.text, page.text[-3000:]
+    assert "SECRETPART" not in page.text
+    with stack.ctx.sessions() as s:
+        assert s.scalars(select(AlertReceiver.name)).all() == ["hook"]
+    assert config_path(stack.settings).read_text() == before
+    if alertmanager_up:
+        page = stack.add_receiver(name="other", kind="webhook", new_url="http://127.0.0.1:9/other")
+        assert "Alertmanager reloaded with 2 receiver(s)" in page.text, page.text[-3000:]
+
+
+def test_a_receiver_saved_while_alertmanager_is_down_is_in_the_file_it_starts_with(stack):
+    """'Connection refused' is not Alertmanager refusing the file: the new config stays written."""
+    stack.alertmanager.stop()
+    page = stack.add_receiver(name="hook", kind="webhook", new_url="http://127.0.0.1:9/alerts")
+    assert "config written; it applies when Alertmanager starts" in page.text, page.text[-3000:]
+    assert "previous config kept" not in page.text
+    assert "http://127.0.0.1:9/alerts" in config_path(stack.settings).read_text()
