@@ -19,6 +19,11 @@ def query(prometheus_url: str, expr: str, now: float) -> list[dict]:
         body = response.json()
     except (http_client.RequestException, ValueError) as exc:
         raise PrometheusError(f"Prometheus did not answer: {exc}") from None
+    if not isinstance(body, dict):
+        raise PrometheusError(f"Prometheus answered something else than its API's JSON (HTTP {response.status_code})")
     if body.get("status") != "success":
-        raise PrometheusError(f"Prometheus refused the query: {body.get('error', response.status_code)}")
-    return body["data"]["result"]
+        raise PrometheusError(f"Prometheus refused the query: {str(body.get('error', response.status_code))[:300]}")
+    result = (body.get("data") or {}).get("result") if isinstance(body.get("data"), dict) else None
+    if not isinstance(result, list):
+        raise PrometheusError("Prometheus answered without a result list")
+    return result

@@ -37,6 +37,9 @@ log = logging.getLogger(__name__)
 Clock = Callable[[], float]
 DEFAULT_GPU_PERCENT = 5.0
 NOTIFY_ALERT = "WordslabVmAutostopped"
+# Statuses in which the provider may be running (and billing) the VM and a stop is offered:
+# one stuck booting, or left out of the provider's list answers, still runs into its limits.
+WATCHED_STATUSES = ("starting", "running", "missing")
 
 
 @dataclass(frozen=True)
@@ -161,7 +164,7 @@ class _Candidate:
         def still(session, vm: Vm) -> str | None:
             if vm.autostop_kept_at != self.kept_at:
                 return "kept running meanwhile"
-            if vm.last_started_at != self.last_started_at or vm.status != "running":
+            if vm.last_started_at != self.last_started_at or vm.status not in WATCHED_STATUSES:
                 return "its state changed meanwhile"
             if policy_of(vm, settings.autostop_time_scale) != self.policy:
                 return "its autostop settings changed meanwhile"
@@ -172,7 +175,7 @@ class _Candidate:
 def _candidates(sessions: sessionmaker, settings: Settings, now: float) -> list[_Candidate]:
     with sessions() as session:
         out = []
-        for vm in session.scalars(select(Vm).where(Vm.status == "running")):
+        for vm in session.scalars(select(Vm).where(Vm.status.in_(WATCHED_STATUSES))):
             policy = policy_of(vm, settings.autostop_time_scale)
             if policy.enabled:
                 anchor = max(vm.last_started_at or now, vm.autostop_kept_at or 0.0)
@@ -193,28 +196,36 @@ def clear_countdowns(sessions: sessionmaker, settings: Settings) -> None:
     """VMs not running, or without autostop, show no countdown."""
     with sessions.begin() as session:
         for vm in session.scalars(select(Vm).where(Vm.autostop_at.is_not(None))):
-            if vm.status != "running" or not policy_of(vm, settings.autostop_time_scale).enabled:
+            if vm.status not in WATCHED_STATUSES or not policy_of(vm, settings.autostop_time_scale).enabled:
                 vm.autostop_at = None
 
 
 def check(sessions: sessionmaker, settings: Settings, clock: Clock = time.time) -> list[str]:
-    """One pass over the running VMs; returns the names of those stopped."""
+    """One pass over the VMs that may be running (WATCHED_STATUSES); the names of those stopped."""
     now = clock()
     clear_countdowns(sessions, settings)
     stopped = []
     for c in _candidates(sessions, settings, now):
-        window, error = None, None
-        if c.policy.idle_seconds is not None:
-            try:
-                window = query_window(settings.prometheus_url, c.name, c.policy.idle_seconds, now)
-            except PrometheusError as exc:
-                error = str(exc)
-        decision = decide(c.policy, c.anchor, now, window, error)
-        _record(sessions, c.vm_id, decision.stop_at, decision.note, c.changed(settings))
-        if decision.stop and stop_vm(sessions, settings, c.vm_id, c.name, decision.note, c.usd_per_hour, clock,
-                                     still=c.changed(settings)):
-            stopped.append(c.name)
+        try:
+            if _check_one(sessions, settings, c, now, clock):
+                stopped.append(c.name)
+        except Exception:  # one VM's trouble (a DB busy, a bug) never skips the others' limits
+            log.exception("autostop check of %s failed", c.name)
     return stopped
+
+
+def _check_one(sessions: sessionmaker, settings: Settings, c: _Candidate, now: float, clock: Clock) -> bool:
+    """Decide on one VM, record the countdown, stop it when due; True when stopped."""
+    window, error = None, None
+    if c.policy.idle_seconds is not None:
+        try:
+            window = query_window(settings.prometheus_url, c.name, c.policy.idle_seconds, now)
+        except PrometheusError as exc:
+            error = str(exc)
+    decision = decide(c.policy, c.anchor, now, window, error)
+    _record(sessions, c.vm_id, decision.stop_at, decision.note, c.changed(settings))
+    return decision.stop and stop_vm(sessions, settings, c.vm_id, c.name, decision.note, c.usd_per_hour,
+                                     clock, still=c.changed(settings))
 
 
 def stop_vm(sessions: sessionmaker, settings: Settings, vm_id: int, name: str, reason: str,

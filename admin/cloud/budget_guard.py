@@ -20,9 +20,9 @@ from common.store.alerts import BUDGET_STOP_SETTING
 from common.store.settings import get_setting
 from common.store.vms import BUDGET_SETTING, Vm
 
-from admin.cloud.autostop import stop_vm
+from admin.cloud.autostop import WATCHED_STATUSES, stop_vm
 from admin.formatting import usd
-from admin.prometheus_api import query
+from admin.prometheus_api import PrometheusError, query
 
 SPEND = "max(instance:wordslab_cost_month_usd:sum and on (instance) wordslab_cost_budget_month_usd)"
 ALERT = "WordslabBudgetGuardStopped"
@@ -32,7 +32,10 @@ def month_spend(settings: Settings, now: float) -> float | None:
     """This month's spend in USD, None when Prometheus has no figure or not a number (NaN, Inf:
     never a reason to stop). Raises PrometheusError."""
     result = query(settings.prometheus_url, SPEND, now)
-    spend = float(result[0]["value"][1]) if result else None
+    try:
+        spend = float(result[0]["value"][1]) if result else None
+    except (KeyError, IndexError, TypeError, ValueError):
+        raise PrometheusError("Prometheus answered a spend that is not a [time, value] number") from None
     return spend if spend is not None and math.isfinite(spend) else None
 
 
@@ -42,7 +45,7 @@ def check_budget(sessions: sessionmaker, settings: Settings, clock: Callable[[],
         enabled = get_setting(session, BUDGET_STOP_SETTING) == "1"
         budget = get_setting(session, BUDGET_SETTING)
         running = [(vm.id, vm.name, vm.template.compute_usd_per_hour)
-                   for vm in session.scalars(select(Vm).where(Vm.status.in_(("running", "starting"))))]
+                   for vm in session.scalars(select(Vm).where(Vm.status.in_(WATCHED_STATUSES)))]
     if not enabled or not budget or not running:
         return []
     spend = month_spend(settings, clock())

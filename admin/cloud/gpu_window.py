@@ -13,7 +13,7 @@ import math
 import statistics
 from dataclasses import dataclass, field
 
-from admin.prometheus_api import query
+from admin.prometheus_api import PrometheusError, query
 
 METRIC = "wordslab_gpu_utilization_ratio"
 
@@ -63,7 +63,10 @@ class GpuWindow:
 def query_window(prometheus_url: str, vm: str, seconds: float, now: float) -> GpuWindow:
     """Raw samples of `vm`'s GPUs over the `seconds` before `now`. Raises PrometheusError."""
     result = query(prometheus_url, f'{METRIC}{{vm="{vm}"}}[{max(1, int(seconds))}s]', now)
-    series = [[(float(t), float(v)) for t, v in s.get("values", [])] for s in result]
+    try:
+        series = [[(float(t), float(v)) for t, v in s.get("values", [])] for s in result]
+    except (AttributeError, TypeError, ValueError):
+        raise PrometheusError("Prometheus answered samples that are not [time, value] numbers") from None
     series = [[(t, v) for t, v in s if math.isfinite(v)] for s in series]
     samples = sorted(sample for s in series for sample in s)
     return GpuWindow(now - seconds, now, tuple(samples), tuple(tuple(t for t, _ in s) for s in series))

@@ -38,6 +38,7 @@ class FakePrometheus:
         self.series: list[list[tuple[float, str]]] = []
         self.spend: str | None = None
         self.during = None
+        self.raw: tuple[int, str] | None = None  # (status, body) answered as it is
 
     def handler(self):
         fake = self
@@ -51,6 +52,8 @@ class FakePrometheus:
                 expr, now = q["query"][0], float(q["time"][0])
                 if fake.during is not None:
                     fake.during(expr)
+                if fake.raw is not None:
+                    return send_json(self, fake.raw[0], fake.raw[1])
                 if expr.startswith("wordslab_gpu_utilization_ratio"):
                     result = [{"metric": {"gpu": str(i)}, "values": [[now + t, v] for t, v in s]}
                               for i, s in enumerate(fake.series)]
@@ -168,5 +171,48 @@ def test_budget_guard_stops_over_budget_unless_turned_off_meanwhile(world):
     assert not _stopped(fake)
     prom.during = None
     _budget(sessions)
+    assert check_budget(sessions, settings) == ["box"]
+    assert _stopped(fake)
+
+
+@pytest.mark.parametrize("status, body", [
+    (200, "[]"),
+    (200, '{"status": "success"}'),
+    (200, '{"status": "success", "data": {"result": [{"values": [["soon", "idle"]]}]}}'),
+    (200, '{"status": "success", "data": {"result": {"values": []}}}'),
+    (500, "<html>proxy error</html>"),
+    (200, "x" * 3_000_000),
+])
+def test_prometheus_answering_garbage_never_stops_for_idleness_but_the_hours_limit_still_applies(
+        world, status, body):
+    settings, sessions, prom, fake = world
+    prom.raw = (status, body)
+    assert check(sessions, settings) == []
+    assert not _stopped(fake)
+    assert "idle check not possible" in _vm(sessions).autostop_note
+    with sessions.begin() as s:
+        s.scalar(select(Vm)).autostop_after_hours = 0.1  # 6 min: it has run 10
+    assert check(sessions, settings) == ["box"]
+    assert _stopped(fake)
+
+
+@pytest.mark.parametrize("status", ["missing", "starting"])
+def test_a_vm_the_provider_may_still_bill_runs_into_its_limits(world, status):
+    """Left out of the provider's list answers (missing) or stuck booting: still billed, still stopped
+    at its running-hours limit, and by the budget guard."""
+    settings, sessions, prom, fake = world
+    with sessions.begin() as s:
+        vm = s.scalar(select(Vm))
+        vm.status, vm.autostop_idle_minutes, vm.autostop_after_hours = status, None, 0.1
+    assert check(sessions, settings) == ["box"]
+    assert _stopped(fake) and _vm(sessions).status == "stopped"
+
+
+def test_budget_guard_stops_a_missing_vm(world):
+    settings, sessions, prom, fake = world
+    with sessions.begin() as s:
+        s.scalar(select(Vm)).status = "missing"
+    _budget(sessions)
+    prom.spend = "12.5"
     assert check_budget(sessions, settings) == ["box"]
     assert _stopped(fake)
