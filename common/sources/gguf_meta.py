@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from common.sources.model_record import KvShape
+from common.sources.safetensors_meta import open_fd_noatime
 
 MAGIC = b"GGUF"
 MAX_COUNT = 10_000_000  # metadata entries, tensors, array items
@@ -110,11 +111,7 @@ class _Reader:
 def read_gguf(path: Path) -> GgufSummary:
     """The summary of one GGUF file; ValueError when it is not one (or is cut short), OSError
     when it cannot be read."""
-    flags = os.O_RDONLY | getattr(os, "O_NOATIME", 0)
-    try:
-        fd = os.open(path, flags)
-    except PermissionError:
-        fd = os.open(path, os.O_RDONLY)
+    fd = open_fd_noatime(path)
     with os.fdopen(fd, "rb", buffering=1 << 20) as fh:
         return _parse(_Reader(fh, Path(path).name, os.fstat(fd).st_size))
 

@@ -91,7 +91,7 @@ def current_snapshot(repo: Path) -> Path | None:
     """The snapshot `refs/main` points to, else the newest one; None before any file completed."""
     snapshots = repo / "snapshots"
     try:
-        main = (repo / "refs" / "main").read_text().strip()
+        main = read_noatime(repo / "refs" / "main").decode(errors="replace").strip()
     except OSError:
         main = ""
     if main and (snapshots / main).is_dir():

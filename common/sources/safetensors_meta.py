@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import struct
 import threading
 from collections import Counter
@@ -42,22 +43,33 @@ class TensorSummary:
         return self.parameters + self.packed_elements * (32 // (bits or 4))
 
 
-def _open_fd_noatime(path: Path) -> int:
-    flags = os.O_RDONLY | getattr(os, "O_NOATIME", 0)
+class NotAFile(OSError):
+    """A model path that is a FIFO, socket or device: reading it could block forever."""
+
+
+def open_fd_noatime(path: Path) -> int:
+    """A descriptor reading the regular file `path` without touching its access time where
+    possible; NotAFile (an OSError) for anything else, which is never read."""
+    # O_NONBLOCK: opening a FIFO with no writer returns at once instead of waiting for one.
+    flags = os.O_RDONLY | os.O_NONBLOCK
     try:
-        return os.open(path, flags)
+        fd = os.open(path, flags | getattr(os, "O_NOATIME", 0))
     except PermissionError:  # O_NOATIME needs file ownership
-        return os.open(path, os.O_RDONLY)
+        fd = os.open(path, flags)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise NotAFile(f"not a regular file: {path}")
+    return fd
 
 
 def open_noatime(path: Path):
     """A binary file object reading `path` without touching its access time where possible."""
-    return os.fdopen(_open_fd_noatime(path), "rb")
+    return os.fdopen(open_fd_noatime(path), "rb")
 
 
 def read_noatime(path: Path, size: int | None = None, offset: int = 0) -> bytes:
     """Read without touching the access time (O_NOATIME needs file ownership; else plain)."""
-    fd = _open_fd_noatime(path)
+    fd = open_fd_noatime(path)
     try:
         if size is None:
             size = os.fstat(fd).st_size - offset

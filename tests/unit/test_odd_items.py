@@ -9,12 +9,14 @@ from __future__ import annotations
 import json
 import os
 import struct
+import threading
 from pathlib import Path
 
 import pytest
 
 from common.config import Settings
 from common.readable import readable
+from common.sources.file_models import scan_model_files
 from common.sources.git_status import scan_statuses
 from common.sources.hf_models import scan_hf_cache
 from common.sources.model_dirs import hf_hub_cache, torch_checkpoints
@@ -169,3 +171,39 @@ def test_running_exporter_answers_200_with_every_odd_item(vm_env, tmp_path):
     assert 'wordslab_project_status{project="good",status="no_remote"} 1.0' in text
     assert 'wordslab_model_status{model="org/list-header",provider="huggingface",status="error"} 1.0' in text
     assert 'model="tiny-org/tiny-llama"' in text
+
+
+def _scan_or_hang(scan, limit_s: float = 60.0):
+    """Run `scan` on a thread; fails (instead of hanging the suite) when it never returns."""
+    box = {}
+    worker = threading.Thread(target=lambda: box.update(result=scan()), daemon=True)
+    worker.start()
+    worker.join(limit_s)
+    assert not worker.is_alive(), "the scan is blocked reading a FIFO"
+    return box["result"]
+
+
+def test_fifo_named_like_a_model_is_an_error_and_never_blocks_the_scan(vm_env):
+    """A FIFO (mkfifo, a socket's sibling) with a model's name, as a file model, as a Hugging
+    Face blob and as its refs/main: opening it to read a header would wait forever for a writer,
+    freezing the source and hiding every model. It is listed as what it is, the rest stays."""
+    provider_file(vm_env, "torch", "good.safetensors", safetensors_bytes({"w": ((4, 4), "float16")}))
+    root = torch_checkpoints(vm_env)
+    for name in ("pipe.pt", "pipe.gguf", "pipe.safetensors", "pipe.keras"):
+        os.mkfifo(root / name)
+    records = {r.model: r for r in _scan_or_hang(lambda: scan_model_files(vm_env))}
+    assert records["good.safetensors"].status == "ok" and records["good.safetensors"].parameters == 16
+    for name in ("pipe.pt", "pipe.gguf", "pipe.safetensors", "pipe.keras"):
+        assert records[name].status == "error" and "not a regular file" in records[name].problem
+    hf_llm(vm_env)
+    repo = hf_cache_repo(hf_hub_cache(vm_env), "org/piped", {"config.json": json.dumps(llm_config()).encode(),
+                                                            "model.safetensors": b"replaced below"})
+    blob = (repo / "snapshots").glob("*/model.safetensors").__next__().resolve()
+    blob.unlink()
+    os.mkfifo(blob)
+    refs_main = repo / "refs" / "main"
+    refs_main.unlink()
+    os.mkfifo(refs_main)
+    hf = {r.model: r for r in _scan_or_hang(lambda: scan_hf_cache(hf_hub_cache(vm_env)))}
+    assert hf["tiny-org/tiny-llama"].status == "ok" and hf["tiny-org/tiny-llama"].parameters > 0
+    assert hf["org/piped"].status == "error" and "not a regular file" in hf["org/piped"].problem
