@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from common.sources.model_record import KvShape
-from common.sources.safetensors_meta import open_fd_noatime
+from common.sources.safetensors_meta import Truncated, open_fd_noatime
 
 MAGIC = b"GGUF"
 MAX_COUNT = 10_000_000  # metadata entries, tensors, array items
@@ -46,10 +46,6 @@ _BLOCKS = {0: (4, 1), 1: (2, 1), 30: (2, 1), 24: (1, 1), 25: (2, 1), 26: (4, 1),
            2: (18, 32), 3: (20, 32), 6: (22, 32), 7: (24, 32), 8: (34, 32), 9: (40, 32), 10: (84, 256),
            11: (110, 256), 12: (144, 256), 13: (176, 256), 14: (210, 256), 15: (292, 256)}
 DEFAULT_ALIGNMENT = 32
-
-
-class Truncated(ValueError):
-    """The file ends before its header or its tensors do: a download cut short."""
 
 
 @dataclass(frozen=True)

@@ -351,7 +351,8 @@ def _tensors(files: dict[str, CachedFile], record: ModelRecord) -> TensorSummary
         try:
             summaries.append(summarize(files[name].blob_path))
         except (OSError, ValueError, RecursionError) as exc:
-            record.mark("error", f"unreadable {name}: {readable(str(exc))}")
+            record.mark("incomplete" if isinstance(exc, Truncated) else "error",
+                        f"unreadable {name}: {readable(str(exc))}")
     return combine(summaries)
 
 

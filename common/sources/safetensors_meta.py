@@ -37,10 +37,15 @@ class TensorSummary:
     tensor_bytes: int
     dtype: str  # the dtype holding most bytes, e.g. "BF16"
     packed_elements: int = 0  # int32 elements of GPTQ/AWQ `*.qweight`: 32/bits parameters each
+    data_end: int = 0  # bytes of tensor data the header declares (the end of the last span)
 
     def parameters_at(self, bits: int | None) -> int:
         """Parameters with packed GPTQ/AWQ weights unpacked at `bits` per weight (default 4)."""
         return self.parameters + self.packed_elements * (32 // (bits or 4))
+
+
+class Truncated(ValueError):
+    """The file ends before its header or its tensors do: a download cut short."""
 
 
 class NotAFile(OSError):
@@ -80,6 +85,11 @@ def read_noatime(path: Path, size: int | None = None, offset: int = 0) -> bytes:
 
 def read_header(path: Path) -> dict:
     """The JSON header; ValueError when the file is not a safetensors file (or is truncated)."""
+    return _read_header(path)[0]
+
+
+def _read_header(path: Path) -> tuple[dict, int]:
+    """The JSON header and the size in bytes of the data that follows it in the file."""
     raw_len = read_noatime(path, 8)
     if len(raw_len) != 8:
         raise ValueError(f"{path.name}: too short for a safetensors file")
@@ -92,7 +102,7 @@ def read_header(path: Path) -> dict:
     header = json.loads(raw)
     if not isinstance(header, dict):
         raise ValueError(f"{path.name}: safetensors header is a JSON {type(header).__name__}, not an object")
-    return header
+    return header, path.stat().st_size - 8 - length
 
 
 def summarize(path: Path) -> TensorSummary:
@@ -102,7 +112,11 @@ def summarize(path: Path) -> TensorSummary:
     with _cache_lock:
         if key in _cache:
             return _cache[key]
-    summary = _summarize_header(read_header(path))
+    header, data_size = _read_header(path)
+    summary = _summarize_header(header)
+    if summary.data_end > data_size:  # the header is whole, the weights are not
+        raise Truncated(f"{path.name}: truncated safetensors file (tensor data ends at byte {summary.data_end}"
+                        f" of the data, the file holds {data_size})")
     with _cache_lock:
         if len(_cache) > MAX_CACHED_FILES:  # files deleted or rewritten since: start over
             _cache.clear()
@@ -111,40 +125,59 @@ def summarize(path: Path) -> TensorSummary:
 
 
 def _summarize_header(header: dict) -> TensorSummary:
-    """ValueError on a tensor entry that is not {dtype, shape: [ints], data_offsets: [start, end]}."""
-    params = packed = total_bytes = 0
+    """ValueError on a tensor entry that is not {dtype: str, shape: [sizes], data_offsets:
+    [start, end]} whose byte span holds exactly its shape of that dtype (the checks the
+    safetensors library makes before loading)."""
+    params = packed = total_bytes = data_end = 0
     by_dtype: Counter[str] = Counter()
     bnb_4bit = {name.split(".quant_state.")[0] for name in header if name.endswith(_BNB_4BIT_STATE)}
     for name, tensor in header.items():
         if name == "__metadata__":
             continue
-        shape, offsets = _entry(name, tensor)
+        dtype, shape, offsets = _entry(name, tensor)
         nbytes = offsets[1] - offsets[0]
         total_bytes += nbytes
-        by_dtype[tensor.get("dtype", "?")] += nbytes
+        data_end = max(data_end, offsets[1])
+        by_dtype[dtype] += nbytes
         if name.endswith(_AUX_SUFFIXES) or ".quant_state." in name:
             continue
         count = prod(shape)
-        if name.endswith(".qweight") and tensor.get("dtype") == "I32":
+        if name.endswith(".qweight") and dtype == "I32":
             packed += count
         elif name in bnb_4bit:
             params += count * 2  # two 4-bit weights per byte
         else:
             params += count
     dtype = by_dtype.most_common(1)[0][0] if by_dtype else ""
-    return TensorSummary(parameters=params, tensor_bytes=total_bytes, dtype=dtype, packed_elements=packed)
+    return TensorSummary(parameters=params, tensor_bytes=total_bytes, dtype=dtype, packed_elements=packed,
+                         data_end=data_end)
 
 
-def _entry(name: str, tensor) -> tuple[list[int], tuple[int, int]]:
+# Bits per element of the safetensors dtypes (safetensors' Dtype enum); a dtype not listed
+# (a newer format) is shown as it is, its span unchecked.
+DTYPE_BITS = {"BOOL": 8, "U8": 8, "I8": 8, "F8_E5M2": 8, "F8_E4M3": 8, "F8_E8M0": 8, "I16": 16, "U16": 16,
+              "F16": 16, "BF16": 16, "I32": 32, "U32": 32, "F32": 32, "I64": 64, "U64": 64, "F64": 64,
+              "C64": 64, "F4": 4, "F6_E2M3": 6, "F6_E3M2": 6}
+
+
+def _entry(name: str, tensor) -> tuple[str, list[int], tuple[int, int]]:
     if not isinstance(tensor, dict):
         raise ValueError(f"tensor {name!r}: entry is not an object")
-    shape, offsets = tensor.get("shape", []), tensor.get("data_offsets", (0, 0))
-    if not (isinstance(shape, list) and all(isinstance(d, int) and d >= 0 for d in shape)):
+    dtype, shape, offsets = tensor.get("dtype"), tensor.get("shape", []), tensor.get("data_offsets", (0, 0))
+    if not isinstance(dtype, str) or not dtype:
+        raise ValueError(f"tensor {name!r}: dtype {dtype!r} is not a type name")
+    if not (isinstance(shape, list)
+            and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)):
         raise ValueError(f"tensor {name!r}: shape {shape!r} is not a list of sizes")
     if not (isinstance(offsets, (list, tuple)) and len(offsets) == 2
-            and all(isinstance(o, int) for o in offsets) and 0 <= offsets[0] <= offsets[1]):
+            and all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)
+            and 0 <= offsets[0] <= offsets[1]):
         raise ValueError(f"tensor {name!r}: data_offsets {offsets!r} are not [start, end]")
-    return shape, (offsets[0], offsets[1])
+    bits = DTYPE_BITS.get(dtype)
+    if bits is not None and (prod(shape) * bits + 7) // 8 != offsets[1] - offsets[0]:
+        raise ValueError(f"tensor {name!r}: shape {shape} of {dtype} does not fill data_offsets "
+                         f"{list(offsets)} ({offsets[1] - offsets[0]} bytes)")
+    return dtype, shape, (offsets[0], offsets[1])
 
 
 def combine(summaries: list[TensorSummary]) -> TensorSummary | None:

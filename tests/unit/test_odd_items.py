@@ -104,6 +104,12 @@ def test_hf_header_that_is_not_an_object_says_why(vm_env):
     ({"w": [1, 2]}, "not an object"),
     ({"w": {"dtype": "F16", "shape": "2x2", "data_offsets": [0, 8]}}, "not a list of sizes"),
     ({"w": {"dtype": "F16", "shape": [2, 2], "data_offsets": [8, 0]}}, "not [start, end]"),
+    # Siblings: what the safetensors library refuses before loading.
+    ({"w": {"dtype": "F16", "shape": [10**30, 10**30], "data_offsets": [0, 8]}}, "does not fill"),
+    ({"w": {"dtype": "BF16", "shape": [4, 4], "data_offsets": [0, 8]}}, "does not fill"),
+    ({"w": {"dtype": "F16", "shape": [True, 2], "data_offsets": [0, 8]}}, "not a list of sizes"),
+    ({"w": {"dtype": 5, "shape": [2, 2], "data_offsets": [0, 8]}}, "not a type name"),
+    ({"w": {"shape": [2, 2], "data_offsets": [0, 8]}}, "not a type name"),
 ])
 def test_malformed_tensor_entries_are_an_error_of_that_model_only(vm_env, header, why):
     hf_llm(vm_env)
@@ -207,3 +213,33 @@ def test_fifo_named_like_a_model_is_an_error_and_never_blocks_the_scan(vm_env):
     hf = {r.model: r for r in _scan_or_hang(lambda: scan_hf_cache(hf_hub_cache(vm_env)))}
     assert hf["tiny-org/tiny-llama"].status == "ok" and hf["tiny-org/tiny-llama"].parameters > 0
     assert hf["org/piped"].status == "error" and "not a regular file" in hf["org/piped"].problem
+
+
+def _with_data(header: dict, data_size: int) -> bytes:
+    return header_bytes(header) + bytes(data_size)
+
+
+def test_tensor_data_cut_short_is_incomplete_and_a_newer_dtype_is_shown(vm_env):
+    """The header is whole but the weights end early (a copy or download cut short; a header
+    naming one tensor twice, which JSON keeps as the last, whose span then runs past the end):
+    incomplete, no parameters claimed. A dtype newer than this reader is shown as it is."""
+    hf_llm(vm_env)
+    cache = hf_hub_cache(vm_env)
+    hf_cache_repo(cache, "org/cut-data", {"model.safetensors": _with_data(
+        {"w": {"dtype": "F16", "shape": [4, 4], "data_offsets": [0, 32]}}, 10)})
+    twice = (b'{"w": {"dtype": "F16", "shape": [2, 2], "data_offsets": [0, 8]},'
+             b' "w": {"dtype": "F16", "shape": [4, 4], "data_offsets": [0, 32]}}')
+    hf_cache_repo(cache, "org/named-twice", {"model.safetensors": struct.pack("<Q", len(twice)) + twice + bytes(8)})
+    hf_cache_repo(cache, "org/new-dtype", {"model.safetensors": _with_data(
+        {"w": {"dtype": "F9_NEW", "shape": [4, 4], "data_offsets": [0, 16]}}, 16)})
+    records = {r.model: r for r in scan_hf_cache(cache)}
+    assert records["tiny-org/tiny-llama"].status == "ok"
+    for model in ("org/cut-data", "org/named-twice"):
+        assert records[model].status == "incomplete" and "truncated" in records[model].problem
+        assert records[model].parameters is None and records[model].vram_estimate_bytes is None
+    assert records["org/new-dtype"].status == "ok"
+    assert records["org/new-dtype"].parameters == 16 and records["org/new-dtype"].quantization == "F9_NEW"
+    provider_file(vm_env, "torch", "cut.safetensors",
+                  _with_data({"w": {"dtype": "F32", "shape": [8], "data_offsets": [0, 32]}}, 31))
+    (cut,) = scan_model_files(vm_env)
+    assert cut.status == "incomplete" and "truncated" in cut.problem
