@@ -143,13 +143,18 @@ def validate_branch(branch: str | None) -> str | None:
 
 
 def project_path(workspace: Path | None, name: str) -> Path:
-    """An existing project directly under the workspace, by name."""
-    name = check_name_syntax(name)
-    path = _workspace(workspace) / name
+    """An existing project directly under the workspace, by the name the pages show (`readable`:
+    a folder made in a terminal may have spaces, quotes or bytes that are not UTF-8 in its name,
+    which a new clone's name may not). GitOpError when there is none, or it is a symbolic link."""
+    _workspace(workspace)
+    if "/" in name or name.strip() in ("", ".", ".."):
+        check_name_syntax(name)  # says why: one directory name
+    matches = [p for p in discover_projects(workspace) if readable(p.name) == name]
+    if len(matches) != 1:  # none, or two names shown alike (an escaped byte and its spelling)
+        raise GitOpError(f"There is no project named {readable(name)!r} in the workspace.")
+    path = matches[0]
     if path.is_symlink():
-        raise GitOpError(f"{name!r} is a symbolic link, not a project directory: manage it in a terminal.")
-    if path not in discover_projects(workspace):
-        raise GitOpError(f"There is no project named {name!r} in the workspace.")
+        raise GitOpError(f"{readable(name)!r} is a symbolic link, not a project directory: manage it in a terminal.")
     return path
 
 

@@ -6,6 +6,7 @@ and a download that would not fit on the target filesystem is refused.
 """
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import threading
@@ -19,6 +20,7 @@ from huggingface_hub import HfApi, scan_cache_dir, snapshot_download
 from huggingface_hub.errors import (CacheNotFound, HfHubHTTPError, RepositoryNotFoundError,
                                     RevisionNotFoundError)
 
+from common.readable import readable
 from common.sources.file_models import MODEL_SUFFIXES
 from common.sources.model_dirs import FILE_PROVIDER_DIRS, MODEL_PROVIDERS, hf_hub_cache, ollama_models
 from common.sources.ollama_client import OllamaClient, OllamaError, OllamaNotFound
@@ -351,8 +353,18 @@ def describe_delete(env: Mapping[str, str], provider: str, model: str,
                     revision: str | None = None) -> DeleteTarget:
     """Check the target exists and say exactly what a delete would remove."""
     provider = check_provider(provider)
-    model = check_model_id(provider, model)
     revision = check_revision(revision)
+    if provider not in ("ollama", "huggingface"):
+        # A file already there, whatever its name (café.pth, a Latin-1 name, quotes): the
+        # name a download may take does not apply; _model_file keeps it inside the folder.
+        model = (model or "").strip()
+        if not model or len(model) > MAX_CHARS["model_id"]:
+            raise ModelOpError("a model file name is required (as the Models list shows it)")
+        if model.startswith("/") or ".." in model.split("/"):
+            raise ModelOpError(f"model file {readable(model)!r} is not allowed: no '..' or leading '/'")
+        path = _model_file(env, provider, model)
+        return DeleteTarget(provider, model, None, f"the file {readable(str(path))} ({path.stat().st_size} bytes)")
+    model = check_model_id(provider, model)
     if provider == "ollama":
         client = OllamaClient.from_env(env)
         try:
@@ -373,8 +385,6 @@ def describe_delete(env: Mapping[str, str], provider: str, model: str,
         listed = () if revision else tuple((r.commit_hash, ", ".join(sorted(r.refs))) for r in revisions)
         return DeleteTarget(provider, model, revision,
                             f"{what}{model} in {repo.repo_path} ({len(revisions)} revision(s))", listed)
-    path = _model_file(env, provider, model)
-    return DeleteTarget(provider, model, None, f"the file {path} ({path.stat().st_size} bytes)")
 
 
 def delete_model(env: Mapping[str, str], target: DeleteTarget, *, confirmed: bool) -> str:
@@ -398,7 +408,7 @@ def delete_model(env: Mapping[str, str], target: DeleteTarget, *, confirmed: boo
         return f"deleted {target.model} from the Hugging Face cache ({strategy.expected_freed_size} bytes freed)"
     path = _model_file(env, target.provider, target.model)
     path.unlink()
-    return f"deleted {path}"
+    return f"deleted {readable(str(path))}"
 
 
 def _hf_unreadable_folder(env: Mapping[str, str], repo_id: str, revision: str | None) -> Path | None:
@@ -431,11 +441,30 @@ def _hf_revisions(env: Mapping[str, str], repo_id: str, revision: str | None):
 
 
 def _model_file(env: Mapping[str, str], provider: str, name: str) -> Path:
-    """The model file, confined to the provider's folder (symlinks resolved)."""
-    root = FILE_PROVIDER_DIRS[provider](env).resolve()
-    path = (root / name).resolve()
+    """The model file the pages show as `name`, confined to the provider's folder (symlinks
+    resolved); ModelOpError when there is none or it cannot be resolved (a symlink loop)."""
+    try:
+        root = FILE_PROVIDER_DIRS[provider](env).resolve()
+        path = _shown_file(root, name).resolve()
+    except (OSError, RuntimeError) as exc:  # Path.resolve raises RuntimeError on a symlink loop
+        raise ModelOpError(f"{readable(name)!r} cannot be resolved ({readable(str(exc))}): "
+                           "remove it in a terminal") from None
     if root not in path.parents or not path.is_file() or not path.name.endswith(MODEL_SUFFIXES):
-        raise ModelOpError(f"{name!r} is not a model file in {root}")
+        raise ModelOpError(f"{readable(name)!r} is not a model file in {readable(str(root))}")
+    return path
+
+
+def _shown_file(root: Path, name: str) -> Path:
+    """`root / name`, else the file whose relative path the pages show as `name` (`readable`
+    escapes bytes that are not UTF-8, so such a name is not the path itself)."""
+    path = root / name
+    if os.path.lexists(path):
+        return path
+    for dirpath, _dirs, files in os.walk(root):
+        for file in files:
+            candidate = Path(dirpath) / file
+            if readable(candidate.relative_to(root).as_posix()) == name:
+                return candidate
     return path
 
 

@@ -14,6 +14,7 @@ from flask_admin import expose
 from wtforms import StringField
 from wtforms.validators import ValidationError
 
+from common.readable import readable
 from common.store.jobs import Job
 
 from admin.context import AdminContext
@@ -188,7 +189,8 @@ class ProjectsView(SecureBaseView):
         return redirect(url_for(".index"))
 
     def _confirm_page(self, path, loss: git_ops.Loss, error: str | None = None):
-        return self.render("admin/projects/confirm_delete.html", name=path.name, path=path, loss=loss,
+        # The shown name (bytes that are not UTF-8 escaped): it goes into this page's URLs too.
+        return self.render("admin/projects/confirm_delete.html", name=readable(path.name), path=path, loss=loss,
                            error=error), (409 if error else 200)
 
 

@@ -6,10 +6,13 @@ valid JSON but not an object. Every other item must still be there, with its rig
 """
 from __future__ import annotations
 
+import html
 import json
 import os
+import re
 import struct
 import threading
+import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -23,7 +26,7 @@ from common.sources.model_dirs import hf_hub_cache, torch_checkpoints
 from exporter.collectors.models import ModelsCollector
 from exporter.collectors.projects import ProjectsCollector
 from tests.fakes.model_files import hf_cache_repo, hf_llm, llm_config, provider_file, safetensors_bytes
-from tests.support.admin import logged_in_client, make_admin_app
+from tests.support.admin import csrf_from, logged_in_client, make_admin_app
 from tests.support.git_repos import init_repo
 from tests.support.metrics import exporter_metrics_containing, promtool_problems, scrape
 
@@ -243,3 +246,68 @@ def test_tensor_data_cut_short_is_incomplete_and_a_newer_dtype_is_shown(vm_env):
                   _with_data({"w": {"dtype": "F32", "shape": [8], "data_offsets": [0, 32]}}, 31))
     (cut,) = scan_model_files(vm_env)
     assert cut.status == "incomplete" and "truncated" in cut.problem
+
+
+def _odd_admin(vm_env):
+    app = make_admin_app(vm_env, view_modules=("jobs", "projects", "models"))
+    client = logged_in_client(app)
+    return app, client, csrf_from(client.get("/admin/projects/").text)
+
+
+def _close(app):
+    ctx = app.extensions["wordslab"]
+    ctx.jobs.shutdown()
+    ctx.engine.dispose()
+
+
+@pytest.mark.parametrize("raw_name, shown", [
+    (LATIN1_NAME, SHOWN_NAME),  # a Latin-1 system's "café-notes"
+    (b"My Notes", "My Notes"),  # names made in a terminal or a file manager, not by a clone
+    (b'say "hi" {v2}', 'say "hi" {v2}'),
+])
+def test_project_made_outside_the_admin_can_be_deleted_by_its_shown_name(vm_env, raw_name, shown):
+    """The list links to the project by the name it shows; the delete page must render and
+    delete exactly that folder (before: a name a clone may not take was refused as 'Refused
+    name', and a Latin-1 name gave HTTP 500 on the confirm page)."""
+    workspace = Settings.from_env(vm_env).workspace
+    init_repo(workspace / "good", {"README.md": "# good\n"})
+    repo = init_repo(Path(os.fsdecode(bytes(workspace) + b"/" + raw_name)), {"notes.md": "x\n"})
+    (repo / "draft.md").write_text("unsaved\n")
+    app, client, token = _odd_admin(vm_env)
+    try:
+        url = f"/admin/projects/{urllib.parse.quote(shown, safe='')}/delete/"
+        assert url in html.unescape(client.get("/admin/projects/").text)
+        page = client.post(url, data={"csrf_token": token})
+        assert page.status_code == 200, page.text[:500]
+        assert "draft.md" in page.text and f"Delete project {shown}?" in html.unescape(page.text)
+        fingerprint = re.search(r'name="fingerprint" value="([^"]+)"', page.text).group(1)
+        done = client.post(url, data={"csrf_token": token, "fingerprint": fingerprint, "confirm": "1"})
+        assert done.status_code == 302 and not repo.exists()
+        assert (workspace / "good").is_dir()
+    finally:
+        _close(app)
+
+
+def test_model_file_delete_page_for_odd_files_renders_or_says_why(vm_env):
+    """A Latin-1 named checkpoint is deleted by its shown name; a symlink loop named like a
+    model gets a clear refusal, not HTTP 500."""
+    odd = provider_file(vm_env, "torch", "placeholder.pth")
+    latin1 = Path(os.fsdecode(bytes(odd.parent) + b"/" + LATIN1_NAME + b".pth"))
+    latin1.write_bytes(b"weights")
+    (odd.parent / "café--v2.pth").write_bytes(b"utf-8 name, a double dash")
+    os.symlink("loop-b.pt", odd.parent / "loop-a.pt")
+    os.symlink("loop-a.pt", odd.parent / "loop-b.pt")
+    app, client, token = _odd_admin(vm_env)
+    try:
+        shown = urllib.parse.quote(SHOWN_NAME + ".pth", safe="")
+        page = client.get(f"/admin/models/delete/?provider=torch&model={shown}")
+        assert page.status_code == 200 and "7 bytes" in page.text
+        done = client.post("/admin/models/delete/", data={"csrf_token": token, "provider": "torch",
+                                                          "model": SHOWN_NAME + ".pth", "confirm": "1"})
+        assert done.status_code == 302 and not latin1.exists() and odd.exists()
+        page = client.get(f"/admin/models/delete/?provider=torch&model={urllib.parse.quote('café--v2.pth')}")
+        assert page.status_code == 200 and "25 bytes" in page.text
+        loop = client.get("/admin/models/delete/?provider=torch&model=loop-a.pt", follow_redirects=True)
+        assert loop.status_code == 200 and "loop-a.pt" in loop.text and "cannot be resolved" in loop.text
+    finally:
+        _close(app)
