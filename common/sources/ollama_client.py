@@ -205,9 +205,13 @@ class OllamaClient:
         if not response.content:
             return {}
         try:
-            return response.json()
+            answer = response.json()
         except ValueError:
             raise OllamaError(f"Ollama at {self.base_url} answered {path} with non-JSON") from None
+        if not isinstance(answer, dict):  # every answer of Ollama's API is an object
+            raise OllamaError(f"Ollama at {self.base_url} answered {path} with a JSON "
+                              f"{type(answer).__name__}, not an object")
+        return answer
 
     def _send(self, method: str, path: str, body: dict | None, *, read_timeout: float | None = None,
               stream: bool = False) -> http_client.Response:

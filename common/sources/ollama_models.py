@@ -18,6 +18,7 @@ from datetime import datetime
 from pathlib import Path
 
 from common.log_changes import ChangeLog
+from common.readable import readable
 from common.sources.model_record import (OLLAMA_DEFAULT_KEEP_ALIVE_SECONDS, ModelRecord,
                                         parse_parameter_size, type_from_capabilities,
                                         vram_estimate)
@@ -80,30 +81,43 @@ class OllamaScanner:
     def scan(self) -> list[ModelRecord]:
         tags = self.client.tags()  # Ollama down: raises, the source shows the failure
         now = time.time()
-        for running in self.client.ps():
-            name = running.get("name") or running.get("model", "")
-            self._last_loaded[name] = last_request_time(running, now, self._last_loaded.get(name),
-                                                        self.keep_alive_seconds)
+        try:
+            loaded = self.client.ps()
+        except OllamaError:  # only the last-use times wait for the next round; the models stay listed
+            loaded = []
+        for running in loaded:
+            try:
+                name = running.get("name") or running.get("model", "")
+                self._last_loaded[name] = last_request_time(running, now, self._last_loaded.get(name),
+                                                            self.keep_alive_seconds)
+            except Exception:  # an odd /api/ps entry only loses that model its last-use time
+                continue
         tags = [m for m in tags if isinstance(m, dict) and isinstance(m.get("name"), str) and m["name"]]
         models = sorted(tags, key=lambda m: (parse_time(m.get("modified_at")) or 0, m["name"]))
         seen_blobs: set[str] = set()
         groups: dict[str, int] = {}  # weights digest -> smallest size in the group (fallback)
-        shows = {m["name"]: self._show(m) for m in models}
-        current = {(m["name"], m.get("digest", "")) for m in models}
+        shows, failed = {}, {}
+        for m in models:  # each model on its own: one odd answer never hides the others
+            try:
+                shows[m["name"]] = self._show(m)
+                digest = _from_digest(shows[m["name"]])
+                if digest:
+                    groups[digest] = min(groups.get(digest, int(m.get("size", 0))), int(m.get("size", 0)))
+            except Exception as exc:
+                failed[m["name"]] = exc
+        current = {_show_key(m) for m in models}
         self._show_cache = {k: v for k, v in self._show_cache.items() if k in current}
-        for m in models:
-            digest = _from_digest(shows[m["name"]])
-            if digest:
-                groups[digest] = min(groups.get(digest, m.get("size", 0)), m.get("size", 0))
         owners: set[str] = set()
         records = []
         for m in models:
             try:
+                if m["name"] in failed:
+                    raise failed[m["name"]]
                 records.append(self._model(m, shows[m["name"]], seen_blobs, groups, owners))
             except Exception as exc:  # one odd answer is shown as such, never hides the other models
                 _problems.report(m["name"], f"{type(exc).__name__}: {exc}", "ollama model %s: %s", m["name"], exc)
                 records.append(ModelRecord(provider="ollama", model=m["name"], status="error",
-                                           problem=f"{type(exc).__name__}: {exc}"))
+                                           problem=readable(f"{type(exc).__name__}: {exc}")))
         return records
 
     def _model(self, m: dict, show: dict, seen_blobs: set[str], groups: dict[str, int],
@@ -129,7 +143,7 @@ class OllamaScanner:
         return record
 
     def _show(self, model: dict) -> dict:
-        key = (model["name"], model.get("digest", ""))
+        key = _show_key(model)
         if key not in self._show_cache:
             try:
                 self._show_cache[key] = self.client.show(model["name"])
@@ -200,6 +214,12 @@ class OllamaScanner:
             download_timestamp=parse_time(model.get("modified_at")),
             last_used_timestamp=last_used,
         )
+
+
+def _show_key(model: dict) -> tuple[str, str]:
+    """A model's /api/show answer is kept while its name and digest stay (a digest of an odd
+    type is compared as text rather than failing the whole listing)."""
+    return model["name"], str(model.get("digest", ""))
 
 
 def last_request_time(running: dict, now: float, previous: float | None, keep_alive: float) -> float:

@@ -113,6 +113,11 @@ class OllamaState:
         self.pull_cut: str | None = None
         self.eval_count, self.eval_duration_ns = 24, 300_000_000  # 80 tokens/s
         self.requests: list[tuple[str, str]] = []
+        # Answers as a misbehaving Ollama (an old, patched or proxied one) gives them:
+        # extra /api/tags entries as given, and whole answers by "GET /api/ps" or
+        # "POST /api/show <model>" (a value sent as JSON; bytes and str sent as they are).
+        self.odd_tags: list = []
+        self.odd_answers: dict[str, object] = {}
 
     def install(self, model: FakeModel) -> None:
         with self.lock:
@@ -192,6 +197,9 @@ class _OllamaHandler(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(length) or b"{}") if length else {}
         if state.fail_all:
             return self._send(500, {"error": "fake ollama: internal error"})
+        for key in (f"{self.command} {self.path} {body.get('model', '')}", f"{self.command} {self.path}"):
+            if key in state.odd_answers:
+                return self._send(200, state.odd_answers[key])
         route = {("GET", "/api/tags"): self._tags, ("POST", "/api/show"): self._show,
                  ("GET", "/api/ps"): self._ps, ("POST", "/api/pull"): self._pull,
                  ("DELETE", "/api/delete"): self._delete, ("POST", "/api/generate"): self._generate,
@@ -215,7 +223,7 @@ class _OllamaHandler(BaseHTTPRequestHandler):
                                      "details": _details(m),
                                      **({"remote_model": m.name.removesuffix("-cloud"),
                                          "remote_host": m.remote_host} if m.remote_host else {})}
-                                    for m in models]})
+                                    for m in models] + list(self.state.odd_tags)})
 
     def _show(self, body):
         model = self._model(body)

@@ -23,12 +23,14 @@ from common.sources.file_models import scan_model_files
 from common.sources.git_status import scan_statuses
 from common.sources.hf_models import scan_hf_cache
 from common.sources.model_dirs import hf_hub_cache, torch_checkpoints
+from common.sources.ollama_client import OllamaClient, OllamaError
 from exporter.collectors.models import ModelsCollector
 from exporter.collectors.projects import ProjectsCollector
 from tests.fakes.model_files import hf_cache_repo, hf_llm, llm_config, provider_file, safetensors_bytes
+from tests.fakes.ollama_server import fake_ollama, sample_state
 from tests.support.admin import csrf_from, logged_in_client, make_admin_app
 from tests.support.git_repos import init_repo
-from tests.support.metrics import exporter_metrics_containing, promtool_problems, scrape
+from tests.support.metrics import exporter_metrics_containing, promtool_problems, refreshed, scrape
 
 LATIN1_NAME = b"caf\xe9-notes"  # "café-notes" written by a Latin-1 system
 SHOWN_NAME = "caf\\xe9-notes"  # how it is shown: the stray byte escaped
@@ -311,3 +313,44 @@ def test_model_file_delete_page_for_odd_files_renders_or_says_why(vm_env):
         assert loop.status_code == 200 and "loop-a.pt" in loop.text and "cannot be resolved" in loop.text
     finally:
         _close(app)
+
+
+@pytest.mark.parametrize("odd", [
+    {"GET /api/ps": {"models": ["qwen3:8b", None, 5]}},  # entries that are not objects
+    {"GET /api/ps": [1, 2]},  # the whole answer not an object
+    {"GET /api/ps": b"<html>bad gateway</html>"},
+    {"POST /api/show qwen3:8b-32k": [1, 2]},  # one model's show answer not an object
+    {"POST /api/show qwen3:8b-32k": b"not json"},
+    {"tags": [{"name": "odd:digest", "size": 5, "digest": ["not", "text"]},
+              {"name": "odd:size", "size": None, "digest": "d" * 64}, "just a string", {"name": 7}]},
+])
+def test_one_odd_ollama_answer_never_hides_the_other_models(vm_env, odd):
+    """Ollama forks, old versions and proxies answer oddly; before, one /api/ps entry that was
+    not an object, a /api/show answer that was a JSON list or a digest of another type failed
+    the whole listing: every Ollama model vanished."""
+    state = sample_state()
+    state.odd_tags = odd.pop("tags", [])
+    state.odd_answers = odd
+    with fake_ollama(state) as server:
+        vm_env["OLLAMA_API_BASE"] = server.base_url
+        collector = ModelsCollector(Settings.from_env(vm_env))
+        result = scrape(refreshed(collector))
+    assert promtool_problems(result.text) == ""
+    assert result.value("wordslab_source_refresh_success", source="models_ollama") == 1.0
+    assert result.value("wordslab_model_status", model="qwen3:8b", status="ok") == 1.0
+    assert result.value("wordslab_model_status", model="nomic-embed-text:latest", status="ok") == 1.0
+    assert result.value("wordslab_model_parameters", model="nomic-embed-text:latest") == 136_727_040
+    assert result.value("wordslab_model_status", model="qwen3:8b-32k", status="ok") == 1.0
+    if state.odd_tags:
+        assert result.value("wordslab_model_size_bytes", model="odd:digest") == 5
+        assert result.value("wordslab_model_status", model="odd:size", status="error") == 1.0
+
+
+def test_ollama_answer_that_is_not_an_object_says_so(vm_env):
+    state = sample_state()
+    state.odd_answers = {"GET /api/tags": [{"name": "qwen3:8b"}]}
+    with fake_ollama(state) as server:
+        vm_env["OLLAMA_API_BASE"] = server.base_url
+        with pytest.raises(OllamaError) as err:
+            OllamaClient.from_env(vm_env).tags()
+    assert "JSON list, not an object" in str(err.value)
