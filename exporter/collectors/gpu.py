@@ -10,7 +10,8 @@ Failure policy, per scrape:
   wrappers on a driver older than the library): that series is omitted for that GPU, success 1
   (data-center GPUs have no fan, WSL gives no per-process memory, drivers before 510 have no
   `_v3` process listing: the `_v2` call is used instead);
-- any other NVMLError (GPU lost, timeout, no permission): that series or GPU is omitted,
+- any other NVMLError (GPU lost, timeout, no permission), or an error of the binding itself:
+  that series or GPU is omitted,
   the other GPUs and fields are still published, and `wordslab_collector_success{collector="gpu"}`
   is 0 so an alert or panel can show the GPU is unhealthy.
 """
@@ -46,7 +47,7 @@ class _Reader:
             return fn(*args)
         except self.unavailable:
             return None
-        except self.nvml.NVMLError as exc:
+        except Exception as exc:  # NVMLError, or the binding's own (a strict UTF-8 decode)
             self.errors.append(f"{what}: {type(exc).__name__}: {exc}")
             return None
 
@@ -178,7 +179,10 @@ def _process_identity(nvml: ModuleType, pid: int) -> tuple[str, str]:
     except psutil.Error:
         pass
     try:
-        # A process may exit between the listing and here: NotFound is normal, not a failure.
-        return os.path.basename(nvml.nvmlSystemGetProcessName(pid)) or "unknown", "unknown"
+        name = nvml.nvmlSystemGetProcessName(pid)
+    except UnicodeDecodeError as exc:  # nvidia-ml-py decodes strictly: a Latin-1 path is still a name
+        name = exc.object.decode("utf-8", "surrogateescape")  # shown escaped (common.readable)
     except nvml.NVMLError:
+        # A process may exit between the listing and here: NotFound is normal, not a failure.
         return "unknown", "unknown"
+    return os.path.basename(name) or "unknown", "unknown"

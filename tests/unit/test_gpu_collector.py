@@ -315,3 +315,18 @@ def test_endpoint_gpu_memory_reads_old_drivers_too(vm_env):
     from common.sources.endpoint_probe import gpu_memory_of
     fake = load_fake_pynvml(errors=BEFORE_510, processes={0: [absent_process()]})
     assert gpu_memory_of(Nvml(fake), {ABSENT_PID}) == 7589593088.0
+
+
+def test_process_name_that_is_not_utf8_is_shown_escaped_and_hides_nothing(vm_env):
+    """A process outside our pid namespace whose executable path is Latin-1 (b"caf\\xe9"):
+    nvidia-ml-py decodes NVML's answer strictly and raises UnicodeDecodeError. Before, that
+    escaped the collector and every GPU series was gone; now the name is shown escaped."""
+    latin1 = dict(absent_process(), _process_name=os.fsdecode(b"/opt/caf\xe9/caf\xe9-serve"))
+    other = dict(absent_process(), pid=ABSENT_PID + 1, usedGpuMemory=1 << 20)
+    collector, _ = collector_for(vm_env, processes={0: [latin1, other]})
+    got = scrape(collector)
+    assert success(got) == 1
+    assert promtool_problems(got.text) == ""
+    assert by_gpu(got, "wordslab_gpu_memory_total_bytes") == {"0": 85520809984.0}
+    processes = {labels["pid"]: labels["process"] for labels, _ in got.series("wordslab_gpu_process_memory_bytes")}
+    assert processes == {str(ABSENT_PID): "caf\\xe9-serve", str(ABSENT_PID + 1): "python3"}

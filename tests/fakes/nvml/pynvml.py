@@ -280,7 +280,9 @@ def nvmlSystemGetProcessName(pid):
             for proc in (device.get("nvmlDeviceGetComputeRunningProcesses", [])
                          + device.get("nvmlDeviceGetGraphicsRunningProcesses", [])):
                 if proc["pid"] == pid and proc.get("_process_name"):
-                    return proc["_process_name"]
+                    # nvidia-ml-py's convertStrBytes decodes the C string strictly as UTF-8: a
+                    # name given with surrogate escapes (bytes that are not UTF-8) raises as there.
+                    return proc["_process_name"].encode("utf-8", "surrogateescape").decode()
     raise NVMLError_NotFound()
 
 
