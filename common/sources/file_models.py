@@ -43,7 +43,16 @@ def scan_dir(provider: str, root: Path) -> list[ModelRecord]:
     if not root.is_dir():
         return []
     records = []
-    for dirpath, _dirs, names in os.walk(root):
+
+    def unlisted(exc: OSError) -> None:  # a folder we may not list: said, not silently skipped
+        if exc.filename is None or Path(exc.filename) == root:
+            raise exc
+        folder = Path(exc.filename)
+        _problems.report(str(folder), str(exc), "unreadable model folder %s: %s", folder, exc)
+        records.append(ModelRecord(provider=provider, model=_name(root, folder) + "/", path=readable(str(folder)),
+                                   status="error", problem=readable(f"cannot list the folder: {exc.strerror}")))
+
+    for dirpath, _dirs, names in os.walk(root, onerror=unlisted):
         for name in sorted(names):
             path = Path(dirpath) / name
             if not name.endswith(MODEL_SUFFIXES) or any(m in name for m in PARTIAL_MARKERS):

@@ -101,3 +101,16 @@ def test_each_scanner_reports_the_unreadable_item_and_keeps_the_others(world):
     files = as_nobody(lambda: {r.model: (r.status, r.parameters) for r in scan_dir("torch", models)})
     assert files["open.safetensors"] == ("ok", 4)
     assert files["private.safetensors"][0] == "error"
+
+
+def test_model_folder_that_cannot_be_listed_is_said_not_skipped(world):
+    """A sub-folder of a provider's folder the exporter's user may not list: listed as one
+    unreadable entry; before, its models vanished without a word."""
+    _, _, models = world
+    (models / "kept").mkdir()
+    (models / "kept" / "x.safetensors").write_bytes(safetensors_bytes({"w": ((2, 2), "float16")}))
+    os.chmod(models / "kept", 0o700)
+    files = as_nobody(lambda: {r.model: (r.status, r.problem) for r in scan_dir("torch", models)})
+    assert files["open.safetensors"][0] == "ok"
+    assert files["kept/"][0] == "error" and "Permission denied" in files["kept/"][1]
+    assert "kept/x.safetensors" not in files
