@@ -131,9 +131,12 @@ def _parse(r: _Reader) -> GgufSummary:
     for _ in range(entries):
         key = r.string()
         meta[key] = r.value(r.scalar("<I"))
-    params, by_type, data_end = 0, {}, 0
+    params, by_type, data_end, names = 0, {}, 0, set()
     for _ in range(tensors):
-        r.string()
+        name = r.string()
+        if name in names:  # llama.cpp refuses such a file ("duplicate tensor name")
+            raise ValueError(f"{r.name}: tensor {name!r} is listed twice")
+        names.add(name)
         dims = r.scalar("<I")
         if dims > MAX_DIMS:
             raise ValueError(f"{r.name}: a tensor of {dims} dimensions is not plausible")

@@ -26,7 +26,7 @@ from common.sources.model_dirs import hf_hub_cache, torch_checkpoints
 from common.sources.ollama_client import OllamaClient, OllamaError
 from exporter.collectors.models import ModelsCollector
 from exporter.collectors.projects import ProjectsCollector
-from tests.fakes.model_files import hf_cache_repo, hf_llm, llm_config, provider_file, safetensors_bytes
+from tests.fakes.model_files import gguf_bytes, hf_cache_repo, hf_llm, llm_config, provider_file, safetensors_bytes
 from tests.fakes.ollama_server import fake_ollama, sample_state
 from tests.support.admin import csrf_from, logged_in_client, make_admin_app
 from tests.support.git_repos import init_repo
@@ -354,3 +354,16 @@ def test_ollama_answer_that_is_not_an_object_says_so(vm_env):
         with pytest.raises(OllamaError) as err:
             OllamaClient.from_env(vm_env).tags()
     assert "JSON list, not an object" in str(err.value)
+
+
+def test_gguf_listing_a_tensor_twice_is_an_error_not_twice_the_parameters(vm_env, tmp_path):
+    """llama.cpp refuses a GGUF file naming one tensor twice; its parameters were summed twice."""
+    tensors = {"blk.0.attn_q.weight": ((64, 64), "float16"), "blk.0.attn_k.weight": ((64, 64), "float16")}
+    whole = gguf_bytes(tmp_path, tensors=tensors)
+    assert whole.count(b"blk.0.attn_k.weight") == 1
+    provider_file(vm_env, "torch", "good.gguf", whole)
+    provider_file(vm_env, "torch", "twice.gguf", whole.replace(b"blk.0.attn_k.weight", b"blk.0.attn_q.weight"))
+    records = {r.model: r for r in scan_model_files(vm_env)}
+    assert records["good.gguf"].status == "ok" and records["good.gguf"].parameters == 2 * 64 * 64
+    assert records["twice.gguf"].status == "error" and "listed twice" in records["twice.gguf"].problem
+    assert records["twice.gguf"].parameters is None
