@@ -116,7 +116,7 @@ class OllamaScanner:
                 records.append(self._model(m, shows[m["name"]], seen_blobs, groups, owners))
             except Exception as exc:  # one odd answer is shown as such, never hides the other models
                 _problems.report(m["name"], f"{type(exc).__name__}: {exc}", "ollama model %s: %s", m["name"], exc)
-                records.append(ModelRecord(provider="ollama", model=m["name"], status="error",
+                records.append(ModelRecord(provider="ollama", model=readable(m["name"]), status="error",
                                            problem=readable(f"{type(exc).__name__}: {exc}")))
         return records
 
@@ -201,7 +201,7 @@ class OllamaScanner:
         remote = bool(model.get("remote_host") or model.get("remote_model"))
         return ModelRecord(
             last_used_source="ollama_ps",
-            provider="ollama", model=name,
+            provider="ollama", model=readable(name),  # shown and linked: text a page can encode
             model_type=type_from_capabilities(show.get("capabilities") or ["completion"]),
             path=path,
             quantization=details.get("quantization_level", ""),

@@ -367,3 +367,19 @@ def test_gguf_listing_a_tensor_twice_is_an_error_not_twice_the_parameters(vm_env
     assert records["good.gguf"].status == "ok" and records["good.gguf"].parameters == 2 * 64 * 64
     assert records["twice.gguf"].status == "error" and "listed twice" in records["twice.gguf"].problem
     assert records["twice.gguf"].parameters is None
+
+
+def test_ollama_name_that_is_not_text_renders_escaped_on_the_models_page(vm_env):
+    """A name JSON gives as a lone surrogate ("caf\\udce9", an Ollama behind a proxy that
+    escaped a Latin-1 byte): the Models page linked it for deletion and answered HTTP 500."""
+    state = sample_state()
+    state.odd_tags = [{"name": "caf\udce9:latest", "size": 7}]
+    with fake_ollama(state) as server:
+        vm_env["OLLAMA_API_BASE"] = server.base_url
+        app, client, _ = _odd_admin(vm_env)
+        try:
+            page = client.get("/admin/models/")
+            assert page.status_code == 200
+            assert "qwen3:8b" in page.text and "caf\\xe9:latest" in page.text
+        finally:
+            _close(app)
