@@ -8,9 +8,11 @@ accepted is never lost: if recording its id fails, the status refresh adopts it 
 """
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 import time
-from typing import Callable
+from typing import Callable, Iterator
 
 from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
@@ -70,6 +72,27 @@ def confirmation_text(vm: Vm, action: str) -> str | None:
     return None
 
 
+# VMs with a provider call in flight in this process (the admin's one process: its requests and its
+# autostop/budget loop), so a stop pressed while autostop's stop waits on a slow provider, or a
+# terminate during a start, is refused instead of sent a second time.
+_in_flight: set[int] = set()
+_in_flight_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _one_call_at_a_time(vm_id: int) -> Iterator[None]:
+    with _in_flight_lock:
+        if vm_id in _in_flight:
+            raise VmActionError("another action on this VM is already in progress at its provider: "
+                                "reload the page in a moment")
+        _in_flight.add(vm_id)
+    try:
+        yield
+    finally:
+        with _in_flight_lock:
+            _in_flight.discard(vm_id)
+
+
 # Test seam: runs in the transaction that records a create's result (a test makes it raise).
 before_create_recorded: Callable[[Vm], None] = lambda vm: None
 
@@ -83,6 +106,11 @@ def run_action(sessions: sessionmaker, settings: Settings, vm_id: int, action: s
     has changed since it was taken: "keep running" pressed, autostop turned off)."""
     if action not in ACTIONS:
         raise VmActionError(f"unknown action {action!r}")
+    with _one_call_at_a_time(vm_id):
+        return _run(sessions, settings, vm_id, action, confirmed, clock, still)
+
+
+def _run(sessions, settings, vm_id, action, confirmed, clock, still) -> str:
     name, provider, client, request, seen = _claim(sessions, settings, vm_id, action, confirmed, clock, still)
     try:
         if action == "create":

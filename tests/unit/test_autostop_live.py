@@ -216,3 +216,26 @@ def test_budget_guard_stops_a_missing_vm(world):
     prom.spend = "12.5"
     assert check_budget(sessions, settings) == ["box"]
     assert _stopped(fake)
+
+
+def test_a_stop_button_pressed_while_autostop_stops_makes_no_second_provider_call(world):
+    """A slow provider: while autostop's stop call is in flight, the user's stop (or terminate)
+    is refused with a clear message instead of reaching the provider a second time."""
+    import threading
+
+    from admin.ops.vm_ops import VmActionError, run_action
+
+    settings, sessions, prom, fake = world
+    prom.series = [every_5s("0")]
+    fake.delay_seconds = 2.0
+    done = threading.Thread(target=check, args=(sessions, settings))
+    done.start()
+    deadline = time.monotonic() + 10
+    while not fake.requests and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)  # autostop's stop call waits at the provider now
+    with pytest.raises(VmActionError, match="already in progress"):
+        run_action(sessions, settings, _vm(sessions).id, "stop", True)
+    done.join(15)
+    assert sum(1 for m, path, _ in fake.requests if m == "PUT") == 1
+    assert _stopped(fake) and _vm(sessions).status == "stopped"
