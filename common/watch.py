@@ -13,6 +13,7 @@ import errno
 import logging
 import os
 import threading
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -22,6 +23,12 @@ from watchdog.events import (DirCreatedEvent, DirDeletedEvent, DirMovedEvent, Fi
 from watchdog.observers import Observer
 
 log = logging.getLogger(__name__)
+
+# watchdog says so when a new directory is seen twice while it adds watches for a fresh tree
+# (its event and its recursive walk race); the watch is simply kept. One line per directory
+# made under the workspace would flood the log.
+warnings.filterwarnings("ignore", message="Callback with id .* already exists for watch",
+                        category=RuntimeWarning, module=r"watchdog\.")
 
 WATCH_MODES = ("inotify", "polling")
 # Kernel-side filter: no open/access/close-without-write events reach us at all.
