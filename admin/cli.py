@@ -55,6 +55,16 @@ def _seconds(value: str) -> float:
     return seconds
 
 
+def _factor(value: str) -> float:
+    try:
+        factor = float(value)
+    except ValueError:
+        factor = -1.0
+    if not 0 < factor < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a factor > 0, got {value!r}")
+    return factor
+
+
 def _stop(*_):
     raise KeyboardInterrupt
 
@@ -76,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "relay (default $WORDSLAB_ADMIN_URL or http://127.0.0.1:9878)")
     parser.add_argument("--autostop-interval", type=float, dest="autostop_interval_seconds",
                         help="seconds between autostop checks (default $WORDSLAB_AUTOSTOP_INTERVAL_SECONDS or 60; 0: off)")
-    parser.add_argument("--autostop-time-scale", type=float, dest="autostop_time_scale",
+    parser.add_argument("--autostop-time-scale", type=_factor, dest="autostop_time_scale",
                         help="factor on autostop windows, for tests (default $WORDSLAB_AUTOSTOP_TIME_SCALE or 1)")
     parser.add_argument("--alertmanager-config", type=Path,
                         help="the alertmanager.yml the admin writes (default $WORDSLAB_ALERTMANAGER_CONFIG or "

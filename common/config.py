@@ -173,6 +173,14 @@ def _positive(var: str, value: str) -> float | None:
     return number
 
 
+def _finite_positive(var: str, value: str) -> float | None:
+    number = _positive(var, value)
+    if number == float("inf"):
+        log.warning("%s=%r is not a finite number: the default is used", var, value)
+        return None
+    return number
+
+
 def _path(var: str, value: str) -> Path:
     return Path(value)
 
@@ -195,7 +203,7 @@ TUNABLE_VARS = {
     "vm_status_interval_seconds": ("WORDSLAB_VM_STATUS_INTERVAL_SECONDS", _non_negative),
     "endpoint_status_interval_seconds": ("WORDSLAB_ENDPOINT_STATUS_INTERVAL_SECONDS", _non_negative),
     "autostop_interval_seconds": ("WORDSLAB_AUTOSTOP_INTERVAL_SECONDS", _non_negative),
-    "autostop_time_scale": ("WORDSLAB_AUTOSTOP_TIME_SCALE", _non_negative),
+    "autostop_time_scale": ("WORDSLAB_AUTOSTOP_TIME_SCALE", _finite_positive),
     "cgroup_root": ("WORDSLAB_DASHBOARD_CGROUP_ROOT", _path),
     "admin_password": ("WORDSLAB_DASHBOARD_ADMIN_PASSWORD", _text),
     "grafana_home": ("GRAFANA_HOME", _path),

@@ -63,3 +63,14 @@ def test_an_unusable_variable_is_logged_and_the_default_kept(value, caplog):
         s = Settings.from_env({"WORDSLAB_ENDPOINT_STATUS_INTERVAL_SECONDS": value})
     assert s.endpoint_status_interval_seconds is None
     assert f"WORDSLAB_ENDPOINT_STATUS_INTERVAL_SECONDS={value!r} is not a number >= 0" in caplog.text
+
+
+@pytest.mark.parametrize("bad", ["0", "-1", "nan", "inf", "soon"])
+def test_autostop_time_scale_must_be_a_positive_number(bad, capsys, caplog):
+    """0 or a negative factor would make every running-hours limit due at once: every VM stopped."""
+    with pytest.raises(SystemExit):
+        admin_cli.parse_args(["--autostop-time-scale", bad])
+    assert "expected a factor > 0" in capsys.readouterr().err
+    with caplog.at_level(logging.WARNING):
+        assert Settings.from_env({"WORDSLAB_AUTOSTOP_TIME_SCALE": bad}).autostop_time_scale == 1.0
+    assert admin_cli.parse_args(["--autostop-time-scale", "0.1"]).autostop_time_scale == 0.1
