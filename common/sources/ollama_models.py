@@ -57,10 +57,12 @@ def blob_path(models_dir: Path, digest: str) -> Path:
 
 
 def parse_time(text: str | None) -> float | None:
-    """Ollama's RFC 3339 times carry nanoseconds; Python wants at most microseconds."""
+    """Seconds since the epoch of an RFC 3339 time from Ollama (Go's RFC3339Nano: 0 to 9 fraction
+    digits, trailing zeros dropped, `Z` or an offset); None when absent or unparsable.
+    Python 3.10's fromisoformat takes exactly 3 or 6 fraction digits, so the fraction is made 6."""
     if not isinstance(text, str) or not text:
         return None
-    text = re.sub(r"(\.\d{6})\d+", r"\1", text.replace("Z", "+00:00"))
+    text = re.sub(r"\.(\d+)", lambda m: "." + m.group(1)[:6].ljust(6, "0"), text.replace("Z", "+00:00"))
     try:
         return datetime.fromisoformat(text).timestamp()
     except ValueError:

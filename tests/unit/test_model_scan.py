@@ -225,3 +225,17 @@ def test_ollama_model_with_a_blob_deleted_by_hand_is_incomplete(ollama, vm_env):
     assert broken.size_bytes == sum(layer.size for layer in embed.layers
                                     if layer is not embed.weights and layer.digest not in older)
     assert records["qwen3:8b"].status == "ok"
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    # Go's RFC3339Nano drops trailing zeros: any count of fraction digits (Python 3.10's
+    # fromisoformat takes only 3 or 6), nanoseconds cut to microseconds.
+    ("2024-05-01T12:34:56.12345-07:00", 1714592096.12345),
+    ("2024-05-01T12:34:56.1Z", 1714566896.1),
+    ("2024-05-01T12:34:56.123456789+02:00", 1714559696.123456),
+    ("2024-05-01T12:34:56Z", 1714566896.0),
+    ("not a time", None),
+    (None, None),
+])
+def test_parse_time_reads_every_fraction_length_go_writes(text, expected):
+    assert parse_time(text) == expected
