@@ -14,12 +14,12 @@ from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from wtforms import FloatField, SelectField
-from wtforms.fields.choices import SelectChoice
 from wtforms.validators import NumberRange, Optional, ValidationError
 
 from common.sources.ollama_client import ollama_base_url
 from common.store.services import API_TYPES, SERVERS, SERVICE_TYPES, Endpoint
 
+from admin.form_choices import SelectChoice
 from admin.ops.endpoint_models import NONE_CHOICE, DownloadedModels, list_downloaded, ollama_base_for, refusal
 from admin.ops.endpoint_ops import ACTIONS, EndpointOps, OpError, default_base_url, port_in_use
 from admin.ops.endpoint_status import EndpointStatusRefresher

@@ -8,7 +8,6 @@ from __future__ import annotations
 from flask import flash, redirect, request, url_for
 from flask_admin import expose
 from wtforms import SelectField, StringField
-from wtforms.fields.choices import SelectChoice
 
 from common.sources.model_dirs import MODEL_PROVIDER_LABELS, MODEL_PROVIDERS
 from common.sources.model_record import MODEL_TYPES, ModelRecord
@@ -17,6 +16,7 @@ from common.store.models import (forget_model, record_speed, set_type_override, 
                                    type_overrides)
 
 from admin.context import AdminContext
+from admin.form_choices import SelectChoice
 from admin.formatting import human_bytes
 from admin.jobs import active_jobs
 from admin.ops import model_ops
