@@ -3,13 +3,18 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import sys
 
 import pytest
 import yaml
-from grafana_foundation_sdk.cog import plugins as sdk_plugins
-from grafana_foundation_sdk.cog import runtime as sdk_runtime
-from grafana_foundation_sdk.models import prometheus as sdk_prometheus
-from grafana_foundation_sdk.models.dashboard import Dashboard
+
+# Grafana's SDK is published for Python >= 3.11 only; on 3.10 (the floor) the other checks run.
+SDK_PYTHON = sys.version_info >= (3, 11)
+if SDK_PYTHON:
+    from grafana_foundation_sdk.cog import plugins as sdk_plugins
+    from grafana_foundation_sdk.cog import runtime as sdk_runtime
+    from grafana_foundation_sdk.models import prometheus as sdk_prometheus
+    from grafana_foundation_sdk.models.dashboard import Dashboard
 
 from tests.support import dashboards
 
@@ -58,6 +63,7 @@ def test_committed_json_is_what_the_builder_produces():
             f"{filename} is stale: run python grafana/build_dashboards.py")
 
 
+@pytest.mark.skipif(not SDK_PYTHON, reason="grafana-foundation-sdk needs Python >= 3.11")
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.stem)
 def test_loads_through_grafana_foundation_sdk(path):
     sdk_plugins.register_default_plugins()
