@@ -7,7 +7,6 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from pathlib import Path
 
 from common import redact
 from common.config import DEFAULT_LISTEN_ADDRESS, TUNABLE_VARS, Settings, parse_listen_address

@@ -8,8 +8,8 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from common import __version__
 from common.config import parse_listen_address
+from common.version import program_version
 from exporter.exposition import Exposition
 
 
@@ -29,7 +29,7 @@ def landing_page(collector_names: list[str]) -> bytes:
     items = "".join(f"<li>{html.escape(n)}</li>" for n in collector_names)
     return (
         "<!doctype html><html><head><title>wordslab exporter</title></head><body>"
-        f"<h1>wordslab-dashboard exporter {__version__}</h1>"
+        f"<h1>wordslab-dashboard exporter {html.escape(program_version())}</h1>"
         '<p><a href="/metrics">Metrics</a></p>'
         f"<h2>Collectors</h2><ul>{items}</ul></body></html>"
     ).encode()

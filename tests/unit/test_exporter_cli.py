@@ -20,3 +20,11 @@ def test_wordslab_version_flag_overrides_the_variable():
     args = parse_args(["--wordslab-version", "2026-05"])
     assert settings_from_args(args, {"WORDSLAB_VERSION": "2025-01"}).version == "2026-05"
     assert settings_from_args(parse_args([]), {"WORDSLAB_VERSION": "2025-01"}).version == "2025-01"
+
+
+def test_landing_page_names_the_installed_version_as_version_does(monkeypatch):
+    # One source for the program's version (the installed distribution), not a second literal.
+    from common import version
+    from exporter.server import landing_page
+    monkeypatch.setattr(version.metadata, "version", lambda name: "9.8.7" if name == version.DISTRIBUTION else "")
+    assert b"<h1>wordslab-dashboard exporter 9.8.7</h1>" in landing_page(["system"])
