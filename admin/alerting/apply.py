@@ -10,6 +10,7 @@ import secrets
 from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
 
+from common import redact
 from common.config import Settings
 from common.store.alerts import RELAY_TOKEN_SETTING, AlertReceiver
 from common.store.settings import get_setting, set_setting
@@ -29,10 +30,10 @@ def relay_token(sessions: sessionmaker) -> str:
 
 
 def scrub(message: str, secret_values: list[str]) -> str:
-    """`message` with every secret replaced (Alertmanager may quote the line it refused)."""
-    for value in sorted(secret_values, key=len, reverse=True):
-        message = message.replace(value, "••••")
-    return message
+    """`message` through common.redact, the one scrubbing point, with these secrets remembered
+    there (Alertmanager and amtool may quote the line they refused)."""
+    redact.remember(*secret_values)
+    return redact.scrub(message)
 
 
 def refusal(sessions: sessionmaker, settings: Settings, receivers: list[AlertReceiver]) -> str | None:
