@@ -48,21 +48,23 @@ def promtool_problems(text: str) -> str:
     return (done.stdout + done.stderr).strip() if done.returncode or done.stdout or done.stderr else ""
 
 
-def metrics_containing(address: str, needle: str, timeout: float = 30.0) -> str:
-    """GET http://address/metrics until it contains `needle` (a background source refreshed) or
-    `timeout` passes; returns the last body either way, for the test to assert on."""
+def metrics_containing(address: str, needle: str | tuple[str, ...], timeout: float = 30.0) -> str:
+    """GET http://address/metrics until it contains `needle` (or each of a tuple of them: one per
+    background source the test reads) or `timeout` passes; returns the last body either way, for
+    the test to assert on."""
     import time
     import urllib.request
+    needles = (needle,) if isinstance(needle, str) else needle
     deadline = time.monotonic() + timeout
     while True:
         with urllib.request.urlopen(f"http://{address}/metrics", timeout=5) as response:
             body = response.read().decode()
-        if needle in body or time.monotonic() > deadline:
+        if all(n in body for n in needles) or time.monotonic() > deadline:
             return body
         time.sleep(0.2)
 
 
-def exporter_metrics_containing(env, workdir, needle: str, timeout: float = 30.0) -> str:
+def exporter_metrics_containing(env, workdir, needle: str | tuple[str, ...], timeout: float = 30.0) -> str:
     """Start the real exporter process with `env`, return its /metrics once it contains `needle`
     (see metrics_containing), and stop it."""
     from tests.support.prometheus import start_exporter

@@ -178,7 +178,9 @@ def test_running_exporter_answers_200_with_every_odd_item(vm_env, tmp_path):
     settings = Settings.from_env(vm_env)
     odd_workspace(settings.workspace)
     odd_models(vm_env)
-    text = exporter_metrics_containing(vm_env, tmp_path, f'project="{SHOWN_NAME}"'.replace("\\", "\\\\"))
+    # The projects and the models are two background sources: wait for both.
+    text = exporter_metrics_containing(vm_env, tmp_path, (f'project="{SHOWN_NAME}"'.replace("\\", "\\\\"),
+                                                          'model="org/list-header"'))
     assert 'wordslab_project_status{project="good",status="no_remote"} 1.0' in text
     assert 'wordslab_model_status{model="org/list-header",provider="huggingface",status="error"} 1.0' in text
     assert 'model="tiny-org/tiny-llama"' in text
