@@ -3,6 +3,9 @@
 #   ./dashboard.sh up     install what is missing, then run the stack natively
 #   ./dashboard.sh test   install what the tests need, then run the whole test suite
 set -euo pipefail
+# Paths the user gives `up` (--grafana-tarball, --state-dir, --cache-dir...) are relative to where
+# they ran it; this script works in the repository and goes back there to start the stack.
+CALLER_DIR=$PWD
 cd "$(dirname "$0")"
 
 VENV=${WORDSLAB_DASHBOARD_VENV:-.venv}
@@ -77,7 +80,9 @@ case "${1:-}" in
     python_ok
     apt_install_missing git=git prometheus=prometheus prometheus-alertmanager=prometheus-alertmanager nginx=nginx
     python_env ""
-    exec "$VENV/bin/wordslab-dashboard" up "$@"
+    runner="$(cd "$VENV/bin" && pwd)/wordslab-dashboard"
+    cd "$CALLER_DIR"
+    exec "$runner" up "$@"
     ;;
   test)
     shift

@@ -109,8 +109,13 @@ class Settings:
         overrides.setdefault("dashboard_port", int(port) if port.isdigit() and 0 < int(port) < 65536 else 8888)
         overrides.setdefault("public_url", env.get("WORDSLAB_DASHBOARD_PUBLIC_URL") or None)
         overrides.setdefault("docs_dir", _path_or_none(env.get("WORDSLAB_DASHBOARD_DOCS_DIR")))
-        return cls(env=env, state_dir=Path(state_dir), db_path=Path(db_path), cache_dir=Path(cache_dir),
-                   **overrides)
+        # Relative paths are the caller's working directory's, made absolute once: the processes
+        # `up` starts (nginx above all) and their messages need them whole.
+        for name in ("grafana_tarball", "docs_dir"):
+            if overrides.get(name) is not None:
+                overrides[name] = Path(overrides[name]).absolute()
+        return cls(env=env, state_dir=Path(state_dir).absolute(), db_path=Path(db_path).absolute(),
+                   cache_dir=Path(cache_dir).absolute(), **overrides)
 
     def get(self, name: str, default: str | None = None) -> str | None:
         value = self.env.get(name)
