@@ -6,6 +6,7 @@ compose.yaml mounts are used here with local processes.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import os
 import shutil
 import signal
@@ -194,6 +195,27 @@ def stop_all(services: list[Service], grace: float = 10.0) -> None:
             s.process.kill()
 
 
+def _one_up_per_state_dir(state: Path):
+    """The open lock file that this `up` holds for its life, or None (said why) when another
+    `up` runs on the same state dir: a second one would rewrite its config and logs, then stop."""
+    state.mkdir(parents=True, exist_ok=True)
+    lock = open(state / "up.lock", "a+")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.seek(0)
+        holder = lock.read().strip() or "?"
+        lock.close()
+        print(f"wordslab-dashboard: another `up` (pid {holder}) already runs the stack with the state "
+              f"directory {state}; stop it (Ctrl-C) first, or give this one another --state-dir",
+              file=sys.stderr)
+        return None
+    lock.truncate(0)
+    lock.write(f"{os.getpid()}\n")
+    lock.flush()
+    return lock
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     overrides = {"state_dir": args.state_dir, "cache_dir": args.cache_dir,
                  "grafana_tarball": Path(args.grafana_tarball) if args.grafana_tarball else None,
@@ -203,6 +225,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     settings = Settings.from_env(**{k: v for k, v in overrides.items() if v})
     args.door_host, args.dashboard_port = settings.door_host, settings.dashboard_port
     layout = Layout(repo=REPO_ROOT, state=Path(settings.state_dir))
+    lock = _one_up_per_state_dir(layout.state)
+    if lock is None:
+        return 1
     layout.prepare_prometheus(args.exporter_address, args.alertmanager_address)
     layout.prepare_alertmanager()
     grafana, grafana_missing = find_grafana(args, settings)

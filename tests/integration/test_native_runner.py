@@ -158,3 +158,34 @@ def test_up_installs_grafana_from_the_download_site_only_with_the_pinned_checksu
         assert not install.exists() and not (tmp_path / "cache" / name).exists()
         with pytest.raises(OSError):
             _get(f"http://127.0.0.1:{ports['grafana']}/", timeout=1)
+
+
+@pytest.mark.integration
+def test_a_second_up_on_the_same_state_dir_says_so_and_leaves_the_first_running(tmp_path):
+    def up(ports: dict[str, int]) -> subprocess.Popen:
+        env = {**os.environ, **wordslab_env(tmp_path), "WORDSLAB_DASHBOARD_ADMIN_PASSWORD": "s3cret-pass",
+               "PYTHONPATH": str(ROOT), "PATH": os.environ["PATH"]}
+        argv = [sys.executable, "-m", "wordslab_dashboard", "up", "--no-grafana",
+                *(a for name in ("exporter", "admin", "prometheus", "alertmanager")
+                  for a in (f"--{name}-address", f"127.0.0.1:{ports[name]}")),
+                "--state-dir", str(tmp_path / "state"), "--door-host", "127.0.0.1",
+                "--dashboard-port", str(ports["door"])]
+        return subprocess.Popen(argv, env=env, cwd=tmp_path, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+
+    ports = {name: free_port() for name in ("exporter", "admin", "prometheus", "alertmanager", "door")}
+    first = up(ports)
+    try:
+        _wait(lambda: _get(f"http://127.0.0.1:{ports['exporter']}/metrics")[0] == 200, 30, "exporter")
+        config = (tmp_path / "state" / "prometheus" / "prometheus.yml").read_text()
+        second = up(ports)  # the same ports too, as a second `./dashboard.sh up` would
+        output = second.communicate(timeout=30)[0]
+        assert second.returncode == 1
+        assert f"another `up` (pid {first.pid}) already runs the stack" in output, output
+        assert "started" not in output and "Stopping" not in output
+        assert (tmp_path / "state" / "prometheus" / "prometheus.yml").read_text() == config
+        assert first.poll() is None
+        assert _get(f"http://127.0.0.1:{ports['exporter']}/metrics")[0] == 200
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.communicate(timeout=30)
