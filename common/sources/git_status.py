@@ -193,7 +193,9 @@ def parse_porcelain_v2(raw: str) -> BranchStatus:
 def read_branch_status(repo: Path, env: Mapping[str, str], *, ignored: bool = False,
                        timeout: float = STATUS_TIMEOUT_SECONDS) -> tuple[BranchStatus, tuple[str, ...]]:
     """Status of the work tree; with `ignored`, also the ignored paths (what a delete would drop)."""
-    args = ["status", "--porcelain=v2", "--branch", "-z"]
+    # --untracked-files: a repo set to status.showUntrackedFiles=no (dotfile repos are) would
+    # hide new files, and a delete would say nothing is lost.
+    args = ["status", "--porcelain=v2", "--branch", "-z", "--untracked-files=normal"]
     if ignored:
         args.append("--ignored=matching")
     raw = run_git(repo, *args, env=env, timeout=timeout)

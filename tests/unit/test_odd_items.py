@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from admin.ops import git_ops
 from common.config import Settings
 from common.readable import readable
 from common.sources.file_models import scan_model_files
@@ -29,7 +30,7 @@ from exporter.collectors.projects import ProjectsCollector
 from tests.fakes.model_files import gguf_bytes, hf_cache_repo, hf_llm, llm_config, provider_file, safetensors_bytes
 from tests.fakes.ollama_server import fake_ollama, sample_state
 from tests.support.admin import csrf_from, logged_in_client, make_admin_app
-from tests.support.git_repos import init_repo
+from tests.support.git_repos import git, init_repo
 from tests.support.metrics import exporter_metrics_containing, promtool_problems, refreshed, scrape
 
 LATIN1_NAME = b"caf\xe9-notes"  # "café-notes" written by a Latin-1 system
@@ -385,3 +386,16 @@ def test_ollama_name_that_is_not_text_renders_escaped_on_the_models_page(vm_env)
             assert "qwen3:8b" in page.text and "caf\\xe9:latest" in page.text
         finally:
             _close(app)
+
+
+def test_repo_set_to_hide_untracked_files_still_counts_them_and_a_delete_names_them(vm_env):
+    """`git config status.showUntrackedFiles no` (as dotfile repos are set): git status hides new
+    files, so the project read 0 changed files and its delete page said nothing would be lost."""
+    settings = Settings.from_env(vm_env)
+    repo = init_repo(settings.workspace / "dotfiles", {"a.txt": "x\n"})
+    git(repo, "config", "status.showUntrackedFiles", "no")
+    (repo / "new-notes.md").write_text("not committed yet\n")
+    statuses = scan_statuses(settings.workspace, settings.env)
+    assert statuses["dotfiles"].branch.untracked == ("new-notes.md",)
+    loss = git_ops.what_would_be_lost(repo, env=settings.env)
+    assert loss.uncommitted == ("new-notes.md",) and not loss.empty
