@@ -88,8 +88,8 @@ def running_processes(module: ModuleType, handle, kind: str = "Compute") -> list
     """The GPU's "Compute" or "Graphics" processes through the newest call the driver has:
     the unversioned wrapper (`_v3`, drivers 510+), else `_v2` (older drivers).
 
-    None when neither exists in the driver or the GPU does not support the listing; any
-    other NVMLError is raised.
+    None when neither exists in the driver, the GPU does not support the listing, or we may
+    not read it (NoPermission: MIG mode without privileges); any other NVMLError is raised.
     """
     missing = _missing_function_errors(module)
     for name in (f"nvmlDeviceGet{kind}RunningProcesses", f"nvmlDeviceGet{kind}RunningProcesses_v2"):
@@ -101,6 +101,10 @@ def running_processes(module: ModuleType, handle, kind: str = "Compute") -> list
         except missing:
             continue
         except module.NVMLError_NotSupported:
+            return None
+        except module.NVMLError_NoPermission:
+            # A MIG GPU's aggregate listing needs privileges a container rarely has (NVML docs
+            # of nvmlDeviceGetComputeRunningProcesses_v3): a lasting limit, not a failing GPU.
             return None
     return None
 

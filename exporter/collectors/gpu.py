@@ -9,7 +9,8 @@ Failure policy, per scrape:
   (NVMLError_FunctionNotFound, or pynvml's NVMLLibraryMismatchError for its unversioned
   wrappers on a driver older than the library): that series is omitted for that GPU, success 1
   (data-center GPUs have no fan, WSL gives no per-process memory, drivers before 510 have no
-  `_v3` process listing: the `_v2` call is used instead);
+  `_v3` process listing: the `_v2` call is used instead; a MIG GPU in a container without
+  privileges answers the process listing with NoPermission: no per-process series);
 - any other NVMLError (GPU lost, timeout, no permission), or an error of the binding itself:
   that series or GPU is omitted,
   the other GPUs and fields are still published, and `wordslab_collector_success{collector="gpu"}`

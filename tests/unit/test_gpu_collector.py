@@ -330,3 +330,17 @@ def test_process_name_that_is_not_utf8_is_shown_escaped_and_hides_nothing(vm_env
     assert by_gpu(got, "wordslab_gpu_memory_total_bytes") == {"0": 85520809984.0}
     processes = {labels["pid"]: labels["process"] for labels, _ in got.series("wordslab_gpu_process_memory_bytes")}
     assert processes == {str(ABSENT_PID): "caf\\xe9-serve", str(ABSENT_PID + 1): "python3"}
+
+
+def test_mig_gpu_without_privileges_to_list_processes_still_succeeds(vm_env):
+    """In MIG mode the aggregate process listing needs privileges (NVML's own docs): a container
+    gets NoPermission at every scrape. That is a lasting limit, not a failing GPU: before, the
+    collector reported failure forever and its alert never stopped."""
+    errors = {"nvmlDeviceGetComputeRunningProcesses_v3": "NVMLError_NoPermission",
+              "nvmlDeviceGetGraphicsRunningProcesses_v3": "NVMLError_NoPermission"}
+    collector, _ = collector_for(vm_env, errors=errors, processes={0: [absent_process()]})
+    for _ in range(2):
+        got = scrape(collector)
+        assert success(got) == 1
+        assert got.series("wordslab_gpu_process_memory_bytes") == []
+        assert by_gpu(got, "wordslab_gpu_memory_total_bytes") == {"0": 85520809984.0}
