@@ -213,6 +213,7 @@ TUNABLE_VARS = {
     "admin_password": ("WORDSLAB_DASHBOARD_ADMIN_PASSWORD", _text),
     "grafana_home": ("GRAFANA_HOME", _path),
     "sweep_interval_seconds": ("WORDSLAB_DASHBOARD_SWEEP_INTERVAL", _positive),
+    "git_fetch_interval_seconds": ("WORDSLAB_GIT_FETCH_INTERVAL_SECONDS", _non_negative),
 }
 
 

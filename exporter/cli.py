@@ -23,8 +23,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--db", dest="db_path", help="dashboard SQLite file (default: "
                         "$WORDSLAB_WORKSPACE/.wordslab-dashboard/dashboard.db)")
     parser.add_argument("--state-dir", help="where small state kept across restarts lives")
-    parser.add_argument("--git-fetch-interval", type=float, default=300.0,
-                        help="seconds between background `git fetch` of workspace projects")
+    parser.add_argument("--git-fetch-interval", type=float, dest="git_fetch_interval_seconds", help="seconds between background `git fetch` "
+                        "of workspace projects; 0 turns it off (default $WORDSLAB_GIT_FETCH_INTERVAL_SECONDS or "
+                        f"{Settings.git_fetch_interval_seconds:g})")
     parser.add_argument("--root-path", type=Path, help="where the host's / is seen "
                         "(default $WORDSLAB_DASHBOARD_ROOT_PATH or /; compose mounts it at /host/root)")
     for name, app in (("admin", "admin"), ("grafana", "Grafana"), ("prometheus", "Prometheus")):
@@ -54,7 +55,7 @@ def settings_from_args(args: argparse.Namespace, env=None) -> Settings:
     """Settings from the environment (`env`, default os.environ) with the flags winning."""
     set_vars = {key: value for key, value in vars(args).items() if key.startswith("WORDSLAB_")}
     return Settings.from_env(env, set_vars, listen_address=args.listen_address,
-                             git_fetch_interval_seconds=args.git_fetch_interval, db_path=args.db_path,
+                             git_fetch_interval_seconds=args.git_fetch_interval_seconds, db_path=args.db_path,
                              state_dir=args.state_dir, root_path=args.root_path, admin_url=args.admin_url,
                              grafana_url=args.grafana_url, prometheus_url=args.prometheus_url,
                              cgroup_root=args.cgroup_root,

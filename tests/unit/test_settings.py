@@ -74,3 +74,12 @@ def test_autostop_time_scale_must_be_a_positive_number(bad, capsys, caplog):
     with caplog.at_level(logging.WARNING):
         assert Settings.from_env({"WORDSLAB_AUTOSTOP_TIME_SCALE": bad}).autostop_time_scale == 1.0
     assert admin_cli.parse_args(["--autostop-time-scale", "0.1"]).autostop_time_scale == 0.1
+
+
+def test_git_fetch_interval_from_its_variable_its_flag_or_the_default():
+    env = {"WORDSLAB_GIT_FETCH_INTERVAL_SECONDS": "0"}
+    from_env = exporter_cli.settings_from_args(exporter_cli.parse_args([]), env)
+    from_flag = exporter_cli.settings_from_args(exporter_cli.parse_args(["--git-fetch-interval", "60"]), env)
+    default = exporter_cli.settings_from_args(exporter_cli.parse_args([]), {})
+    assert (from_env.git_fetch_interval_seconds, from_flag.git_fetch_interval_seconds,
+            default.git_fetch_interval_seconds) == (0.0, 60.0, 300.0)
