@@ -88,8 +88,9 @@ def blueprint(ctx) -> Blueprint:
 
     @bp.route("/alerts-relay/<int:receiver_id>", methods=["POST"])
     def relay(receiver_id: int):
-        sent = request.headers.get("Authorization", "")
-        if not hmac.compare_digest(sent, f"Bearer {relay_token(ctx.sessions)}"):
+        # Bytes: compare_digest raises TypeError on a str with non-ASCII characters (a 500).
+        sent = request.headers.get("Authorization", "").encode("utf-8", "surrogateescape")
+        if not hmac.compare_digest(sent, f"Bearer {relay_token(ctx.sessions)}".encode()):
             abort(401)
         with ctx.sessions() as session:
             receiver = session.get(AlertReceiver, receiver_id)

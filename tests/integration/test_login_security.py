@@ -204,3 +204,31 @@ def test_readme_says_how_the_lock_out_works_and_how_to_reset_the_password():
     security = security[:security.index("\n## ", 1)]
     assert "wordslab-admin --reset-password" in security
     assert "Retry-After" in security and "minute" in security
+
+
+# --- odd header bytes never give a 500 ----------------------------------------------------------
+
+ODD_HEADER_VALUES = [b"Bearer \xff\xfe", "Bearer caf\u00e9".encode(), b"\xc3\x28", b"Bearer " + b"\x80" * 4096]
+
+
+@pytest.mark.parametrize("value", ODD_HEADER_VALUES)
+@pytest.mark.parametrize("method, path, header", [
+    ("POST", "/alerts-relay/1", "Authorization"),      # Alertmanager's webhook: a bearer token
+    ("GET", "/admin/auth/check", "Cookie"),            # the door's question
+    ("GET", "/admin/auth/check", "X-Forwarded-For"),
+    ("GET", "/admin/auth/login-redirect", "X-Forwarded-Host"),
+    ("POST", "/login", "X-CSRFToken"),
+    ("GET", "/admin/", "Accept-Language"),
+])
+def test_odd_bytes_in_a_header_are_refused_not_a_500(shared_admin, method, path, header, value):
+    port = int(urlsplit(shared_admin.url).port)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.putrequest(method, path)
+    conn.putheader(header, value)
+    conn.putheader("Content-Type", "application/json")
+    conn.putheader("Content-Length", "2")
+    conn.endheaders(b"{}")
+    response = conn.getresponse()
+    response.read()
+    conn.close()
+    assert response.status < 500, (response.status, shared_admin.log()[-2000:])
