@@ -13,10 +13,11 @@ import struct
 import threading
 from collections import Counter
 from dataclasses import dataclass
-from math import prod
 from pathlib import Path
 
 MAX_HEADER_BYTES = 100 * 1024 * 1024  # the format's own limit
+MAX_DIMS = 64  # more than any framework allows (torch's own limit is 64)
+MAX_ELEMENTS = 2**63 - 1  # a tensor's element count is an int64 in torch and safetensors
 MAX_CACHED_FILES = 20_000
 
 # Parsed headers keyed by (path, size, mtime_ns): a cycle over 500 models re-reads nothing.
@@ -83,6 +84,30 @@ def read_noatime(path: Path, size: int | None = None, offset: int = 0) -> bytes:
         os.close(fd)
 
 
+def element_count(shape) -> int:
+    """Elements of a tensor of `shape` (a list or tuple of sizes, as a file declares it).
+
+    ValueError unless it has at most MAX_DIMS sizes, each a non-negative int (not bool), and
+    at most MAX_ELEMENTS elements in all: a hostile header's negative sizes would subtract
+    parameters, and thousands of huge ones would take hours to multiply.
+    """
+    if not isinstance(shape, (list, tuple)) or len(shape) > MAX_DIMS:
+        raise ValueError(f"a tensor shape of {_length(shape)} dimensions is not plausible")
+    count = 1
+    for size in shape:
+        if type(size) is not int or size < 0:
+            raise ValueError(f"shape {str(shape)[:80]} is not a list of sizes "
+                             f"({type(size).__name__} {str(size)[:40]} is not a size)")
+        count *= size
+        if count > MAX_ELEMENTS:
+            raise ValueError("a tensor of more than 2**63 elements is not plausible")
+    return count
+
+
+def _length(shape) -> str:
+    return str(len(shape)) if isinstance(shape, (list, tuple)) else f"non-list ({type(shape).__name__})"
+
+
 def read_header(path: Path) -> dict:
     """The JSON header; ValueError when the file is not a safetensors file (or is truncated)."""
     return _read_header(path)[0]
@@ -141,7 +166,7 @@ def _summarize_header(header: dict) -> TensorSummary:
         by_dtype[dtype] += nbytes
         if name.endswith(_AUX_SUFFIXES) or ".quant_state." in name:
             continue
-        count = prod(shape)
+        count = element_count(shape)
         if name.endswith(".qweight") and dtype == "I32":
             packed += count
         elif name in bnb_4bit:
@@ -165,16 +190,19 @@ def _entry(name: str, tensor) -> tuple[str, list[int], tuple[int, int]]:
         raise ValueError(f"tensor {name!r}: entry is not an object")
     dtype, shape, offsets = tensor.get("dtype"), tensor.get("shape", []), tensor.get("data_offsets", (0, 0))
     if not isinstance(dtype, str) or not dtype:
-        raise ValueError(f"tensor {name!r}: dtype {dtype!r} is not a type name")
-    if not (isinstance(shape, list)
-            and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)):
-        raise ValueError(f"tensor {name!r}: shape {shape!r} is not a list of sizes")
+        raise ValueError(f"tensor {name[:80]!r}: dtype {str(dtype)[:40]} is not a type name")
+    if not isinstance(shape, list):
+        raise ValueError(f"tensor {name[:80]!r}: shape {str(shape)[:80]} is not a list of sizes")
+    try:
+        count = element_count(shape)
+    except ValueError as exc:
+        raise ValueError(f"tensor {name[:80]!r}: {exc}") from None
     if not (isinstance(offsets, (list, tuple)) and len(offsets) == 2
             and all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)
             and 0 <= offsets[0] <= offsets[1]):
         raise ValueError(f"tensor {name!r}: data_offsets {offsets!r} are not [start, end]")
     bits = DTYPE_BITS.get(dtype)
-    if bits is not None and (prod(shape) * bits + 7) // 8 != offsets[1] - offsets[0]:
+    if bits is not None and (count * bits + 7) // 8 != offsets[1] - offsets[0]:
         raise ValueError(f"tensor {name!r}: shape {shape} of {dtype} does not fill data_offsets "
                          f"{list(offsets)} ({offsets[1] - offsets[0]} bytes)")
     return dtype, shape, (offsets[0], offsets[1])

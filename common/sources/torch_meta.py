@@ -23,10 +23,9 @@ import pickle
 import zipfile
 from collections import Counter
 from dataclasses import dataclass
-from math import prod
 from pathlib import Path
 
-from common.sources.safetensors_meta import TensorSummary, open_noatime
+from common.sources.safetensors_meta import TensorSummary, element_count, open_noatime
 
 MAX_PICKLE_BYTES = 64 * 1024 * 1024  # a state dict's pickle is small; the weights are not in it
 MAX_WALK_ITEMS = 2_000_000
@@ -65,7 +64,7 @@ class _Tensor:
 
     @property
     def elements(self) -> int:
-        return prod(self.shape)
+        return element_count(self.shape)
 
 
 class _Stub:
@@ -100,7 +99,9 @@ class _Dict(dict):
 def _rebuild_tensor(storage, storage_offset=0, size=(), *_rest, **_kw):
     if not isinstance(storage, _Storage):
         raise ValueError("tensor without a storage")
-    return _Tensor(storage, int(storage_offset or 0), tuple(int(d) for d in size or ()))
+    shape = tuple(size or ())
+    element_count(shape)  # ValueError for negative, non-integer or absurdly many sizes
+    return _Tensor(storage, int(storage_offset or 0), shape)
 
 
 def _rebuild_parameter(data, *_rest, **_kw):

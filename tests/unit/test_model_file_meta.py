@@ -12,6 +12,7 @@ import pytest
 
 from common.sources.file_models import scan_model_files
 from common.sources.keras_meta import summarize_keras
+from common.sources.safetensors_meta import summarize as safetensors_summarize
 from common.sources.torch_meta import summarize_checkpoint
 from tests.fakes.model_files import provider_file
 
@@ -100,3 +101,47 @@ def test_scan_lists_torch_fastai_keras_with_metadata_and_a_bad_file_hides_nothin
     assert (records[("keras", "small-cnn.keras")].parameters, records[("keras", "small-cnn.keras")].quantization) == (3146, "F32")
     broken = records[("keras", "broken.h5")]
     assert broken.parameters is None and broken.vram_estimate_bytes == broken.size_bytes
+
+
+def _tensor_pickle(sizes) -> bytes:
+    """{'w': torch._utils._rebuild_tensor_v2(<FloatStorage>, 0, sizes)}, written by hand (protocol 0
+    text, one BINPERSID) so the sizes can be what no torch would write."""
+    shape = b"(" + b"".join(b"I%d\n" % size for size in sizes) + b"t"
+    return (b"(dp0\nVw\nctorch._utils\n_rebuild_tensor_v2\n("
+            b"(Vstorage\nctorch\nFloatStorage\nV0\nVcpu\nI1\ntQ" b"I0\n" + shape + b"tRs.")
+
+
+def test_a_hand_written_tensor_pickle_is_read_as_torch_writes_it(tmp_path):
+    path = tmp_path / "ok.pth"
+    path.write_bytes(_zip_with_pickle(_tensor_pickle((5, 10))))
+    assert (summarize_checkpoint(path).parameters, summarize_checkpoint(path).tensor_bytes) == (50, 200)
+
+
+@pytest.mark.parametrize("sizes, why", [
+    ((-5, 10), "not a size"),             # would count -50 parameters
+    ((3, -1), "not a size"),
+    ((2**40, 2**40), "2\\*\\*63 elements"),  # more elements than an int64 counts
+    ((2**62,) * 1000, "1000 dimensions"),  # multiplying 100,000 of these took two minutes
+])
+def test_a_checkpoint_declaring_impossible_sizes_is_refused(tmp_path, sizes, why):
+    path = tmp_path / "odd.pth"
+    path.write_bytes(_zip_with_pickle(_tensor_pickle(sizes)))
+    with pytest.raises(ValueError, match=why):
+        summarize_checkpoint(path)
+    legacy = tmp_path / "odd-legacy.pt"
+    legacy.write_bytes(pickle.dumps(0x1950A86A20F9469CFC6C, protocol=2) + pickle.dumps(1001, protocol=2)
+                       + pickle.dumps({}, protocol=2) + _tensor_pickle(sizes))
+    with pytest.raises(ValueError, match=why):
+        summarize_checkpoint(legacy)
+
+
+@pytest.mark.parametrize("shape, why", [
+    ([-5, 10], "not a size"), ([True, 3], "not a size"), ([2**40, 2**40], "2\\*\\*63 elements"),
+    ([2**62] * 1000, "1000 dimensions"),
+])
+def test_a_safetensors_header_declaring_impossible_sizes_is_refused(tmp_path, shape, why):
+    header = json.dumps({"w": {"dtype": "F32", "shape": shape, "data_offsets": [0, 0]}}).encode()
+    path = tmp_path / "odd.safetensors"
+    path.write_bytes(len(header).to_bytes(8, "little") + header)
+    with pytest.raises(ValueError, match=why):
+        safetensors_summarize(path)
