@@ -354,7 +354,7 @@ def describe_delete(env: Mapping[str, str], provider: str, model: str,
     """Check the target exists and say exactly what a delete would remove."""
     provider = check_provider(provider)
     revision = check_revision(revision)
-    if provider not in ("ollama", "huggingface"):
+    if provider in FILE_PROVIDER_DIRS:  # a library of plain weight files
         # A file already there, whatever its name (café.pth, a Latin-1 name, quotes): the
         # name a download may take does not apply; _model_file keeps it inside the folder.
         model = (model or "").strip()
