@@ -23,6 +23,7 @@ from typing import Callable
 from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
 
+from common import redact
 from common.background import BackgroundSource
 from common.config import Settings
 from common.store.vms import Vm
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 Clock = Callable[[], float]
 DEFAULT_GPU_PERCENT = 5.0
 NOTIFY_ALERT = "WordslabVmAutostopped"
+FAILED_ALERT = "WordslabVmAutostopFailed"
 # Statuses in which the provider may be running (and billing) the VM and a stop is offered:
 # one stuck booting, or left out of the provider's list answers, still runs into its limits.
 WATCHED_STATUSES = ("starting", "running", "missing")
@@ -241,6 +243,12 @@ def stop_vm(sessions: sessionmaker, settings: Settings, vm_id: int, name: str, r
     except VmActionError as exc:
         _record(sessions, vm_id, None, f"autostop could not stop it: {exc}")
         log.warning("autostop of %s failed: %s", name, exc)
+        # It still bills: say so where the user looks (the same alert each pass: Alertmanager
+        # notifies once, then repeats it every few hours while it lasts).
+        notify(settings, name, f"autostop could not stop VM {name}",
+               redact.scrub(f"Autostop wanted to stop VM {name} ({reason}) but the stop failed: {exc}. "
+                            f"It may still cost ${usd_per_hour:.2f}/h: stop it from the admin (/admin/vms/) "
+                            "or the provider's console."), clock(), FAILED_ALERT)
         return False
     now = clock()
     text = savings_text(name, usd_per_hour, reason)

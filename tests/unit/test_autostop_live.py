@@ -25,7 +25,6 @@ from common.store.settings import set_setting
 from common.store.vms import BUDGET_SETTING, HostingPlatform, Vm, VmTemplate
 from tests.fakes.cloud_providers import FakeVast
 from tests.fakes.loopback import send_json, serving
-from tests.support.env import free_port
 
 W = 300.0  # the idle window: 5 minutes
 
@@ -70,12 +69,32 @@ def every_5s(value: str, since: float = -W, until: float = 0.0) -> list[tuple[fl
     return [(t, value) for t in range(int(since), int(until) + 1, 5)]
 
 
+class AlertmanagerApi:
+    """Alertmanager's POST /api/v2/alerts at its HTTP boundary: records what the admin posts."""
+
+    def __init__(self):
+        self.alerts: list[dict] = []
+
+    def handler(self):
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                api.alerts += json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                send_json(self, 200, None)
+
+        return Handler
+
+
 @pytest.fixture
 def world(vm_env):
-    prom, fake = FakePrometheus(), FakeVast()
-    with serving(prom.handler()) as prom_url, serving(fake.handler()) as provider_url:
-        env = {**vm_env, "WORDSLAB_PROMETHEUS_URL": prom_url,
-               "WORDSLAB_ALERTMANAGER_URL": f"http://127.0.0.1:{free_port()}",  # nobody: notify fails, logged
+    prom, fake, am = FakePrometheus(), FakeVast(), AlertmanagerApi()
+    with serving(prom.handler()) as prom_url, serving(fake.handler()) as provider_url, \
+            serving(am.handler()) as am_url:
+        env = {**vm_env, "WORDSLAB_PROMETHEUS_URL": prom_url, "WORDSLAB_ALERTMANAGER_URL": am_url,
                "WORDSLAB_VM_PROVIDER_TIMEOUT_SECONDS": "5"}
         settings = Settings.from_env(env)
         engine = connect(env["WORDSLAB_DASHBOARD_DB"])
@@ -88,6 +107,7 @@ def world(vm_env):
             template = VmTemplate(name="t", platform=platform, gpu="H100", compute_usd_per_hour=2.0)
             s.add(Vm(name="box", template=template, instance_id="1", status="running",
                      last_started_at=time.time() - 2 * W, autostop_idle_minutes=5, autostop_gpu_percent=10))
+        fake.alertmanager = am
         yield settings, sessions, prom, fake
         engine.dispose()
 
@@ -239,3 +259,19 @@ def test_a_stop_button_pressed_while_autostop_stops_makes_no_second_provider_cal
     done.join(15)
     assert sum(1 for m, path, _ in fake.requests if m == "PUT") == 1
     assert _stopped(fake) and _vm(sessions).status == "stopped"
+
+
+def test_a_stop_the_provider_refuses_is_notified_not_only_noted(world):
+    """The VM still bills: the receivers hear that autostop failed, without the provider's key."""
+    settings, sessions, prom, fake = world
+    prom.series = [every_5s("0")]
+    fake.fail = "echo_key"
+    assert check(sessions, settings) == []
+    assert "autostop could not stop it" in _vm(sessions).autostop_note
+    failed = [a for a in fake.alertmanager.alerts if a["labels"]["alertname"] == "WordslabVmAutostopFailed"]
+    assert failed and failed[0]["labels"]["vm"] == "box"
+    text = failed[0]["annotations"]["description"]
+    assert "stop failed" in text and "$2.00/h" in text and fake.api_key not in json.dumps(fake.alertmanager.alerts)
+    fake.fail = None
+    assert check(sessions, settings) == ["box"]
+    assert any(a["labels"]["alertname"] == "WordslabVmAutostopped" for a in fake.alertmanager.alerts)
