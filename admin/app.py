@@ -223,7 +223,7 @@ def create_app(settings: Settings, *, password: str | None = None,
     protect_app(app, sessions)
     # File and folder names that are not UTF-8 are shown escaped instead of failing the page.
     app.jinja_env.finalize = readable_value
-    grafana_status = GrafanaStatus(ctx.grafana_url)
+    grafana_status = GrafanaStatus(settings.grafana_url)
     grafana_status.start()
     app.extensions["wordslab_grafana_status"] = grafana_status
     app.jinja_env.globals.update(

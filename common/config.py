@@ -14,6 +14,7 @@ from typing import Mapping
 log = logging.getLogger(__name__)
 
 DEFAULT_LISTEN_ADDRESS = "127.0.0.1:9877"
+GRAFANA_OFF = "off"
 DEFAULT_ALERTMANAGER_URL = "http://127.0.0.1:9093"
 DEFAULT_PROMETHEUS_URL = "http://127.0.0.1:9090"
 DEFAULT_ADMIN_URL = "http://127.0.0.1:9878"
@@ -67,7 +68,9 @@ class Settings:
     # Tunables read from TUNABLE_VARS below (each also a flag and a README line).
     # Where the host's / is seen (compose mounts it at /host/root).
     root_path: Path = Path("/")
-    # Grafana as the exporter links and probes it as an app (the admin links the door's Grafana).
+    # Where Grafana listens (loopback): the exporter probes it as an app and the admin checks its
+    # health there (the admin's links go to the door's Grafana). GRAFANA_OFF: not part of this
+    # stack (`up` started none), so nothing probes it and no app-down alert can fire for it.
     grafana_url: str = DEFAULT_GRAFANA_URL
     # The admin's file_sd directory (None: <state_dir>/prometheus/targets/dynamic).
     prometheus_targets_dir: Path | None = None

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from common.config import Settings
+from common.config import GRAFANA_OFF, Settings
 from common.urls import dashboard_url
 
 from wordslab_dashboard import door, grafana_install
@@ -120,7 +120,8 @@ def plan_services(args: argparse.Namespace, layout: Layout, settings: Settings,
     exporter_url = f"http://{args.exporter_address}"
     admin_url = f"http://{args.admin_address}"
     prometheus_url = f"http://{args.prometheus_address}"
-    grafana_url = f"http://127.0.0.1:{args.grafana_port}"
+    # No Grafana in this stack: the exporter probes none and the admin says it was not started.
+    grafana_url = f"http://127.0.0.1:{args.grafana_port}" if grafana else GRAFANA_OFF
     alertmanager_url = f"http://{args.alertmanager_address}"
     common = {"WORDSLAB_ADMIN_URL": admin_url, "WORDSLAB_GRAFANA_URL": grafana_url,
               "WORDSLAB_PROMETHEUS_URL": prometheus_url, "WORDSLAB_ALERTMANAGER_URL": alertmanager_url,
@@ -291,7 +292,7 @@ def cmd_door_config(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="wordslab-dashboard", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="run the whole stack in the foreground")
@@ -332,7 +333,11 @@ def main(argv: list[str] | None = None) -> int:
     for flag in ("--dashboard-port", "--door-host", "--public-url", "--docs-dir"):
         config.add_argument(flag, type=int if flag == "--dashboard-port" else str,
                             help=f"as for `up {flag}`")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     if args.command == "up":
         return cmd_up(args)
     if args.command == "door-config":

@@ -28,7 +28,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 
 from common import http_client
 from common.background import BackgroundSource
-from common.config import TUNABLE_VARS, Settings
+from common.config import GRAFANA_OFF, TUNABLE_VARS, Settings
 from common.sources.ollama_client import resolve_ollama
 from common.urls import dashboard_url, public_port, public_port_url, public_url
 from exporter.state_file import save_json
@@ -97,7 +97,10 @@ def vm_app(settings: Settings, app: str, port_var: str, default_port: int, url_v
 
 
 def url_app(settings: Settings, app: str, var: str, value: str) -> App:
-    """An app known by its URL; a bind-all host (0.0.0.0, ":9090") is probed on loopback."""
+    """An app known by its URL; a bind-all host (0.0.0.0, ":9090") is probed on loopback;
+    "off" (GRAFANA_OFF) means the stack runs none: not configured, never probed."""
+    if value.strip().lower() == GRAFANA_OFF:
+        return App(app, "", var, "", "", None)
     raw = value.strip() if "://" in value else f"http://{value.strip()}"
     try:
         parts = urlsplit(raw)

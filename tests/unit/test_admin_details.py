@@ -73,17 +73,34 @@ def test_vm_template_prices_are_dollars(vm_env):
     assert "$0.49/h" in text and "$0.10/GB-month" in text and "$0.07/GB-month" in text
 
 
-def test_grafana_not_answering_is_said_with_how_to_start_it(vm_env):
-    app = make_admin_app(vm_env, grafana_url=f"http://127.0.0.1:{free_port()}")
+def _grafana_banner(env, links_to: str) -> str:
+    app = make_admin_app(env, grafana_url=links_to)
     app.extensions["wordslab_grafana_status"].source.refresh_now()
-    page = logged_in_client(app).get("/admin/jobs/").text
+    return logged_in_client(app).get("/admin/jobs/").text
+
+
+def test_grafana_not_answering_is_said_with_how_to_start_it(vm_env):
+    door = "https://pod7-8888.proxy.runpod.net"  # the links: Grafana behind the door
+    page = _grafana_banner({**vm_env, "WORDSLAB_GRAFANA_URL": f"http://127.0.0.1:{free_port()}"}, door)
     assert 'id="grafana-down"' in page and "./dashboard.sh up" in page
-    assert "Grafana does not answer at <code>http://127.0.0.1:" in page
+    assert f"Grafana does not answer at <code>{door}" in page
 
     with serving(answering(200)) as grafana:
-        app = make_admin_app(vm_env, grafana_url=grafana)
-        app.extensions["wordslab_grafana_status"].source.refresh_now()
-        assert 'id="grafana-down"' not in logged_in_client(app).get("/admin/jobs/").text
+        assert 'id="grafana-down"' not in _grafana_banner({**vm_env, "WORDSLAB_GRAFANA_URL": grafana}, door)
+
+
+def test_grafana_health_is_asked_where_grafana_listens_not_through_the_door(vm_env):
+    # The door answers for a Grafana that is down (its login page, after a redirect): only
+    # Grafana's own loopback address tells.
+    with serving(answering(302)) as door, serving(answering(200)) as grafana:
+        dead = f"http://127.0.0.1:{free_port()}"
+        assert 'id="grafana-down"' in _grafana_banner({**vm_env, "WORDSLAB_GRAFANA_URL": dead}, door)
+        assert 'id="grafana-down"' not in _grafana_banner({**vm_env, "WORDSLAB_GRAFANA_URL": grafana}, dead)
+
+
+def test_a_stack_started_without_grafana_says_so(vm_env):
+    page = _grafana_banner({**vm_env, "WORDSLAB_GRAFANA_URL": "off"}, "http://localhost:8888")
+    assert 'id="grafana-down"' in page and "it was not started" in page
 
 
 def test_ollama_download_is_refused_while_ollama_does_not_answer(vm_env):

@@ -14,7 +14,7 @@ from common.config import Settings
 from tests.fakes.http_apps import answering
 from tests.fakes.loopback import serving
 from tests.support.env import free_port
-from tests.support.metrics import promtool_problems, scrape
+from tests.support.metrics import promtool_problems, refreshed, scrape
 
 TLS_FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "tls"
 
@@ -189,3 +189,13 @@ def test_installed_and_seen_up_apps_are_remembered_across_restarts(services_down
     assert second.value("wordslab_app_up", app="jupyterlab") == 0
     assert second.value("wordslab_app_seen_up", app="jupyterlab") == 1
     assert promtool_problems(second.text) == ""
+
+
+def test_grafana_off_is_not_probed_so_no_app_down_alert_can_fire(services_down):
+    """`up` without Grafana says so with WORDSLAB_GRAFANA_URL=off: not configured, no up series."""
+    env = {**services_down, "WORDSLAB_GRAFANA_URL": "off"}
+    collector = AppsCollector(Settings.from_env(env))
+    result = scrape(refreshed(collector))
+    configured = {lbl["app"]: v for lbl, v in result.series("wordslab_app_configured")}
+    assert configured["grafana"] == 0
+    assert "grafana" not in {lbl["app"] for lbl, _ in result.series("wordslab_app_up")}
