@@ -10,10 +10,10 @@ from pathlib import Path
 
 from common import redact
 from common.config import DEFAULT_LISTEN_ADDRESS, TUNABLE_VARS, Settings, parse_listen_address
-from common.version import program_version
 from exporter.exposition import Exposition
 from exporter.registry import build_collectors
 from exporter.server import make_app, serve
+from exporter.version import program_version
 
 
 def build_parser() -> argparse.ArgumentParser:

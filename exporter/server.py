@@ -9,8 +9,8 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from common.config import parse_listen_address
-from common.version import program_version
 from exporter.exposition import Exposition
+from exporter.version import program_version
 
 
 class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from common.version import program_version
+from exporter.version import program_version
 from exporter.cli import parse_args, settings_from_args
 
 
@@ -24,7 +24,7 @@ def test_wordslab_version_flag_overrides_the_variable():
 
 def test_landing_page_names_the_installed_version_as_version_does(monkeypatch):
     # One source for the program's version (the installed distribution), not a second literal.
-    from common import version
+    from exporter import version
     from exporter.server import landing_page
     monkeypatch.setattr(version.metadata, "version", lambda name: "9.8.7" if name == version.DISTRIBUTION else "")
     assert b"<h1>wordslab-dashboard exporter 9.8.7</h1>" in landing_page(["system"])

@@ -182,6 +182,12 @@ def test_nothing_outside_admin_imports_admin():
     assert _importers_of("admin", ("common", "exporter", "wordslab_dashboard")) == {}
 
 
+def test_every_common_module_is_run_by_both_processes():
+    # common/ holds what both use; a module only one process runs belongs in that process' package.
+    both = reachable_from("exporter.cli") & reachable_from("admin.cli")
+    assert {m for m in product_modules() if top(m) == "common"} - both == set()
+
+
 def test_common_imports_neither_process():
     assert _importers_of("exporter", ("common",)) == {}
     assert _importers_of("admin", ("common",)) == {}
