@@ -29,6 +29,11 @@ from tests.fakes.loopback import send_json, serving
 W = 300.0  # the idle window: 5 minutes
 
 
+class _Quiet(BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
 class FakePrometheus:
     """/api/v1/query: a range vector of `series` (lists of (t, value-string) relative to the
     query's time), or an instant vector of `spend`; `during(expr)` runs before answering."""
@@ -42,10 +47,7 @@ class FakePrometheus:
     def handler(self):
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
+        class Handler(_Quiet):
             def do_GET(self):
                 q = parse_qs(urlsplit(self.path).query)
                 expr, now = q["query"][0], float(q["time"][0])
@@ -78,10 +80,7 @@ class AlertmanagerApi:
     def handler(self):
         api = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
+        class Handler(_Quiet):
             def do_POST(self):
                 api.alerts += json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 send_json(self, 200, None)
