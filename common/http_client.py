@@ -20,7 +20,7 @@ from typing import Iterator, Mapping
 from urllib.parse import unquote, urlencode, urljoin, urlsplit
 from urllib.request import getproxies, proxy_bypass
 
-from common import outbound
+from common import outbound, redact
 
 MAX_REDIRECTS = 30
 REDIRECT_CODES = (301, 302, 303, 307, 308)
@@ -274,13 +274,18 @@ def _default_deadline(timeout: TimeoutSpec) -> float:
 
 def _exchange(method: str, url: str, body: bytes | None, headers: dict[str, str],
               timeout: TimeoutSpec, deadline: Deadline, carries_secret: bool = False) -> Response:
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # "http://[::1/": an unclosed IPv6 bracket
+        raise InvalidURL(f"not a valid URL ({exc}): {_shown(url)}") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidURL(f"not an http(s) URL: {_shown(url)}")
     try:
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError:
         raise InvalidURL(f"bad port in {_shown(url)}") from None
+    if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in url):  # http.client refuses them later
+        raise InvalidURL(f"the URL has a space or control character: {_shown(url)}")
     connect_timeout, read_timeout = timeout if isinstance(timeout, tuple) else (timeout, timeout)
     connect_timeout = min(connect_timeout or deadline.seconds, deadline.remaining())
     target = parts.path or "/"
@@ -393,8 +398,11 @@ def _origin(url: str) -> tuple[str, str | None, int | None]:
 
 
 def _shown(url: str) -> str:
-    """The URL for a message: no query string and no user:password."""
-    parts = urlsplit(url)
+    """The URL for a message: no query string and no user:password (also for a malformed URL)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return redact.strip_userinfo(url).split("?", 1)[0].split("#", 1)[0]
     return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
 
 

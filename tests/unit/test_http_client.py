@@ -226,3 +226,12 @@ def test_a_proxy_named_by_the_environment_is_used_for_plain_http(echo, monkeypat
     monkeypatch.delitem(os.environ, "NO_PROXY", raising=False)
     answer = http_client.get(target, timeout=5)
     assert answer.json()["path"] == target
+
+
+@pytest.mark.parametrize("url", ["http://[::1/x", "http://user:s3cret-pw@[::1/x", "http://ho st/", "http://host/a b",
+                                 "http://host/\x7f"])
+def test_a_malformed_url_is_an_invalid_url_request_exception_without_its_password(url):
+    # Callers catch RequestException: a ValueError from urlsplit or http.client would escape them.
+    with pytest.raises(http_client.InvalidURL) as raised:
+        http_client.get(url, timeout=1)
+    assert isinstance(raised.value, http_client.RequestException) and "s3cret-pw" not in str(raised.value)
