@@ -294,11 +294,13 @@ def remove_interrupted_clones(workspace: Path | None) -> list[str]:
 def clone(url: str, dest: Path, *, env: Mapping[str, str], branch: str | None = None,
           progress: Callable[[float, str], None] = lambda ratio, text: None,
           timeout: float = CLONE_TIMEOUT_SECONDS,
-          on_cancel: Callable[[Callable[[], None]], None] | None = None) -> str:
+          on_cancel: Callable[[Callable[[], None]], None] | None = None,
+          before_publish: Callable[[], None] = lambda: None) -> str:
     """Clone a validated URL into a new directory; on failure nothing is left behind.
 
     GitOpError("Clone failed: <git's fatal: line>") on any failure, after at most `timeout` s.
     `on_cancel(kill)`: registers how to stop the clone (the job's cancel calls `kill`).
+    `before_publish()`: called once git succeeded, just before the project appears under `dest`.
     """
     url = validate_clone_url(url)
     branch = validate_branch(branch)
@@ -316,6 +318,7 @@ def clone(url: str, dest: Path, *, env: Mapping[str, str], branch: str | None = 
     except BaseException:  # a cancelled progress report: git was killed, nothing stays
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    before_publish()
     try:
         # rename(2) replaces an empty directory: refuse if anything took the name meanwhile.
         if dest.exists() or dest.is_symlink():

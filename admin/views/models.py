@@ -77,6 +77,7 @@ class ModelsView(SecureBaseView):
         """From the watched snapshots (admin/sources.py): no scan, no Ollama call per page view."""
         records: list[ModelRecord] = []
         models = self.ctx.sources.models()
+        self.ctx.sources.settled("models")  # a download or delete ending now is shown
         for label, source in (("Ollama", models.ollama_source), ("Hugging Face", models.hf_source),
                               ("Model file", models.files_source)):
             snapshot = source.snapshot()
@@ -128,7 +129,9 @@ class ModelsView(SecureBaseView):
 
         def work(progress):
             message = model_ops.download(env, plan, progress.update)
-            _source_for(sources, plan.provider).refresh_now()  # listed when the job shows done
+            with sources.change("models") as change:
+                change.begin()  # pages shown meanwhile wait for the re-read
+                _source_for(sources, plan.provider).refresh_now()  # listed when the job shows done
             return message
 
         return self.ctx.jobs.submit("download", plan.target, work)
@@ -202,16 +205,19 @@ class ModelsView(SecureBaseView):
         if started:  # an endpoint took the model since the page was shown: ask again, naming it
             return self._confirm_page(target, users, error=f"Not deleted: endpoint {', '.join(started)} "
                                       "now serves this model. Check and confirm again.")
-        try:
-            message = model_ops.delete_model(self.env, target, confirmed=confirmed())
-        except ModelOpError as exc:
-            return self._confirm_page(target, users, error=str(exc))
+        with self.ctx.sources.change("models") as change:
+            change.begin()  # other pages shown meanwhile wait for the re-read
+            try:
+                message = model_ops.delete_model(self.env, target, confirmed=confirmed())
+            except ModelOpError as exc:
+                return self._confirm_page(target, users, error=str(exc))
+            finally:
+                _source_for(self.ctx.sources, target.provider).refresh_now()  # gone from the list shown next
         if users[0]:
             message += f"; endpoint {', '.join(users[0])} served it and will fail until given another model"
         if target.revision is None:
             with self.ctx.sessions.begin() as s:
                 forget_model(s, target.provider, target.model)
-        _source_for(self.ctx.sources, target.provider).refresh_now()  # gone from the list shown next
         flash(message, "success")
         return redirect(url_for(".index"))
 

@@ -102,6 +102,7 @@ class ProjectsView(SecureBaseView):
     def index(self):
         # Snapshots kept fresh by file events (admin/sources.py): no git or walk per page view.
         tracker = self.ctx.sources.projects()
+        self.ctx.sources.settled("projects")  # a clone, pull or delete ending now is shown
         statuses, sizes = tracker.statuses(), tracker.files()
         return self.render("admin/projects/list.html", projects=list(statuses.values()), sizes=sizes,
                            active_jobs=self._active_jobs(), workspace=self.workspace,
@@ -120,14 +121,16 @@ class ProjectsView(SecureBaseView):
         dest, env, sources = self.workspace / name, dict(self.env), self.ctx.sources
 
         def work(progress):
-            try:
-                message = git_ops.clone(url, dest, env=env, branch=branch,
-                                        progress=lambda ratio, text: progress.update(ratio, message=text),
-                                        on_cancel=progress.on_cancel)
-            except git_ops.GitOpError as exc:
-                progress.check()  # killed by a cancel: say so, not "git failed"
-                raise JobFailed(str(exc)) from None
-            sources.projects().reread(name)  # listed when the job shows done
+            with sources.change("projects") as change:
+                try:
+                    message = git_ops.clone(url, dest, env=env, branch=branch,
+                                            progress=lambda ratio, text: progress.update(ratio, message=text),
+                                            on_cancel=progress.on_cancel, before_publish=change.begin)
+                except git_ops.GitOpError as exc:
+                    progress.check()  # killed by a cancel: say so, not "git failed"
+                    raise JobFailed(str(exc)) from None
+                # Listed when the job shows done, and by any page shown once the directory exists.
+                sources.projects().reread(name)
             return message
 
         return self.ctx.jobs.submit("clone", url, work)
@@ -146,11 +149,13 @@ class ProjectsView(SecureBaseView):
 
             def work(progress):
                 progress.update(0.1, message=f"{kind} {name}")
-                try:
-                    message = operation(path, env=env)
-                except git_ops.GitOpError as exc:
-                    raise JobFailed(str(exc)) from None
-                sources.projects().reread(name)  # ahead/behind as of the sync when the job shows done
+                with sources.change("projects") as change:
+                    try:
+                        message = operation(path, env=env)
+                    except git_ops.GitOpError as exc:
+                        raise JobFailed(str(exc)) from None
+                    change.begin()  # pages wait for the re-read rather than show the state before
+                    sources.projects().reread(name)  # ahead/behind as of the sync when the job shows done
                 return message
 
             job_id = self.ctx.jobs.submit(kind, name, work)
@@ -176,15 +181,18 @@ class ProjectsView(SecureBaseView):
         if not confirmed():
             loss = git_ops.what_would_be_lost(path, env=self.env)
             return self._confirm_page(path, loss, error="Not deleted: tick the box to confirm.")
-        try:
-            git_ops.delete(path, env=self.env, confirmed=True, expected_fingerprint=seen)
-        except git_ops.ConfirmationRequired as exc:
-            return self._confirm_page(path, exc.loss, error="Not deleted: the project changed since this "
-                                      "page was shown. Check the list again and confirm.")
-        except OSError as exc:
-            flash(f"Could not delete {project} completely: {exc}", "danger")
-            return redirect(url_for(".index"))
-        self.ctx.sources.projects().reread(project)  # gone from the list this redirect shows
+        with self.ctx.sources.change("projects") as change:
+            change.begin()  # other pages shown meanwhile wait for the re-read
+            try:
+                git_ops.delete(path, env=self.env, confirmed=True, expected_fingerprint=seen)
+            except git_ops.ConfirmationRequired as exc:
+                return self._confirm_page(path, exc.loss, error="Not deleted: the project changed since this "
+                                          "page was shown. Check the list again and confirm.")
+            except OSError as exc:
+                flash(f"Could not delete {project} completely: {exc}", "danger")
+                return redirect(url_for(".index"))
+            finally:
+                self.ctx.sources.projects().reread(project)  # gone from the list this redirect shows
         flash(f"Deleted project {project}.", "success")
         return redirect(url_for(".index"))
 

@@ -84,3 +84,37 @@ def test_one_csrf_token_per_page(admin, counted):
         buttons = page.count('name="csrf_token"')
         assert buttons > 3  # a form per row and per action
         assert counted["csrf_forms"] == 1
+
+
+def test_a_list_page_waits_for_an_action_between_its_change_and_its_re_read(admin, monkeypatch):
+    """A clone renamed into place but not yet re-read: the page shown then lists it anyway."""
+    import threading
+
+    from admin import sources as admin_sources
+
+    client, ctx = admin
+    client.get("/admin/projects/")  # sources started
+    page_waits = threading.Event()
+    real_wait = admin_sources._Pending.wait
+
+    def wait(self, timeout):
+        page_waits.set()
+        return real_wait(self, timeout)
+
+    monkeypatch.setattr(admin_sources._Pending, "wait", wait)
+    began = threading.Event()
+
+    def action():
+        with ctx.sources.change("projects") as change:
+            change.begin()
+            began.set()
+            page_waits.wait(10)  # the page asked while the action was under way
+            init_repo(Path(ctx.settings.workspace) / "delta")
+            ctx.sources.projects().reread("delta")
+
+    worker = threading.Thread(target=action)
+    worker.start()
+    assert began.wait(10)
+    page = client.get("/admin/projects/").text
+    worker.join(10)
+    assert 'id="project-delta"' in page
