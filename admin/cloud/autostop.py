@@ -42,6 +42,13 @@ FAILED_ALERT = "WordslabVmAutostopFailed"
 # Statuses in which the provider may be running (and billing) the VM and a stop is offered:
 # one stuck booting, or left out of the provider's list answers, still runs into its limits.
 WATCHED_STATUSES = ("starting", "running", "missing")
+# "unknown" (the provider's API failed the last status read) counts as watched while the VM was
+# last seen billed (its running interval is still open): a flaky API must not suspend autostop.
+
+
+def watched(vm: Vm) -> bool:
+    return vm.status in WATCHED_STATUSES or (
+        vm.status == "unknown" and any(i.ended_at is None for i in vm.intervals))
 
 
 @dataclass(frozen=True)
@@ -166,7 +173,7 @@ class _Candidate:
         def still(session, vm: Vm) -> str | None:
             if vm.autostop_kept_at != self.kept_at:
                 return "kept running meanwhile"
-            if vm.last_started_at != self.last_started_at or vm.status not in WATCHED_STATUSES:
+            if vm.last_started_at != self.last_started_at or not watched(vm):
                 return "its state changed meanwhile"
             if policy_of(vm, settings.autostop_time_scale) != self.policy:
                 return "its autostop settings changed meanwhile"
@@ -177,9 +184,9 @@ class _Candidate:
 def _candidates(sessions: sessionmaker, settings: Settings, now: float) -> list[_Candidate]:
     with sessions() as session:
         out = []
-        for vm in session.scalars(select(Vm).where(Vm.status.in_(WATCHED_STATUSES))):
+        for vm in session.scalars(select(Vm).where(Vm.status.in_(WATCHED_STATUSES + ("unknown",)))):
             policy = policy_of(vm, settings.autostop_time_scale)
-            if policy.enabled:
+            if policy.enabled and watched(vm):
                 anchor = max(vm.last_started_at or now, vm.autostop_kept_at or 0.0)
                 out.append(_Candidate(vm.id, vm.name, policy, anchor, vm.template.compute_usd_per_hour,
                                       vm.autostop_kept_at, vm.last_started_at))
@@ -198,7 +205,7 @@ def clear_countdowns(sessions: sessionmaker, settings: Settings) -> None:
     """VMs not running, or without autostop, show no countdown."""
     with sessions.begin() as session:
         for vm in session.scalars(select(Vm).where(Vm.autostop_at.is_not(None))):
-            if vm.status not in WATCHED_STATUSES or not policy_of(vm, settings.autostop_time_scale).enabled:
+            if not watched(vm) or not policy_of(vm, settings.autostop_time_scale).enabled:
                 vm.autostop_at = None
 
 

@@ -20,7 +20,7 @@ from common.store.alerts import BUDGET_STOP_SETTING
 from common.store.settings import get_setting
 from common.store.vms import BUDGET_SETTING, Vm
 
-from admin.cloud.autostop import WATCHED_STATUSES, stop_vm
+from admin.cloud.autostop import WATCHED_STATUSES, stop_vm, watched
 from admin.formatting import usd
 from admin.prometheus_api import PrometheusError, query
 
@@ -45,7 +45,8 @@ def check_budget(sessions: sessionmaker, settings: Settings, clock: Callable[[],
         enabled = get_setting(session, BUDGET_STOP_SETTING) == "1"
         budget = get_setting(session, BUDGET_SETTING)
         running = [(vm.id, vm.name, vm.template.compute_usd_per_hour)
-                   for vm in session.scalars(select(Vm).where(Vm.status.in_(WATCHED_STATUSES)))]
+                   for vm in session.scalars(select(Vm).where(Vm.status.in_(WATCHED_STATUSES + ("unknown",))))
+                   if watched(vm)]
     if not enabled or not budget or not running:
         return []
     spend = month_spend(settings, clock())

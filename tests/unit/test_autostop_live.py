@@ -274,3 +274,19 @@ def test_a_stop_the_provider_refuses_is_notified_not_only_noted(world):
     fake.fail = None
     assert check(sessions, settings) == ["box"]
     assert any(a["labels"]["alertname"] == "WordslabVmAutostopped" for a in fake.alertmanager.alerts)
+
+
+@pytest.mark.parametrize("interval_open, stopped", [(True, True), (False, False)])
+def test_a_failed_status_read_does_not_suspend_autostop(world, interval_open, stopped):
+    """'unknown' after the provider's API failed a status read: last seen running (its billed
+    interval open), it still runs into its limits; last seen stopped, it is left alone."""
+    from common.store.vms import VmInterval
+
+    settings, sessions, prom, fake = world
+    with sessions.begin() as s:
+        vm = s.scalar(select(Vm))
+        vm.intervals.append(VmInterval(started_at=vm.last_started_at,
+                                       ended_at=None if interval_open else vm.last_started_at + 60))
+        vm.status, vm.autostop_idle_minutes, vm.autostop_after_hours = "unknown", None, 0.1
+    assert check(sessions, settings) == (["box"] if stopped else [])
+    assert _stopped(fake) is stopped
