@@ -4,7 +4,8 @@ The body streams into a hidden temporary file beside the target (`.<name>.partia
 which the model scans skip), hashed as it arrives; only a complete, verified file is renamed
 to its final name (an atomic rename on one filesystem). Every refusal raises ModelOpError
 with a message for the user, and leaves nothing behind:
-- a URL that is not https with a host, or an answer other than 200;
+- a URL that is not https with a host, or an answer other than 200; a redirect is followed
+  only to another https URL (never down to plain http, where the bytes could be changed);
 - a body larger than the free space of the target's filesystem (from Content-Length before
   the first byte is written, and again as bytes arrive when the length is not announced);
 - a stream that ends before Content-Length bytes (an interrupted download);
@@ -21,7 +22,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote, urljoin, urlsplit
 
 from common import http_client
 
@@ -99,10 +100,7 @@ def download_file(url: str, target: Path, report: Report, free_fn: DiskFree, *,
 
 def _stream(url: str, partial: Path, report: Report, free_fn: DiskFree, timeout):
     digests = {"sha256": hashlib.sha256(), "md5": hashlib.md5(usedforsecurity=False)}
-    try:
-        response = http_client.get(url, timeout=timeout, stream=True)
-    except http_client.RequestException as exc:
-        raise ModelOpError(f"download failed: {exc}") from None
+    response = _get_following_https(url, timeout)
     with response:
         if response.status_code != 200:
             raise ModelOpError(f"download failed: the server answered HTTP {response.status_code} "
@@ -133,6 +131,28 @@ def _stream(url: str, partial: Path, report: Report, free_fn: DiskFree, timeout)
         raise ModelOpError(f"download interrupted: got {written} of {total} bytes; "
                            "the partial file was removed")
     return written, digests
+
+
+def _get_following_https(url: str, timeout):
+    """The streamed answer for `url`, redirects followed while they stay https (ModelOpError)."""
+    for _ in range(http_client.MAX_REDIRECTS + 1):
+        try:
+            response = http_client.get(url, timeout=timeout, stream=True, allow_redirects=False)
+        except http_client.RequestException as exc:
+            raise ModelOpError(f"download failed: {exc}") from None
+        location = response.headers.get("Location")
+        if response.status_code not in http_client.REDIRECT_CODES or not location:
+            return response
+        response.close()
+        target = urljoin(url, location)
+        try:
+            url = check_https_url(target)
+        except ModelOpError:
+            parts = urlsplit(target)  # shown without its query string or user:password
+            raise ModelOpError(f"download refused: the server redirected to a URL that is not https "
+                               f"with a host and no password ({parts.scheme}://{parts.hostname or ''}"
+                               f"{parts.path[:120]}); nothing was downloaded") from None
+    raise ModelOpError(f"download failed: more than {http_client.MAX_REDIRECTS} redirects")
 
 
 def _content_length(response) -> int | None:

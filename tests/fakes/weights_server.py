@@ -6,6 +6,9 @@ buckets: serves registered files whole, cut mid-stream, or without Content-Lengt
         url = server.url("resnet-ab12.pth")           # https://localhost:PORT/resnet-ab12.pth
         server.url("x.pth", mode="cut")               # Content-Length says all, half is sent
         server.url("x.pth", mode="nolength")          # no Content-Length, all is sent
+        server.redirects["x.pth"] = other_url
+        server.url("x.pth", mode="redirect")          # 302 to other_url
+    with weights_server(tmp_path, tls=False) as plain:  # the same over plain http
 """
 from __future__ import annotations
 
@@ -30,18 +33,19 @@ def make_certificate(directory: Path) -> tuple[Path, Path]:
 
 
 class WeightsServer:
-    def __init__(self, port: int, cert: Path):
-        self.port, self.cert = port, cert
+    def __init__(self, port: int, cert: Path | None, scheme: str = "https"):
+        self.port, self.cert, self.scheme = port, cert, scheme
         self.files: dict[str, bytes] = {}
+        self.redirects: dict[str, str] = {}
         self.requests: list[str] = []
 
     def url(self, name: str, mode: str = "whole") -> str:
-        return f"https://localhost:{self.port}/{mode}/{name}"
+        return f"{self.scheme}://localhost:{self.port}/{mode}/{name}"
 
 
 @contextmanager
-def weights_server(directory: Path, monkeypatch=None) -> Iterator[WeightsServer]:
-    cert, key = make_certificate(directory)
+def weights_server(directory: Path, monkeypatch=None, tls: bool = True) -> Iterator[WeightsServer]:
+    cert, key = make_certificate(directory) if tls else (None, None)
     state: dict = {}
 
     class Handler(BaseHTTPRequestHandler):
@@ -52,6 +56,12 @@ def weights_server(directory: Path, monkeypatch=None) -> Iterator[WeightsServer]
             server = state["server"]
             server.requests.append(self.path)
             _, mode, name = self.path.split("/", 2)
+            if mode == "redirect":
+                self.send_response(302)
+                self.send_header("Location", server.redirects[name])
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             data = server.files.get(name)
             if data is None:
                 self.send_response(404)
@@ -67,13 +77,14 @@ def weights_server(directory: Path, monkeypatch=None) -> Iterator[WeightsServer]
             self.close_connection = True
 
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
-    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
-    state["server"] = server = WeightsServer(httpd.server_address[1], cert)
+    if tls:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(cert, key)
+        httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+    state["server"] = server = WeightsServer(httpd.server_address[1], cert, "https" if tls else "http")
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
-    if monkeypatch is not None:  # this process trusts the server's certificate from now on
+    if monkeypatch is not None and tls:  # this process trusts the server's certificate from now on
         monkeypatch.setenv("SSL_CERT_FILE", str(cert))
         monkeypatch.setattr(http_client, "_TLS_CONTEXT", None)
     try:

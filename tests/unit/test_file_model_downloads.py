@@ -91,6 +91,20 @@ def test_a_disk_too_small_is_refused_before_writing_and_while_streaming(vm_env, 
     assert _leftovers(torch_checkpoints(vm_env)) == [] and scan_model_files(vm_env) == []
 
 
+def test_a_redirect_is_followed_over_https_only(vm_env, server, tmp_path):
+    server.redirects[TORCH_NAME] = server.url(TORCH_NAME)
+    _run(vm_env, "torch", server.url(TORCH_NAME, mode="redirect"))  # https to https: followed
+    assert (torch_checkpoints(vm_env) / TORCH_NAME).read_bytes() == CNN
+    with weights_server(tmp_path / "plain", tls=False) as plain:
+        plain.files["cnn.pth"] = CNN
+        server.redirects["cnn.pth"] = plain.url("cnn.pth")
+        with pytest.raises(ModelOpError, match="redirected to a URL that is not https"):
+            _run(vm_env, "torch", server.url("cnn.pth", mode="redirect"))
+        assert plain.requests == []  # refused before a byte went out in clear
+    assert not (torch_checkpoints(vm_env) / "cnn.pth").exists()
+    assert _leftovers(torch_checkpoints(vm_env)) == []
+
+
 def test_an_existing_file_is_not_overwritten(vm_env, server):
     _run(vm_env, "torch", server.url(TORCH_NAME))
     with pytest.raises(ModelOpError, match="already exists"):
