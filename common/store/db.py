@@ -8,6 +8,8 @@ from typing import Any
 from sqlalchemy import Boolean, Engine, Float, Integer, Numeric, String, Text, create_engine, event, inspect, text
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
+from common.store.health import DatabaseUnusable, advice
+
 # The DB holds API keys and the admin password hash: owner only, and so are SQLite's side files.
 FILE_MODE = 0o600
 SIDE_SUFFIXES = ("-wal", "-shm", "-journal")
@@ -26,18 +28,24 @@ def _ensure_private_file(db_path: Path) -> None:
     later write (SQLite's "How To Corrupt", 2.2). A missing file is created 0600 (O_EXCL:
     nothing can have it open); an existing one is tightened by path (chmod takes no descriptor).
     SQLite creates -wal/-shm/-journal with the main file's mode.
+    Raises DatabaseUnusable (one line) when the path cannot be a DB file: a symlink loop, a
+    parent that is a file, no permission.
     """
-    db_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     try:
-        os.close(os.open(db_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, FILE_MODE))
-    except FileExistsError:
-        pass
-    for path in (db_path, *(Path(f"{db_path}{s}") for s in SIDE_SUFFIXES)):
+        db_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         try:
-            if os.stat(path).st_mode & 0o077:
-                os.chmod(path, FILE_MODE)
-        except FileNotFoundError:
+            os.close(os.open(db_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, FILE_MODE))
+        except FileExistsError:
             pass
+        for path in (db_path, *(Path(f"{db_path}{s}") for s in SIDE_SUFFIXES)):
+            try:
+                if os.stat(path).st_mode & 0o077:
+                    os.chmod(path, FILE_MODE)
+            except FileNotFoundError:
+                pass
+    except OSError as exc:
+        where = f" at {exc.filename}" if exc.filename and str(exc.filename) != str(db_path) else ""
+        raise DatabaseUnusable(advice(db_path, f"{exc.strerror or type(exc).__name__}{where}")) from None
 
 
 def connect(db_path: Path | str, *, readonly: bool = False, busy_timeout_ms: int = 5000) -> Engine:

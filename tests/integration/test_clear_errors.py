@@ -2,6 +2,7 @@
 admin or exporter started on a damaged database says in one line which file and what to do."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import urllib.request
@@ -100,7 +101,21 @@ def _damaged_db(path):
     path.write_bytes(bytes(data))
 
 
-@pytest.mark.parametrize("damage", [_garbage_db, _damaged_db])
+def _symlink_loop(path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.symlink(path.name, path)
+
+
+def _a_directory(path):
+    path.mkdir(parents=True)
+
+
+def _a_fifo(path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.mkfifo(path)
+
+
+@pytest.mark.parametrize("damage", [_garbage_db, _damaged_db, _symlink_loop, _a_directory, _a_fifo])
 def test_admin_on_a_damaged_db_says_what_to_do_in_one_line(tmp_path, damage):
     db = tmp_path / "vm" / "dashboard.db"
     damage(db)
