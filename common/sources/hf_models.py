@@ -200,6 +200,10 @@ def _record(repo: Path, repo_id: str) -> ModelRecord:
                     + ", ".join(sorted(found.missing)[:5]))
     if partial:
         record.mark("incomplete", f"download interrupted: {len(partial)} partial blob(s) (*{INCOMPLETE_SUFFIX})")
+    absent = missing_shards(list(files))
+    if absent:  # a download stopped between files leaves no partial blob, only fewer shards
+        record.mark("incomplete", f"{len(absent)} shard(s) of the weights not downloaded: "
+                    + ", ".join(absent[:3]))
     if found.unreadable:
         record.mark("error", "unreadable: " + ", ".join(found.unreadable[:5]))
     config = _json(files.get("config.json"), record)
@@ -275,6 +279,23 @@ def safetensors_set(names: list[str]) -> list[str]:
         others = [n for n in tensors if not n.rpartition("/")[2].startswith("consolidated")]
         chosen += sorted(others or tensors)
     return chosen
+
+
+_SHARD = re.compile(r"^(?P<stem>.*)-(?P<index>\d{5})-of-(?P<total>\d{5})(?P<suffix>\.[^/]+)$")
+
+
+def missing_shards(names: list[str]) -> list[str]:
+    """The shards a set names but the snapshot lacks: `model-00002-of-00004.safetensors` (and
+    `.bin`, `.gguf` splits) says four files make the set; sorted file names."""
+    sets: dict[tuple[str, str, str], set[int]] = {}
+    for name in names:
+        match = _SHARD.match(name)
+        if match:
+            sets.setdefault((match["stem"], match["total"], match["suffix"]), set()).add(int(match["index"]))
+    missing = []
+    for (stem, total, suffix), present in sets.items():
+        missing += [f"{stem}-{i:05d}-of-{total}{suffix}" for i in range(1, int(total) + 1) if i not in present]
+    return sorted(missing)
 
 
 @dataclass(frozen=True)

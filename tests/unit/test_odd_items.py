@@ -400,3 +400,26 @@ def test_repo_set_to_hide_untracked_files_still_counts_them_and_a_delete_names_t
     assert statuses["dotfiles"].branch.untracked == ("new-notes.md",)
     loss = git_ops.what_would_be_lost(repo, env=settings.env)
     assert loss.uncommitted == ("new-notes.md",) and not loss.empty
+
+
+def test_sharded_weights_with_a_shard_never_downloaded_are_incomplete(vm_env, tmp_path):
+    """A download stopped between files (Ctrl-C in snapshot_download) leaves no partial blob,
+    only fewer shards: it read as a complete model of half the parameters, with a VRAM estimate."""
+    cache = hf_hub_cache(vm_env)
+    config = json.dumps(llm_config()).encode()
+    index = {"weight_map": {"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}}
+    shard = safetensors_bytes({"a": ((4, 4), "float16")})
+    hf_cache_repo(cache, "org/half", {"config.json": config, "model.safetensors.index.json": json.dumps(index).encode(),
+                                      "model-00001-of-00002.safetensors": shard})
+    hf_cache_repo(cache, "org/whole", {"config.json": config, "model.safetensors.index.json": json.dumps(index).encode(),
+                                       "model-00001-of-00002.safetensors": shard,
+                                       "model-00002-of-00002.safetensors": safetensors_bytes({"b": ((4, 4), "float16")})})
+    split = gguf_bytes(tmp_path)
+    hf_cache_repo(cache, "org/gguf-split", {"m-Q4_K_M-00001-of-00003.gguf": split, "m-Q4_K_M-00003-of-00003.gguf": split})
+    records = {r.model: r for r in scan_hf_cache(cache)}
+    assert records["org/whole"].status == "ok" and records["org/whole"].parameters == 32
+    half = records["org/half"]
+    assert half.status == "incomplete" and "model-00002-of-00002.safetensors" in half.problem
+    assert half.parameters is None and half.vram_estimate_bytes is None and half.size_bytes > 0
+    gguf = records["org/gguf-split"]
+    assert gguf.status == "incomplete" and "m-Q4_K_M-00002-of-00003.gguf" in gguf.problem
