@@ -359,7 +359,8 @@ def describe_delete(env: Mapping[str, str], provider: str, model: str,
         # name a download may take does not apply; _model_file keeps it inside the folder.
         model = (model or "").strip()
         if not model or len(model) > MAX_CHARS["model_id"]:
-            raise ModelOpError("a model file name is required (as the Models list shows it)")
+            raise ModelOpError(f"a model file name is required, as the Models list shows it "
+                               f"(at most {MAX_CHARS['model_id']} characters)")
         if model.startswith("/") or ".." in model.split("/"):
             raise ModelOpError(f"model file {readable(model)!r} is not allowed: no '..' or leading '/'")
         path = _model_file(env, provider, model)
@@ -446,7 +447,7 @@ def _model_file(env: Mapping[str, str], provider: str, name: str) -> Path:
     try:
         root = FILE_PROVIDER_DIRS[provider](env).resolve()
         path = _shown_file(root, name).resolve()
-    except (OSError, RuntimeError) as exc:  # Path.resolve raises RuntimeError on a symlink loop
+    except (OSError, RuntimeError, ValueError) as exc:  # RuntimeError: a symlink loop; ValueError: a NUL
         raise ModelOpError(f"{readable(name)!r} cannot be resolved ({readable(str(exc))}): "
                            "remove it in a terminal") from None
     if root not in path.parents or not path.is_file() or not path.name.endswith(MODEL_SUFFIXES):

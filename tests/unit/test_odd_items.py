@@ -315,6 +315,8 @@ def test_model_file_delete_page_for_odd_files_renders_or_says_why(vm_env):
         assert page.status_code == 200 and "25 bytes" in page.text
         loop = client.get("/admin/models/delete/?provider=torch&model=loop-a.pt", follow_redirects=True)
         assert loop.status_code == 200 and "loop-a.pt" in loop.text and "cannot be resolved" in loop.text
+        nul = client.get("/admin/models/delete/?provider=torch&model=a%00b.pth", follow_redirects=True)
+        assert nul.status_code == 200 and "Not deleted" in nul.text and odd.exists()
     finally:
         _close(app)
 
