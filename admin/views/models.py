@@ -5,7 +5,9 @@ delete first shows what would be removed and refuses without the confirm box tic
 """
 from __future__ import annotations
 
-from flask import flash, redirect, request, url_for
+import time
+
+from flask import current_app, flash, redirect, request, url_for
 from flask_admin import expose
 from wtforms import SelectField, StringField
 
@@ -23,6 +25,7 @@ from admin.ops import model_ops
 from admin.ops.endpoint_models import endpoints_using
 from admin.ops.model_catalog import CATALOG
 from admin.ops.model_ops import ModelOpError
+from admin.row_cache import RowCache
 from admin.security import CSRFForm, SecureBaseView, confirmed
 from admin.validation import max_chars
 from admin.views.projects import age_text
@@ -68,6 +71,7 @@ class ModelsView(SecureBaseView):
     def __init__(self, ctx: AdminContext, **kwargs):
         super().__init__(**kwargs)
         self.ctx = ctx
+        self._rows = RowCache()
 
     @property
     def env(self):
@@ -101,9 +105,20 @@ class ModelsView(SecureBaseView):
             overrides = type_overrides(s)
             measured = {(m.provider, m.model): f"{m.value:.1f} {UNIT_LABELS.get(m.unit, m.unit)}"
                         for m in speeds(s)}
-        return self.render("admin/models/list.html", records=records, overrides=overrides,
-                           speeds=measured, model_types=MODEL_TYPES, active_jobs=self._active_jobs(),
-                           human_bytes=human_bytes, count=_count, age_text=age_text)
+        row = current_app.jinja_env.get_template("admin/models/row.html").module.row
+        urls, now = (url_for(".set_type"), url_for(".benchmark")), time.time()
+
+        def rows():
+            for r in records:
+                chosen, speed = overrides.get((r.provider, r.model)), measured.get((r.provider, r.model), "")
+                downloaded = age_text(r.download_timestamp, now) if r.download_timestamp else ""
+                # ModelRecord is mutable (unhashable): its fields, as a tuple, name it.
+                yield (tuple(vars(r).values()), chosen, speed, downloaded), \
+                    lambda r=r, chosen=chosen, speed=speed, downloaded=downloaded: row(
+                        r, chosen, speed, downloaded, urls, MODEL_TYPES, human_bytes, _count)
+
+        return self.render("admin/models/list.html", rows=self._rows.render(rows()),
+                           active_jobs=self._active_jobs())
 
     # -- download --------------------------------------------------------------------------
     @expose("/new/", methods=("GET", "POST"))

@@ -9,7 +9,7 @@ import logging
 import time
 from datetime import datetime, timezone
 
-from flask import flash, redirect, request, url_for
+from flask import current_app, flash, redirect, request, url_for
 from flask_admin import expose
 from wtforms import StringField
 from wtforms.validators import ValidationError
@@ -18,8 +18,10 @@ from common.readable import readable
 from common.store.jobs import Job
 
 from admin.context import AdminContext
+from admin.formatting import human_bytes
 from admin.jobs import JobFailed, active_jobs
 from admin.ops import git_ops
+from admin.row_cache import RowCache
 from admin.security import CSRFForm, SecureBaseView, confirmed
 from admin.validation import max_chars
 
@@ -85,6 +87,7 @@ class ProjectsView(SecureBaseView):
     def __init__(self, ctx: AdminContext, **kwargs):
         super().__init__(**kwargs)
         self.ctx = ctx
+        self._rows = RowCache()
 
     @property
     def workspace(self):
@@ -104,9 +107,17 @@ class ProjectsView(SecureBaseView):
         tracker = self.ctx.sources.projects()
         self.ctx.sources.settled("projects")  # a clone, pull or delete ending now is shown
         statuses, sizes = tracker.statuses(), tracker.files()
-        return self.render("admin/projects/list.html", projects=list(statuses.values()), sizes=sizes,
-                           active_jobs=self._active_jobs(), workspace=self.workspace,
-                           age_text=age_text, iso_time=iso_time)
+        row = current_app.jinja_env.get_template("admin/projects/row.html").module.row
+        now = time.time()
+
+        def rows():
+            for p in statuses.values():
+                size, age = sizes.get(p.name), age_text(p.last_commit, now)
+                yield (p, size, age), lambda p=p, size=size, age=age: row(
+                    p, size, age, iso_time(p.last_commit), human_bytes)
+
+        return self.render("admin/projects/list.html", rows=self._rows.render(rows()),
+                           active_jobs=self._active_jobs(), workspace=self.workspace)
 
     @expose("/new/", methods=("GET", "POST"))
     def new(self):
