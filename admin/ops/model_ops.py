@@ -446,8 +446,10 @@ def _model_file(env: Mapping[str, str], provider: str, name: str) -> Path:
     resolved); ModelOpError when there is none or it cannot be resolved (a symlink loop)."""
     try:
         root = FILE_PROVIDER_DIRS[provider](env).resolve()
-        path = _shown_file(root, name).resolve()
-    except (OSError, RuntimeError, ValueError) as exc:  # RuntimeError: a symlink loop; ValueError: a NUL
+        shown = _shown_file(root, name)
+        # strict for a link: Python 3.13's lenient resolve() returns a looping link as is instead of raising.
+        path = shown.resolve(strict=shown.is_symlink())
+    except (OSError, RuntimeError, ValueError) as exc:  # RuntimeError/ELOOP: a symlink loop; ValueError: a NUL
         raise ModelOpError(f"{readable(name)!r} cannot be resolved ({readable(str(exc))}): "
                            "remove it in a terminal") from None
     if root not in path.parents or not path.is_file() or not path.name.endswith(MODEL_SUFFIXES):
