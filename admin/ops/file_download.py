@@ -15,6 +15,9 @@ with a message for the user, and leaves nothing behind:
 """
 from __future__ import annotations
 
+import errno
+import fcntl
+import glob
 import hashlib
 import os
 import re
@@ -84,21 +87,61 @@ def torch_hash_prefix(name: str) -> str | None:
 def download_file(url: str, target: Path, report: Report, free_fn: DiskFree, *,
                   checksum: Checksum | None = None, hash_prefix: str | None = None,
                   timeout=TIMEOUT) -> int:
-    """Stream `url` to `target`; returns the bytes written. Raises ModelOpError, leaving no file."""
+    """Stream `url` to `target`; returns the bytes written. Raises ModelOpError, leaving no file.
+
+    Each download holds an flock on its partial file while it runs: the partial files of a
+    download whose process died (kill -9, power loss) hold none and are removed by the next
+    download of the same name; a running one's are left alone. The finished file is linked
+    into place, never over a file of that name that appeared meanwhile (another download of
+    it, or one the user put there): that one is kept and this download refused.
+    """
     if target.exists():
         raise ModelOpError(f"{target} already exists: delete it first to download it again")
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.partial-{secrets.token_hex(4)}")
+    _remove_dead_partials(target)
+    partial = target.with_name(f"{_partial_prefix(target)}{secrets.token_hex(4)}")
     try:
-        written, digests = _stream(url, partial, report, free_fn, timeout)
-        _verify(digests, checksum, hash_prefix)
-        os.replace(partial, target)
+        with open(partial, "xb") as out:
+            fcntl.flock(out, fcntl.LOCK_EX)  # ours alone: new, and its name is random
+            written, digests = _stream(url, out, partial.parent, report, free_fn, timeout)
+            _verify(digests, checksum, hash_prefix)
+            _link_into_place(partial, target)
     finally:
         partial.unlink(missing_ok=True)
     return written
 
 
-def _stream(url: str, partial: Path, report: Report, free_fn: DiskFree, timeout):
+def _partial_prefix(target: Path) -> str:
+    return f".{target.name}.partial-"
+
+
+def _remove_dead_partials(target: Path) -> None:
+    """Remove the partial files of earlier downloads of `target` that no live process holds."""
+    for stale in target.parent.glob(f"{glob.escape(_partial_prefix(target))}*"):
+        try:
+            with open(stale, "rb") as held:
+                fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                stale.unlink(missing_ok=True)
+        except OSError:  # BlockingIOError: a running download's; or already gone
+            continue
+
+
+def _link_into_place(partial: Path, target: Path) -> None:
+    try:
+        os.link(partial, target)  # unlike a rename, fails when target exists
+    except FileExistsError:
+        raise ModelOpError(f"{target} appeared while this download ran (another download of it, or "
+                           "copied there): it is kept as it is and this download was removed") from None
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
+            raise ModelOpError(f"cannot write {target}: {exc.strerror or exc}") from None
+        if target.exists():  # a filesystem without hard links: checked, then renamed
+            raise ModelOpError(f"{target} appeared while this download ran: it is kept as it is "
+                               "and this download was removed") from None
+        os.replace(partial, target)
+
+
+def _stream(url: str, out, folder: Path, report: Report, free_fn: DiskFree, timeout):
     digests = {"sha256": hashlib.sha256(), "md5": hashlib.md5(usedforsecurity=False)}
     response = _get_following_https(url, timeout)
     with response:
@@ -106,27 +149,27 @@ def _stream(url: str, partial: Path, report: Report, free_fn: DiskFree, timeout)
             raise ModelOpError(f"download failed: the server answered HTTP {response.status_code} "
                                f"{response.reason}")
         total = _content_length(response)
-        free = free_fn(partial.parent)
+        free = free_fn(folder)
         if total is not None and total > free:
             raise ModelOpError(f"not enough disk space: the file is {total} bytes but only {free} bytes "
-                               f"are free on the filesystem of {partial.parent}; nothing was downloaded")
+                               f"are free on the filesystem of {folder}; nothing was downloaded")
         written = 0
         try:
-            with open(partial, "wb") as out:
-                for chunk in response.iter_content(CHUNK_BYTES):
-                    written += len(chunk)
-                    if total is None and written > free:
-                        raise ModelOpError(f"not enough disk space: more than {free} bytes and still "
-                                           f"coming; the partial file was removed")
-                    out.write(chunk)
-                    for digest in digests.values():
-                        digest.update(chunk)
-                    report(None, bytes_done=written, bytes_total=total, message="downloading")
+            for chunk in response.iter_content(CHUNK_BYTES):
+                written += len(chunk)
+                if total is None and written > free:
+                    raise ModelOpError(f"not enough disk space: more than {free} bytes and still "
+                                       f"coming; the partial file was removed")
+                out.write(chunk)
+                for digest in digests.values():
+                    digest.update(chunk)
+                report(None, bytes_done=written, bytes_total=total, message="downloading")
+            out.flush()
         except http_client.RequestException as exc:
             raise ModelOpError(f"download interrupted after {written} bytes: {exc}; "
                                "the partial file was removed") from None
         except OSError as exc:
-            raise ModelOpError(f"cannot write {partial.parent}: {exc.strerror or exc}") from None
+            raise ModelOpError(f"cannot write {folder}: {exc.strerror or exc}") from None
     if total is not None and written != total:
         raise ModelOpError(f"download interrupted: got {written} of {total} bytes; "
                            "the partial file was removed")

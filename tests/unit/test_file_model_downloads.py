@@ -1,6 +1,7 @@
 """PyTorch, fastai and Keras downloads: streamed from an https server on loopback into the
 folders those libraries use, verified, and never left half-written."""
 import dataclasses
+import fcntl
 import hashlib
 import io
 import tarfile
@@ -103,6 +104,36 @@ def test_a_redirect_is_followed_over_https_only(vm_env, server, tmp_path):
         assert plain.requests == []  # refused before a byte went out in clear
     assert not (torch_checkpoints(vm_env) / "cnn.pth").exists()
     assert _leftovers(torch_checkpoints(vm_env)) == []
+
+
+def test_a_file_that_appears_during_the_download_is_kept_not_replaced(vm_env, server):
+    target = torch_checkpoints(vm_env) / "cnn.pth"
+
+    def user_copies_one_in(*_args, **_kw):  # another download of it, or the user's own copy
+        if not target.exists():
+            target.write_bytes(b"the user's own weights")
+
+    plan = model_ops.plan_download(vm_env, "torch", server.url("cnn.pth"), free_fn=lambda _p: 10**12)
+    with pytest.raises(ModelOpError, match="appeared while this download ran"):
+        model_ops.download(vm_env, plan, user_copies_one_in, free_fn=lambda _p: 10**12)
+    assert target.read_bytes() == b"the user's own weights"
+    assert _leftovers(torch_checkpoints(vm_env)) == []
+
+
+def test_partial_files_of_a_killed_download_go_at_the_next_one_a_running_ones_stay(vm_env, server):
+    folder = torch_checkpoints(vm_env)
+    folder.mkdir(parents=True)
+    dead = folder / ".cnn.pth.partial-dead0001"  # its admin was killed with kill -9: no lock
+    dead.write_bytes(CNN[:100])
+    running = folder / ".cnn.pth.partial-live0001"
+    running.write_bytes(CNN[:100])
+    other = folder / f".{TORCH_NAME}.partial-dead0002"  # another file's: not this download's business
+    other.write_bytes(b"x")
+    with open(running, "rb") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # as the running download's job holds it
+        _run(vm_env, "torch", server.url("cnn.pth"))
+        assert _leftovers(folder) == sorted([running.name, other.name])
+    assert (folder / "cnn.pth").read_bytes() == CNN
 
 
 def test_an_existing_file_is_not_overwritten(vm_env, server):
