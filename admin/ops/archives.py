@@ -11,6 +11,7 @@ import os
 import shutil
 import tarfile
 from pathlib import Path
+from typing import Callable
 
 from admin.ops.model_errors import ModelOpError
 
@@ -38,14 +39,30 @@ def _check_members(archive: tarfile.TarFile, dest: Path) -> None:
             raise ModelOpError(f"the archive holds a link or special file ({member.name!r}): refused")
 
 
-def unpack(archive_path: Path, dest: Path) -> int:
-    """Unpack into `dest` (which must not exist); returns the number of files. ModelOpError if not."""
+def _check_space(archive: tarfile.TarFile, dest: Path, free_fn: Callable[[Path], int]) -> None:
+    needed = sum(member.size for member in archive.getmembers() if member.isfile())
+    free = free_fn(dest.parent)
+    if needed > free:
+        raise ModelOpError(f"not enough disk space to unpack {Path(archive.name or '').name}: its files hold "
+                           f"{needed} bytes but only {free} bytes are free on the filesystem of "
+                           f"{dest.parent}; nothing was unpacked")
+
+
+def unpack(archive_path: Path, dest: Path, free_fn: Callable[[Path], int] | None = None) -> int:
+    """Unpack into `dest` (which must not exist); returns the number of files. ModelOpError if not.
+
+    With `free_fn` (bytes free on a path's filesystem), the members' total size is checked
+    against it before anything is written: a small archive of zeros that would unpack to more
+    than the disk holds is refused instead of filling the disk the whole machine uses.
+    """
     if dest.exists():
         raise ModelOpError(f"{dest} already exists: delete it first to unpack the archive again")
     staging = dest.with_name(f".{dest.name}.unpacking")
     shutil.rmtree(staging, ignore_errors=True)
     try:
         with tarfile.open(archive_path) as archive:
+            if free_fn is not None:
+                _check_space(archive, dest, free_fn)
             if hasattr(tarfile, "data_filter"):
                 archive.extractall(staging, filter="data")
             else:  # pragma: no cover - Pythons before the filter backport

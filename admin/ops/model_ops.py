@@ -226,7 +226,7 @@ def download_file_model(env: Mapping[str, str], plan: DownloadPlan, report: Repo
     size = download_file(source.url, archive, report, free_fn, checksum=source.checksum,
                          hash_prefix=source.hash_prefix)
     report(1.0, message="unpacking")
-    count = archives.unpack(archive, final)
+    count = archives.unpack(archive, final, free_fn)
     return f"downloaded {archive.name} ({size} bytes, verified by {source.verified_by}), unpacked {count} files into {final}"
 
 

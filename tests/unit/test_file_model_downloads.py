@@ -210,6 +210,15 @@ def test_an_archive_escaping_its_folder_is_refused_and_nothing_is_unpacked(vm_en
     assert _leftovers(models) == []
 
 
+def test_an_archive_unpacking_to_more_than_the_free_disk_is_refused_before_writing(vm_env, server):
+    data = _tgz({"bomb/zeros.pth": bytes(2_000_000)})  # a few KB that unpack to 2 MB
+    server.files["bomb.tgz"] = data
+    with pytest.raises(ModelOpError, match="not enough disk space to unpack bomb.tgz: its files hold 2000000 bytes"):
+        _run(vm_env, "fastai", server.url("bomb.tgz"), free=1_000_000)
+    models = fastai_models(vm_env)
+    assert not (models / "bomb").exists() and _leftovers(models) == []
+
+
 def test_the_admin_form_downloads_a_torch_file_as_a_job(vm_env, server):
     app = make_admin_app(vm_env, view_modules=("models", "jobs"))
     client = logged_in_client(app)
