@@ -45,8 +45,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 PASSWORD = "bench-password-0123"
-SWEEP_SECONDS = 900.0  # the exporter's defaults, which the amortised idle cost assumes
-FETCH_SECONDS = 300.0
+from common.config import Settings  # noqa: E402  (after the path is set)
+
+# The exporter's defaults, which the amortised idle cost assumes.
+SWEEP_SECONDS = Settings.sweep_interval_seconds
+FETCH_SECONDS = Settings.git_fetch_interval_seconds
 SCRAPE_EVERY = 5.0
 
 

@@ -39,7 +39,8 @@ class Settings:
     # Where the exporter keeps small state across restarts (network max rates...).
     state_dir: Path | None = None
     db_path: Path | None = None
-    git_fetch_interval_seconds: float = 300.0
+    # 15 min: a fetch of every project is most of an idle machine's cost (README, Performance).
+    git_fetch_interval_seconds: float = 900.0
     slow_refresh_interval_seconds: float = 30.0
     # Full re-read of watched projects and model caches, the safety net behind file events.
     sweep_interval_seconds: float = 900.0
