@@ -22,6 +22,7 @@ import hashlib
 import os
 import re
 import secrets
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -32,6 +33,10 @@ from common import http_client
 from admin.ops.model_errors import ModelOpError
 
 CHUNK_BYTES = 1 << 20
+# Like git's http.lowSpeedLimit/Time and curl's --speed-limit/--speed-time: a download that
+# stays under LOW_SPEED bytes/s for LOW_SPEED_SECONDS is given up (a big file may take hours,
+# so no total deadline; a server trickling a byte now and then must not hold a worker forever).
+LOW_SPEED = (1024, 60.0)
 TIMEOUT = (10.0, 60.0)  # connect, then each wait for data
 # torch.hub's HASH_REGEX: the hex digits between the last '-' and the first '.' after it.
 TORCH_HASH_PREFIX = re.compile(r"-([a-f0-9]+)\.")
@@ -86,7 +91,7 @@ def torch_hash_prefix(name: str) -> str | None:
 
 def download_file(url: str, target: Path, report: Report, free_fn: DiskFree, *,
                   checksum: Checksum | None = None, hash_prefix: str | None = None,
-                  timeout=TIMEOUT) -> int:
+                  timeout=TIMEOUT, low_speed: tuple[int, float] = LOW_SPEED) -> int:
     """Stream `url` to `target`; returns the bytes written. Raises ModelOpError, leaving no file.
 
     Each download holds an flock on its partial file while it runs: the partial files of a
@@ -103,7 +108,7 @@ def download_file(url: str, target: Path, report: Report, free_fn: DiskFree, *,
     try:
         with open(partial, "xb") as out:
             fcntl.flock(out, fcntl.LOCK_EX)  # ours alone: new, and its name is random
-            written, digests = _stream(url, out, partial.parent, report, free_fn, timeout)
+            written, digests = _stream(url, out, partial.parent, report, free_fn, timeout, low_speed)
             _verify(digests, checksum, hash_prefix)
             _link_into_place(partial, target)
     finally:
@@ -141,7 +146,8 @@ def _link_into_place(partial: Path, target: Path) -> None:
         os.replace(partial, target)
 
 
-def _stream(url: str, out, folder: Path, report: Report, free_fn: DiskFree, timeout):
+def _stream(url: str, out, folder: Path, report: Report, free_fn: DiskFree, timeout,
+            low_speed: tuple[int, float] = LOW_SPEED):
     digests = {"sha256": hashlib.sha256(), "md5": hashlib.md5(usedforsecurity=False)}
     response = _get_following_https(url, timeout)
     with response:
@@ -154,9 +160,18 @@ def _stream(url: str, out, folder: Path, report: Report, free_fn: DiskFree, time
             raise ModelOpError(f"not enough disk space: the file is {total} bytes but only {free} bytes "
                                f"are free on the filesystem of {folder}; nothing was downloaded")
         written = 0
+        speed_floor, speed_window = low_speed
+        window_start, window_bytes = time.monotonic(), 0
         try:
             for chunk in response.iter_content(CHUNK_BYTES):
                 written += len(chunk)
+                now = time.monotonic()
+                if now - window_start >= speed_window:
+                    if written - window_bytes < speed_floor * (now - window_start):
+                        raise ModelOpError(f"download too slow: under {speed_floor} bytes/s for "
+                                           f"{speed_window:g} s ({written} bytes so far); the partial "
+                                           "file was removed")
+                    window_start, window_bytes = now, written
                 if total is None and written > free:
                     raise ModelOpError(f"not enough disk space: more than {free} bytes and still "
                                        f"coming; the partial file was removed")

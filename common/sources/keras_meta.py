@@ -12,7 +12,6 @@ layer variable (BatchNorm's moving statistics included), optimizer variables
 """
 from __future__ import annotations
 
-import io
 import json
 import zipfile
 from collections import Counter
@@ -23,7 +22,6 @@ from pathlib import Path
 from common.sources.safetensors_meta import TensorSummary, open_noatime
 
 MAX_CONFIG_BYTES = 16 * 1024 * 1024
-MAX_WEIGHTS_IN_MEMORY = 512 * 1024 * 1024  # a .keras file's weights are read from the zip
 OPTIMIZER_GROUPS = ("optimizer", "optimizer_weights")
 NUMPY_DTYPES = {"float32": "F32", "float16": "F16", "float64": "F64", "bfloat16": "BF16",
                 "int8": "I8", "uint8": "U8", "int16": "I16", "int32": "I32", "int64": "I64", "bool": "BOOL"}
@@ -81,10 +79,12 @@ def _summarize_stream(stream) -> KerasSummary:
         with zipfile.ZipFile(stream) as archive:
             config = archive.getinfo("config.json")
             weights = archive.getinfo("model.weights.h5")
-            if config.file_size > MAX_CONFIG_BYTES or weights.file_size > MAX_WEIGHTS_IN_MEMORY:
-                raise ValueError("Keras archive members are too large to inspect")
+            if config.file_size > MAX_CONFIG_BYTES:
+                raise ValueError("the Keras archive's config.json is too large to inspect")
             class_name = _class_name(archive.read(config))
-            with h5py.File(io.BytesIO(archive.read(weights)), "r") as h5:
+            # Read in place from the archive: h5py seeks to the few blocks with the variables'
+            # shapes, so a member that inflates to gigabytes never lands in memory.
+            with archive.open(weights) as member, h5py.File(member, "r") as h5:
                 return KerasSummary(_variables(h5), class_name)
     stream.seek(0)
     with h5py.File(stream, "r") as h5:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import ssl
 import subprocess
 import threading
+import time
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -73,8 +74,17 @@ def weights_server(directory: Path, monkeypatch=None, tls: bool = True) -> Itera
             if mode != "nolength":
                 self.send_header("Content-Length", str(len(data)))
             self.end_headers()
-            self.wfile.write(data[: len(data) // 2] if mode == "cut" else data)
             self.close_connection = True
+            if mode == "trickle":  # one byte every 0.2 s: never silent long enough for a read timeout
+                for byte in data:
+                    try:
+                        self.wfile.write(bytes([byte]))
+                        self.wfile.flush()
+                    except OSError:  # the client gave up
+                        return
+                    time.sleep(0.2)
+                return
+            self.wfile.write(data[: len(data) // 2] if mode == "cut" else data)
 
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     if tls:

@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from admin.ops import model_ops
 from admin.ops.model_catalog import CATALOG
+from admin.ops.file_download import download_file
 from admin.ops.model_ops import ModelOpError
 from common.sources.file_models import scan_model_files
 from common.sources.model_dirs import fastai_models, keras_models, torch_checkpoints
@@ -242,3 +243,13 @@ def test_the_admin_form_downloads_a_torch_file_as_a_job(vm_env, server):
         failed = s.scalars(select(Job).order_by(Job.id.desc())).first()
         assert failed.status == "failed" and "checksum mismatch" in failed.message
     assert not (keras_models(vm_env) / "small-cnn.keras").exists()
+
+
+def test_a_server_trickling_bytes_is_given_up_under_the_speed_floor(vm_env, server):
+    """A byte every 0.2 s never trips a read timeout; the low-speed limit (git's and curl's
+    kind, here 100 bytes/s over 1 s) ends it, and nothing is left."""
+    target = torch_checkpoints(vm_env) / "slow.pth"
+    with pytest.raises(ModelOpError, match="download too slow: under 100 bytes/s for 1 s"):
+        download_file(server.url("cnn.pth", mode="trickle"), target, lambda *a, **k: None,
+                      lambda _p: 10**12, low_speed=(100, 1.0))
+    assert not target.exists() and _leftovers(torch_checkpoints(vm_env)) == []

@@ -145,3 +145,26 @@ def test_a_safetensors_header_declaring_impossible_sizes_is_refused(tmp_path, sh
     path.write_bytes(len(header).to_bytes(8, "little") + header)
     with pytest.raises(ValueError, match=why):
         safetensors_summarize(path)
+
+
+def test_a_keras_archive_whose_weights_inflate_hugely_is_read_in_place(tmp_path):
+    """A .keras whose model.weights.h5 is padded to 1 GiB of zeros (a few MB compressed): the
+    variables are still read, without inflating the member into memory."""
+    import resource
+    import zipfile as zf
+    src = zf.ZipFile(FIXTURES / "keras" / "small-cnn.keras")
+    weights = src.read("model.weights.h5")
+    path = tmp_path / "padded.keras"
+    with zf.ZipFile(path, "w", compression=zf.ZIP_DEFLATED) as out:
+        out.writestr("config.json", src.read("config.json"))
+        out.writestr("metadata.json", src.read("metadata.json"))
+        with out.open("model.weights.h5", "w", force_zip64=True) as member:
+            member.write(weights)
+            zeros = bytes(1 << 20)
+            for _ in range(1024):
+                member.write(zeros)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    summary = summarize_keras(path)
+    grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert (summary.tensors.parameters, summary.tensors.dtype) == (KERAS["small-cnn.keras"]["parameters"], "F32")
+    assert grown_mib < 256, f"peak memory grew by {grown_mib:.0f} MiB"
