@@ -1,7 +1,8 @@
 """File-change notification for background sources (watchdog: inotify on Linux).
 
 A `Watcher` watches a few directory trees and calls `on_change(path)` for every created,
-deleted, moved, written or closed-after-write file or directory (never for reads: our own
+deleted, moved, written, closed-after-write or attribute-changed (`touch`, `chmod`: only
+IN_ATTRIB comes for those) file or directory (never for reads: our own
 `git status` and directory walks open files, and must not wake us again). When the kernel's
 watches run out (inotify max_user_watches, ENOSPC; or max_user_instances, EMFILE) it gives all
 of them up and says so in `mode` ("polling"): the sources then sweep at their polling interval,
@@ -17,9 +18,9 @@ import warnings
 from pathlib import Path
 from typing import Callable
 
-from watchdog.events import (DirCreatedEvent, DirDeletedEvent, DirMovedEvent, FileClosedEvent,
-                             FileCreatedEvent, FileDeletedEvent, FileModifiedEvent, FileMovedEvent,
-                             FileSystemEvent, FileSystemEventHandler)
+from watchdog.events import (DirAttribEvent, DirCreatedEvent, DirDeletedEvent, DirMovedEvent,
+                             FileAttribEvent, FileClosedEvent, FileCreatedEvent, FileDeletedEvent,
+                             FileModifiedEvent, FileMovedEvent, FileSystemEvent, FileSystemEventHandler)
 from watchdog.observers import Observer
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,7 @@ warnings.filterwarnings("ignore", message="Callback with id .* already exists fo
 WATCH_MODES = ("inotify", "polling")
 # Kernel-side filter: no open/access/close-without-write events reach us at all.
 EVENTS = [FileCreatedEvent, FileDeletedEvent, FileMovedEvent, FileModifiedEvent, FileClosedEvent,
-          DirCreatedEvent, DirDeletedEvent, DirMovedEvent]
+          FileAttribEvent, DirCreatedEvent, DirDeletedEvent, DirMovedEvent, DirAttribEvent]
 # What running out of kernel watch resources looks like.
 EXHAUSTED = (errno.ENOSPC, errno.EMFILE, errno.ENFILE, errno.ENOMEM)
 
@@ -106,6 +107,13 @@ class Watcher:
                 return False
             self._watched[key] = watch
             return True
+
+    def unwatch(self, path: Path, recursive: bool = True) -> None:
+        """Stop watching `path` (nothing if it was not watched)."""
+        with self._lock:
+            watch = self._watched.pop((str(path), recursive), None)
+            if watch is not None:
+                self._release(watch)
 
     def _schedule(self, path: str, recursive: bool):
         if self._observer_factory is None:

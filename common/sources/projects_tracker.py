@@ -5,7 +5,9 @@ workspace (common/watch.py). A change under a project marks that project; the so
 wait DEBOUNCE_SECONDS for the rest of a burst (a checkout, a save-all) and re-read only the
 marked projects: one `git status --porcelain=v2 --branch` each (RepoCache spares the other git
 commands) and one walk for sizes. A change directly under the workspace (a project cloned,
-renamed or deleted) makes them look for projects again. A full sweep every `sweep_seconds`
+renamed or deleted) makes them look for projects again. A project that is a symlink to a repo
+elsewhere is watched at its target too (a recursive watch does not follow links), and the
+target's events count for the link. A full sweep every `sweep_seconds`
 is the safety net for what events cannot see (a global git config, a missed event); when the
 watches run out (inotify limits) every refresh is a sweep, every `polling_seconds`.
 """
@@ -58,6 +60,7 @@ class ProjectsTracker(SourceGroup):
         self._statuses: dict[str, ProjectStatus] = {}
         self._files: dict[str, ProjectFiles] = {}
         self._status_swept = self._files_swept = -math.inf
+        self._links: dict[str, set[str]] = {}  # a linked project's real path -> its link names
         self.watcher = Watcher("projects", self._on_change, observer_factory) if watch else None
         self.status_source = BackgroundSource("projects_status", self._refresh_statuses, polling_seconds)
         self.files_source = BackgroundSource("projects_files", self._refresh_files, files_polling_seconds)
@@ -86,7 +89,18 @@ class ProjectsTracker(SourceGroup):
     # ------------------------------------------------------------------ events
 
     def _on_change(self, path: str) -> None:
-        """Called in the watcher's thread for every changed path under the workspace."""
+        """Called in the watcher's thread for every changed path under the workspace or under
+        a linked project's target."""
+        with self._lock:
+            links = list(self._links.items())
+        for target, names in links:
+            if path == target or path.startswith(target + os.sep):
+                for name in names:
+                    self._mark(os.path.join(self.workspace, name) + path[len(target):])
+                return
+        self._mark(path)
+
+    def _mark(self, path: str) -> None:
         rel = os.path.relpath(path, self.workspace)
         parts = rel.split(os.sep)
         if rel == "." or parts[0] == ".." or parts[0].startswith("."):
@@ -142,7 +156,23 @@ class ProjectsTracker(SourceGroup):
     def _ensure_watched(self) -> bool:
         if self.workspace is None:
             return False
-        return self.watcher.watch(self.workspace, recursive=True)
+        if not self.watcher.watch(self.workspace, recursive=True):
+            return False
+        self._watch_links()
+        return self.watcher.mode == "inotify"
+
+    def _watch_links(self) -> None:
+        """Watch the target of every project that is a symlink; forget links that went."""
+        links: dict[str, set[str]] = {}
+        for repo in git_status.discover_projects(self.workspace):
+            if repo.is_symlink():
+                target = os.path.realpath(repo)
+                if self.watcher.watch(Path(target), recursive=True):
+                    links.setdefault(target, set()).add(repo.name)
+        with self._lock:
+            gone, self._links = set(self._links) - set(links), links
+        for target in gone:
+            self.watcher.unwatch(Path(target), recursive=True)
 
     def _take(self, marks: _Marks, source: BackgroundSource, sweep: bool) -> tuple[set[str], set[str], bool]:
         if not sweep and source.in_own_thread():

@@ -87,6 +87,47 @@ def test_projects_appear_and_disappear_with_the_directories(workspace):
         tracker.stop()
 
 
+def test_touch_and_chmod_alone_are_seen(workspace):
+    """Only an attribute event (IN_ATTRIB) comes for `touch` or `chmod`: the newest
+    modification time moves, and an executable bit is a change git reports."""
+    tracker = tracker_for(workspace)
+    tracker.start()
+    try:
+        assert eventually(lambda: "alpha" in tracker.files() and "alpha" in tracker.statuses())
+        before = tracker.files()["alpha"].last_modified
+        tracked = next(p for p in (workspace / "alpha").iterdir() if p.is_file())
+        later = before + 100
+        os.utime(tracked, (later, later))
+        assert eventually(lambda: tracker.files()["alpha"].last_modified == later)
+        os.chmod(tracked, 0o755)
+        assert eventually(lambda: tracker.statuses()["alpha"].branch.changed == (tracked.name,))
+    finally:
+        tracker.stop()
+
+
+def test_a_project_linked_into_the_workspace_is_watched_through_its_link(workspace, tmp_path):
+    """A symlink to a repo elsewhere is a project (discover_projects follows it); the recursive
+    watch does not follow links, so its target is watched too and its events count for the link."""
+    target = init_repo(tmp_path / "elsewhere" / "real")
+    os.symlink(target, workspace / "linked")
+    tracker = tracker_for(workspace)
+    tracker.start()
+    try:
+        assert eventually(lambda: "linked" in tracker.statuses() and "linked" in tracker.files())
+        before = tracker.files()["linked"].size_bytes
+        (target / "notes.txt").write_bytes(b"x" * 65536)
+        assert eventually(lambda: tracker.statuses()["linked"].branch.changed == ("notes.txt",))
+        assert eventually(lambda: tracker.files()["linked"].size_bytes >= before + 65536)
+        # A link made while running is watched as well.
+        other = init_repo(tmp_path / "elsewhere" / "other")
+        os.symlink(other, workspace / "later")
+        assert eventually(lambda: "later" in tracker.statuses())
+        (other / "more.txt").write_text("more\n")
+        assert eventually(lambda: tracker.statuses()["later"].branch.changed == ("more.txt",))
+    finally:
+        tracker.stop()
+
+
 def test_what_an_event_marks(workspace):
     tracker = tracker_for(workspace, watch=False)
     marks = tracker._status_marks, tracker._files_marks
