@@ -1,7 +1,7 @@
 """Prometheus' HTTP API as the admin reads it (autostop, budget guard): instant queries."""
 from __future__ import annotations
 
-from common import http_client
+from common import http_client, redact
 
 TIMEOUT = (3.0, 10.0)
 
@@ -22,7 +22,7 @@ def query(prometheus_url: str, expr: str, now: float) -> list[dict]:
     if not isinstance(body, dict):
         raise PrometheusError(f"Prometheus answered something else than its API's JSON (HTTP {response.status_code})")
     if body.get("status") != "success":
-        raise PrometheusError(f"Prometheus refused the query: {str(body.get('error', response.status_code))[:300]}")
+        raise PrometheusError(f"Prometheus refused the query: {redact.excerpt(str(body.get('error', response.status_code)), 300)}")
     result = (body.get("data") or {}).get("result") if isinstance(body.get("data"), dict) else None
     if not isinstance(result, list):
         raise PrometheusError("Prometheus answered without a result list")

@@ -2,7 +2,8 @@
 
 `scrub(text)` masks, in this order and in time linear in len(text):
 - every known secret (`remember()`: configured API keys, provider keys, tokens, the admin
-  password), also each line of a secret that spans lines, and its URL-quoted form;
+  password), also each line of a secret that spans lines, its URL-quoted forms and the forms a
+  JSON answer quotes it in (`\\/`, `\\uXXXX`);
 - common token shapes: `Bearer x`, `Basic x`, `sk-…`, `hf_…`, `ghp_…`, `github_pat_…`
   (random-looking: a capital and a digit), `xox?-…`, and the value of `token=`, `key=`, `password=`, `secret=` (and `api_key=`,
   `access_token=`… any name ending so) in query strings, forms and `name: value` text;
@@ -19,7 +20,8 @@ import logging
 import re
 import threading
 from typing import Iterable, Mapping
-from urllib.parse import quote
+import json
+from urllib.parse import quote, quote_plus
 
 MASK = "***"
 # Shorter values are not masked as known secrets: they would mask ordinary words.
@@ -52,9 +54,12 @@ _generation = 0  # bumped with each new secret: cached label scrubs start over
 
 
 def _variants(secret: str) -> set[str]:
-    """The secret, its URL-quoted form, and each line of one pasted with a line break (a log
-    line may hold one of them). Words of a passphrase are not masked alone: they are words."""
-    found = {secret, quote(secret, safe="")}
+    """The secret, its URL-quoted forms (a path or query that quotes it), its JSON string forms
+    (PHP's json_encode writes / as \\/, others \\u00e9) and each line of one pasted with a line
+    break (a log line may hold one of them). Words of a passphrase are not masked alone."""
+    as_json = json.dumps(secret)[1:-1]
+    found = {secret, quote(secret, safe=""), quote(secret), quote_plus(secret),
+             as_json, as_json.replace("/", "\\/"), json.dumps(secret, ensure_ascii=False)[1:-1]}
     found.update(line.strip() for line in secret.splitlines())
     return {v for v in found if len(v) >= MIN_SECRET_CHARS}
 
@@ -161,6 +166,13 @@ def scrub(text: str | None) -> str:
 def scrub_line(text: str | None, limit: int) -> str:
     """`scrub(text)` as one line of at most `limit` characters (error texts shown as labels)."""
     return " ".join(scrub(text).split())[:limit]
+
+
+def excerpt(text: str | None, limit: int) -> str:
+    """`scrub(text)` as one line, cut to `limit` characters with "..." when longer. Masking comes
+    first: a cut through a key would leave its first part, which no later scrub recognises."""
+    line = " ".join(scrub(text).split())
+    return line if len(line) <= limit else line[:limit] + "..."
 
 
 def scrub_label(value: str) -> str:

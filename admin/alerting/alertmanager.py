@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from common import http_client
+from common import http_client, redact
 
 TIMEOUT = (3.0, 10.0)
 TEST_ALERT = "WordslabTestNotification"
@@ -41,7 +41,7 @@ class Alertmanager:
         except http_client.RequestException as exc:
             raise AlertmanagerError(f"Alertmanager at {self.base_url} did not answer: {exc}") from None
         if response.status_code >= 400:
-            detail = response.text.strip()[:300]
+            detail = redact.excerpt(response.text, 300)
             raise AlertmanagerError(f"Alertmanager refused {method} {path}: HTTP {response.status_code} {detail}",
                                     refused=True)
         return response

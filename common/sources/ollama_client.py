@@ -9,7 +9,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Iterator, Mapping
 
-from common import http_client
+from common import http_client, redact
 
 DEFAULT_PORT = 11434
 # Short on the scrape side: Ollama answers list/show/ps from memory.
@@ -227,7 +227,7 @@ class OllamaClient:
             try:
                 detail = response.json().get("error", "")
             except ValueError:
-                detail = response.text[:200]
+                detail = redact.excerpt(response.text, 200)
             response.close()
             what = f"{path.rsplit('/', 1)[-1]} {body.get('model', '') if body else ''}".strip()
             raise _error_for(response.status_code, what, detail)

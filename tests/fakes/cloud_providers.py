@@ -3,8 +3,11 @@ clients use, with each provider's instance state machine and failure knobs.
 
     fake = FakeRunpod()
     with serve(fake) as base_url: ...           # or world.serve(fake.handler())
-    fake.fail = "timeout" | "401" | "500" | "malformed" | "echo_key" | None
-                                   # echo_key: a 400 whose body quotes the Authorization header
+    fake.fail = "timeout" | "401" | "500" | "malformed" | "echo_key" | "echo_key_late"
+                | "echo_key_escaped" | None
+                                   # echo_key: a 400 whose body quotes the Authorization header;
+                                   # _late: the bare key after 145 characters (a cut at 160 halves it);
+                                   # _escaped: as PHP's json_encode writes it (a slash as backslash-slash) and URL-quoted (%2B)
     fake.delay_seconds = 14        # a slow provider: every call answers after this long
     fake.hidden = {"pod1"}         # list answers leave these instances out (a provider that lies)
     fake.lose_create_answer = 502  # rent the next create, then answer this status instead (a
@@ -30,11 +33,11 @@ import sqlite3
 import threading
 import time
 from http.server import BaseHTTPRequestHandler
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 from tests.fakes.loopback import send_json, serving
 
-FAILURES = ("timeout", "401", "500", "malformed", "echo_key")
+FAILURES = ("timeout", "401", "500", "malformed", "echo_key", "echo_key_late", "echo_key_escaped")
 API_KEY = "fake-provider-key-0123456789"
 
 
@@ -103,6 +106,12 @@ class FakeProvider:
                     return self._send(200, b'{"instances": [ {"id": 1,')
                 if fake.fail == "echo_key":
                     return self._send(400, {"error": f"invalid request (sent with {auth})"})
+                if fake.fail == "echo_key_late":
+                    return self._send(400, ("invalid request: " + "x" * 119 + " unknown "
+                                           + auth.removeprefix("Bearer ")).encode())
+                if fake.fail == "echo_key_escaped":
+                    return self._send(400, ('{"error": "invalid request", "sent": "%s", "retry": "/v1?key=%s"}' % (
+                        auth.replace("/", "\\/"), quote(auth.removeprefix("Bearer ")))).encode())
                 split = urlsplit(self.path)
                 try:
                     body = json.loads(raw) if raw else None

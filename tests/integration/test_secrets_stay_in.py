@@ -118,6 +118,16 @@ def _vm_rows(admin, base_url: str, *, api_key: str | None = None, api_key_var: s
         return vm.id
 
 
+def _new_vm_on_the_platform(admin) -> int:
+    """A VM (status new) on a template of the one hosting platform saved; its id."""
+    with admin.sessions().begin() as s:
+        platform = s.query(HostingPlatform).one()
+        template = VmTemplate(name="a6000", platform=platform, gpu="NVIDIA RTX A6000", compute_usd_per_hour=1.0)
+        s.add_all([template, Vm(name="trainer", template=template, container_gb=20, status="new")])
+    with admin.sessions()() as s:
+        return s.query(Vm).one().id
+
+
 def test_a_provider_error_that_echoes_the_key_is_masked_everywhere(admin):
     fake = FakeRunpod()
     fake.fail = "echo_key"
@@ -126,12 +136,7 @@ def test_a_provider_error_that_echoes_the_key_is_masked_everywhere(admin):
         response = web.post("/admin/platforms/new/", {"name": "rp", "provider": "runpod.io",
                                                       "new_api_key": API_KEY, "base_url": base_url})
         assert response.status_code == 200
-        with admin.sessions().begin() as s:
-            platform = s.query(HostingPlatform).one()
-            template = VmTemplate(name="a6000", platform=platform, gpu="NVIDIA RTX A6000", compute_usd_per_hour=1.0)
-            s.add_all([template, Vm(name="trainer", template=template, container_gb=20, status="new")])
-        with admin.sessions()() as s:
-            vm_id = s.query(Vm).one().id
+        vm_id = _new_vm_on_the_platform(admin)
         response = web.post(f"/admin/vms/action/{vm_id}/create/", {"confirm": "1"})
         assert response.status_code == 200
         shown = flashes(response.text)
@@ -144,6 +149,35 @@ def test_a_provider_error_that_echoes_the_key_is_masked_everywhere(admin):
         assert API_KEY not in text, where
     with admin.sessions()() as s:
         assert API_KEY not in s.query(Vm).one().last_error
+
+
+# A base64-ish key (+, /, =) as some providers issue them.
+SLASHED_KEY = "rpa_Ab+Cd/EfGh0123/IjKl4567=="
+
+
+@pytest.mark.parametrize("echo", ["echo_key_late", "echo_key_escaped"])
+def test_a_provider_error_that_echoes_the_key_cut_or_escaped_shows_none_of_it(admin, echo):
+    """A cut to a short excerpt must come after the masking (else the key's first part stays),
+    and the key is masked in the forms an answer quotes it in: JSON's \\/ and URL quoting."""
+    fake = FakeRunpod(api_key=SLASHED_KEY)
+    fake.fail = echo
+    with serve(fake) as base_url:
+        web = AdminHttp(admin)
+        web.post("/admin/platforms/new/", {"name": "rp", "provider": "runpod.io",
+                                           "new_api_key": SLASHED_KEY, "base_url": base_url})
+        vm_id = _new_vm_on_the_platform(admin)
+        response = web.post(f"/admin/vms/action/{vm_id}/create/", {"confirm": "1"})
+        shown = flashes(response.text)
+        assert any("invalid request" in f for f in shown), shown
+        assert fake.requests and all(SLASHED_KEY in auth for _, _, auth in fake.requests)  # it was sent
+        pages = response.text + web.get("/admin/vms/").text + web.get(f"/admin/vms/details/?id={vm_id}").text
+    with admin.sessions()() as s:
+        stored = s.query(Vm).one().last_error or ""
+    body = SLASHED_KEY.removeprefix("rpa_")
+    pieces = {SLASHED_KEY[:9], body[-8:], body.replace("/", "\\/")[:12], urllib.parse.quote(body)[:12]}
+    for text, where in ((pages, "pages"), (admin.log(), "admin log"), (stored, "last_error")):
+        for piece in pieces:
+            assert piece not in text, (where, piece)
 
 
 def test_a_key_with_a_line_break_is_refused_at_the_form_and_never_logged(admin):

@@ -143,8 +143,7 @@ class ProviderClient:
 
 
 def _short(text: str, limit: int = 160) -> str:
-    text = " ".join((text or "").split())
-    return text if len(text) <= limit else text[:limit] + "..."
+    return redact.excerpt(text, limit)  # masked before the cut
 
 
 def expect(payload, kind: type, what: str):
