@@ -20,6 +20,7 @@ from typing import Iterable
 
 import yaml
 
+from common import redact
 from common.config import Settings
 from common.store.alerts import RELAYED_KINDS, AlertReceiver
 
@@ -126,4 +127,4 @@ def check(path: Path, config: dict) -> str | None:
         return None
     lines = [line.strip() for line in (result.stdout + result.stderr).splitlines()]
     reason = next((line for line in lines if "FAILED" in line or "error" in line.lower()), None)
-    return (reason or "amtool check-config failed").replace(str(candidate), "alertmanager.yml")[:400]
+    return redact.excerpt((reason or "amtool check-config failed").replace(str(candidate), "alertmanager.yml"), 400)

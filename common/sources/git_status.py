@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, TypeVar
 
+from common import redact
 from common.readable import readable
 from common.store.jobs import public_target
 
@@ -349,8 +350,10 @@ def read_project(repo: Path, env: Mapping[str, str], cache: RepoCache | None = N
 
 
 def first_line(message: str) -> str:
+    """The first non-blank line, masked before it is cut to 300 characters (a cut through a
+    `user:token@` would leave a part no later scrub recognises)."""
     lines = [line for line in message.splitlines() if line.strip()]
-    return lines[0][:300] if lines else message
+    return redact.excerpt(lines[0], 300) if lines else message
 
 
 T = TypeVar("T")

@@ -196,3 +196,13 @@ def test_broken_project_inside_a_parent_repository_is_an_error_not_the_parents_s
     assert statuses["broken"].state == "error"
     assert statuses["broken"].branch is None
     assert "not a git repository" in statuses["broken"].error
+
+
+def test_first_line_masks_a_url_password_before_cutting_the_line():
+    # git quotes the remote URL; a cut at 300 characters through `user:token@` left the token's
+    # first part, which no later scrub recognises (no '@' after it any more).
+    token = "ghx" + "T0k3nPart" * 10
+    message = f"fatal: unable to access 'https://{'u' * 200}:{token}@git.example/r.git/': not found\nmore"
+    shown = git_status.first_line(message)
+    assert token[:20] not in shown and shown.startswith("fatal: unable to access 'https://")
+    assert len(shown) <= 303
