@@ -6,10 +6,13 @@ IN_ATTRIB comes for those) file or directory (never for reads: our own
 `git status` and directory walks open files, and must not wake us again). When the kernel's
 watches run out (inotify max_user_watches, ENOSPC; or max_user_instances, EMFILE) it gives all
 of them up and says so in `mode` ("polling"): the sources then sweep at their polling interval,
-and `wordslab_source_watch_mode` shows it.
+and `wordslab_source_watch_mode` shows it. watchdog raises only when a tree's root cannot be
+watched and silently skips the subdirectories the kernel refuses, so after each (re)check one
+probe watch asks the kernel for room: none left means some directory may be unwatched.
 """
 from __future__ import annotations
 
+import ctypes
 import errno
 import logging
 import os
@@ -37,6 +40,28 @@ EVENTS = [FileCreatedEvent, FileDeletedEvent, FileMovedEvent, FileModifiedEvent,
           FileAttribEvent, DirCreatedEvent, DirDeletedEvent, DirMovedEvent, DirAttribEvent]
 # What running out of kernel watch resources looks like.
 EXHAUSTED = (errno.ENOSPC, errno.EMFILE, errno.ENFILE, errno.ENOMEM)
+
+
+def kernel_room_error(path: str) -> OSError | None:
+    """None while the kernel would give this user one more inotify watch (and instance);
+    else the OSError (ENOSPC, EMFILE) it gives. A watch fails only at the limit, so a tree
+    whose subdirectories were refused leaves none."""
+    try:
+        from watchdog.observers.inotify_c import inotify_add_watch, inotify_init
+    except (ImportError, AttributeError, OSError):
+        return None  # no inotify here (watchdog polls or uses another API)
+    fd = inotify_init()
+    if fd < 0:
+        err = ctypes.get_errno()
+        return OSError(err, os.strerror(err))
+    try:
+        if inotify_add_watch(fd, os.fsencode(path), 0x4) < 0:  # IN_ATTRIB
+            err = ctypes.get_errno()
+            if err in EXHAUSTED:
+                return OSError(err, os.strerror(err))
+        return None
+    finally:
+        os.close(fd)
 
 
 class _Handler(FileSystemEventHandler):
@@ -94,7 +119,7 @@ class Watcher:
                 return False
             if key in self._watched:
                 if self._alive(self._watched[key]):
-                    return True
+                    return self._room_left(path)
                 # The directory was deleted (its emitter stopped) and made again: watch anew.
                 self._release(self._watched.pop(key))
             try:
@@ -106,7 +131,18 @@ class Watcher:
                 self._give_up(f"{path}: {exc}")
                 return False
             self._watched[key] = watch
+            return self._room_left(path)
+
+    def _room_left(self, path: Path) -> bool:
+        """False (and polling from now on) when the kernel has no watch left: a directory
+        of ours (made just now, or skipped by watchdog's recursive walk) may be unwatched."""
+        if self._observer_factory is not None:
+            return True  # a test's own observer: its watches are not the kernel's
+        error = kernel_room_error(str(path))
+        if error is None:
             return True
+        self._give_up(f"{path}: {error}")
+        return False
 
     def unwatch(self, path: Path, recursive: bool = True) -> None:
         """Stop watching `path` (nothing if it was not watched)."""

@@ -5,6 +5,9 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import subprocess
+import sys
+import textwrap
 from collections import Counter
 
 import pytest
@@ -173,6 +176,44 @@ def test_out_of_watches_falls_back_to_polling_and_says_so(vm_env, workspace):
     collector.status_source.refresh_now()
     assert scrape(collector).value("wordslab_project_changed_files", project="beta") == 1.0
     collector.stop()
+
+
+_TRACK_UNDER_LIMIT = textwrap.dedent("""
+    import os, sys
+    from pathlib import Path
+    limit, workspace = sys.argv[1], Path(sys.argv[2])
+    if limit != "-":
+        Path("/proc/sys/user/max_inotify_watches").write_text(limit)
+    from common.sources.projects_tracker import ProjectsTracker
+    tracker = ProjectsTracker(workspace, os.environ, sweep_seconds=3600.0, polling_seconds=30.0,
+                              files_polling_seconds=120.0)
+    for source in tracker.sources:
+        source.refresh_now()
+    print(tracker.watch_mode())
+""")
+
+
+def _watch_mode_under_limit(workspace, limit: str) -> str:
+    """The tracker's mode in a user namespace whose inotify watch limit is `limit` (the real
+    kernel limit, /proc/sys/user/max_inotify_watches, set for that namespace only)."""
+    done = subprocess.run(["unshare", "--user", "--map-root-user", sys.executable, "-c", _TRACK_UNDER_LIMIT,
+                           limit, str(workspace)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip().splitlines()[-1]
+
+
+def test_watches_running_out_inside_a_tree_still_falls_back_to_polling(workspace):
+    """watchdog raises only for a tree's root: subdirectories the kernel refuses (a project's
+    .git/refs/heads, src/...) were skipped silently, so "inotify" was reported while their
+    changes waited for the 15-minute sweep."""
+    if shutil.which("unshare") is None or subprocess.run(["unshare", "--user", "--map-root-user", "true"],
+                                                         capture_output=True).returncode != 0:
+        pytest.skip("no user namespaces here to lower the kernel's inotify limit for this test only")
+    for name in ("alpha", "beta"):
+        (workspace / name / "src" / "deep" / "er").mkdir(parents=True)
+    assert _watch_mode_under_limit(workspace, "-") == "inotify"
+    # The root and a few directories fit; the rest of the tree does not.
+    assert _watch_mode_under_limit(workspace, "8") == "polling"
 
 
 def test_a_watched_collector_publishes_inotify_mode(vm_env, workspace):
