@@ -10,8 +10,6 @@ import os
 import re
 import shutil
 import threading
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping
@@ -34,7 +32,6 @@ from admin.validation import MAX_CHARS
 
 HUB_TIMEOUT = 10.0
 HUB_DEADLINE_SECONDS = 2 * HUB_TIMEOUT
-_HUB_CALLS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="hub-call")
 TOKENS_UNIT = "tokens_per_second"
 BENCHMARK_PROMPT = "Write one short sentence about the sea."
 
@@ -236,13 +233,30 @@ def _hub(env: Mapping[str, str]) -> HfApi:
 
 def _within_deadline(fn, *args, **kwargs):
     """fn(...) in a worker, waited for HUB_DEADLINE_SECONDS in all: the hub client's timeout
-    bounds each read, not the answer, and this runs inside an admin request."""
-    future = _HUB_CALLS.submit(fn, *args, **kwargs)
-    try:
-        return future.result(timeout=HUB_DEADLINE_SECONDS)
-    except FutureTimeout:
+    bounds each read, not the answer, and this runs inside an admin request.
+
+    The worker is a daemon thread of its own, not a pool's: a call given up on (a hub trickling
+    its answer) may go on reading, and a pool's workers are joined when the process exits, so
+    one such call would keep the admin from ever exiting.
+    """
+    done = threading.Event()
+    outcome: dict = {}
+
+    def call() -> None:
+        try:
+            outcome["value"] = fn(*args, **kwargs)
+        except BaseException as exc:  # handed to the waiting request, which re-raises it
+            outcome["error"] = exc
+        finally:
+            done.set()
+
+    threading.Thread(target=call, name="hub-call", daemon=True).start()
+    if not done.wait(HUB_DEADLINE_SECONDS):
         raise ModelOpError(f"the Hugging Face hub did not answer within {HUB_DEADLINE_SECONDS:g} s; "
-                           "nothing was downloaded") from None
+                           "nothing was downloaded")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
 
 
 def hub_repo_size(env: Mapping[str, str], repo_id: str, revision: str | None) -> int:

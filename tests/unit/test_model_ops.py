@@ -1,6 +1,7 @@
 """Model download / delete / benchmark operations against the fake Ollama and fake hub."""
 import json
 import os
+from pathlib import Path
 
 import pytest
 
@@ -195,3 +196,23 @@ def test_hf_repo_with_a_missing_blob_can_be_deleted_whole(vm_env):
     assert "deleted org/broken" in model_ops.delete_model(vm_env, target, confirmed=True)
     assert not repo.exists()
     assert [r.model for r in scan_hf_cache(hf_hub_cache(vm_env))] == ["tiny-org/tiny-llama"]
+
+
+def test_a_hub_call_given_up_on_never_keeps_the_process_from_exiting(tmp_path):
+    """A hub that trickles its answer is given up at the deadline; the call left reading must not
+    be joined at exit (a pool's worker would be: the admin, and pytest, would never end)."""
+    import subprocess
+    import sys
+    code = (
+        "import threading\n"
+        "from admin.ops import model_ops\n"
+        "model_ops.HUB_DEADLINE_SECONDS = 0.2\n"
+        "try:\n"
+        "    model_ops._within_deadline(threading.Event().wait)\n"
+        "except model_ops.ModelOpError as exc:\n"
+        "    print('refused:', exc)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == 0, done.stderr
+    assert "refused: the Hugging Face hub did not answer within 0.2 s" in done.stdout
