@@ -97,8 +97,7 @@ class ProjectsTracker(SourceGroup):
             if path == target or path.startswith(target + os.sep):
                 for name in names:
                     self._mark(os.path.join(self.workspace, name) + path[len(target):])
-                return
-        self._mark(path)
+        self._mark(path)  # a link's target may be a project of the workspace too
 
     def _mark(self, path: str) -> None:
         rel = os.path.relpath(path, self.workspace)

@@ -127,6 +127,12 @@ def test_a_project_linked_into_the_workspace_is_watched_through_its_link(workspa
         assert eventually(lambda: "later" in tracker.statuses())
         (other / "more.txt").write_text("more\n")
         assert eventually(lambda: tracker.statuses()["later"].branch.changed == ("more.txt",))
+        # A link to another project of the workspace: an edit there counts for both names.
+        os.symlink(workspace / "alpha", workspace / "alias")
+        assert eventually(lambda: "alias" in tracker.statuses())
+        (workspace / "alpha" / "both.txt").write_text("both\n")
+        assert eventually(lambda: tracker.statuses()["alpha"].branch.changed == ("both.txt",)
+                          and tracker.statuses()["alias"].branch.changed == ("both.txt",))
     finally:
         tracker.stop()
 
