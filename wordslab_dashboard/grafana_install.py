@@ -7,8 +7,10 @@ would land outside the target are refused) into `<cache>/grafana-<version>-linux
 Later starts find it there and touch no network.
 
 Pinned release: Grafana OSS 12.4.2. Checksums as listed for these exact files by the Arch
-Linux AUR package grafana-bin (PKGBUILD 12.4.2-1, whose makepkg verifies them on every build);
-Grafana publishes the same values beside each file as `<file>.sha256`.
+Linux AUR package grafana-bin (PKGBUILD 12.4.2-1, whose makepkg verifies them on every build).
+Grafana publishes its own value beside each file as `<file>.sha256`; no copy of those was at hand
+when they were pinned, so compare once where the network reaches dl.grafana.com. A wrong value
+makes `up` refuse the download and say so; it never runs an unverified tarball.
 """
 from __future__ import annotations
 
