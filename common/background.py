@@ -19,6 +19,8 @@ from common.log_changes import ChangeLog
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+# The error of a source before its first refresh.
+NOT_REFRESHED = "not refreshed yet"
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,7 @@ class BackgroundSource(Generic[T]):
         self.interval_seconds = interval_seconds
         self._lock = threading.Lock()
         self._refreshing = threading.Lock()  # one refresh at a time (thread, page, admin action)
-        self._snapshot: Snapshot[T] = Snapshot(None, False, "not refreshed yet", None, 0.0)
+        self._snapshot: Snapshot[T] = Snapshot(None, False, NOT_REFRESHED, None, 0.0)
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None

@@ -2,11 +2,13 @@
 asks Ollama nothing, and builds one CSRF token however many buttons it shows."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 
 from admin import security
+from common.background import NOT_REFRESHED
 from common.sources import file_models, git_status, hf_models
 from tests.fakes.model_files import hf_llm, provider_file
 from tests.support.admin import logged_in_client, make_admin_app
@@ -64,7 +66,19 @@ def test_list_pages_and_the_endpoint_form_scan_nothing_per_view(admin, counted):
     client, ctx = admin
     for url in ("/admin/projects/", "/admin/models/", "/admin/endpoints/new/"):
         client.get(url)  # the first view reads once and starts the watched sources
+    # Every source's first read done (projects and models alike; Ollama, absent here, fails it)
+    # before counting.
     assert eventually(lambda: all(s.snapshot().ok for s in ctx.sources.projects().sources))
+    assert eventually(lambda: all(s.snapshot().error != NOT_REFRESHED for s in ctx.sources.models().sources))
+    # ...and the file events of their start-up settled: no read for a second.
+    last: dict = {}
+
+    def settled() -> bool:
+        now = {k: counted[k] for k in ("git", "hf", "files")}
+        if now != last.get("seen"):
+            last["seen"], last["since"] = now, time.monotonic()
+        return time.monotonic() - last["since"] >= 1.0
+    assert eventually(settled)
     before = dict(counted)
     projects = client.get("/admin/projects/").text
     models = client.get("/admin/models/").text

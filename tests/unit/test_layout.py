@@ -22,13 +22,25 @@ def product_modules() -> dict[str, Path]:
 
 
 @cache
+def syntax_tree(path: Path) -> ast.Module:
+    return ast.parse(path.read_text(), str(path))
+
+
+# Parsed while the tests are collected, before any test leaves threads running: CPython before
+# 3.11.8 / 3.12.1 (gh-106905) keeps one AST conversion depth for all threads, so an ast.parse
+# racing another thread's AST work can fail with "AST constructor recursion depth mismatch".
+for _path in product_modules().values():
+    syntax_tree(_path)
+
+
+@cache
 def imports_of(module: str) -> frozenset[str]:
     """Every module `module` imports, at the top or inside a function: "a.b" for `from a import b`
     when a/b is a module, else "a"."""
     path = product_modules()[module]
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     found = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    for node in ast.walk(syntax_tree(path)):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -63,7 +75,7 @@ def test_one_gauge_helper():
     # A function that only returns a new GaugeMetricFamily is a copy of exporter.collectors.base.gauge.
     helpers = []
     for module, path in product_modules().items():
-        for node in ast.walk(ast.parse(path.read_text())):
+        for node in ast.walk(syntax_tree(path)):
             if (isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and len(node.body) >= 1
                     and isinstance(node.body[-1], ast.Return) and isinstance(node.body[-1].value, ast.Call)
                     and getattr(node.body[-1].value.func, "id", "") == "GaugeMetricFamily"):
@@ -78,7 +90,7 @@ CHILD_ENV_BUILDERS = {("common.sources.git_status", "git_env"), ("wordslab_dashb
 
 def _environment_reads(module: str) -> list[tuple[str, int]]:
     """(enclosing function, line) of each os.environ / os.getenv / os.putenv use in `module`."""
-    tree = ast.parse(product_modules()[module].read_text())
+    tree = syntax_tree(product_modules()[module])
     found = []
 
     def visit(node: ast.AST, function: str) -> None:
@@ -110,7 +122,7 @@ def test_no_wordslab_variable_looked_up_outside_the_settings_module():
     for module, path in product_modules().items():
         if module == "common.config":
             continue
-        for node in ast.walk(ast.parse(path.read_text())):
+        for node in ast.walk(syntax_tree(path)):
             key = None
             if isinstance(node, ast.Call) and getattr(node.func, "attr", "") in ("get", "pop") and node.args:
                 key = node.args[0]
@@ -133,7 +145,7 @@ def test_each_cloud_provider_is_declared_once_on_its_client_class():
         assert client.display_name and client.storage_rule is not None
     elsewhere = []
     for module, path in product_modules().items():
-        for node in ast.walk(ast.parse(path.read_text())):
+        for node in ast.walk(syntax_tree(path)):
             if isinstance(node, ast.Constant) and node.value in declared and declared[node.value] != module:
                 elsewhere.append(f"{module}:{node.lineno} {node.value!r}")
     assert elsewhere == []
@@ -142,7 +154,7 @@ def test_each_cloud_provider_is_declared_once_on_its_client_class():
 def test_no_module_level_list_named_just_providers():
     # Three different lists were all called PROVIDERS: cloud, external API and model providers.
     found = [module for module, path in product_modules().items()
-             for node in ast.parse(path.read_text()).body
+             for node in syntax_tree(path).body
              if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "PROVIDERS" for t in node.targets)]
     assert found == []
 
