@@ -50,7 +50,8 @@ def _levels(base: Path, path: str) -> list[Path]:
 
 def _read(path: Path) -> str | None:
     try:
-        return path.read_text().strip()
+        with open(path, "rb") as fh:  # bytes: half the cost of read_text, read twice per scrape
+            return fh.read().decode("ascii", "replace").strip()
     except (OSError, ValueError):
         return None
 
@@ -99,26 +100,48 @@ def _v1_dir(root: Path, *names: str) -> Path | None:
     return None
 
 
+def _v2_levels(root: Path, proc_self_cgroup: Path) -> list[Path] | None:
+    """Our cgroup v2 directory and its parents, or None on a cgroup v1 machine."""
+    if not (root / "cgroup.controllers").exists():
+        return None
+    return _levels(root, own_paths(proc_self_cgroup).get("", "/"))
+
+
+def _v1_levels(root: Path, proc_self_cgroup: Path, *mounts: str) -> list[Path]:
+    """Our cgroup v1 directory and its parents under the first of `mounts` that exists."""
+    base = _v1_dir(root, *mounts)
+    if base is None:
+        return []
+    return _levels(base, own_paths(proc_self_cgroup).get(mounts[0], "/"))
+
+
+def memory_limits(root: Path = DEFAULT_ROOT, proc_self_cgroup: Path = PROC_SELF_CGROUP) -> CgroupLimits:
+    """Only the memory fields of `read_limits` (the memory collector reads no CPU files)."""
+    levels = _v2_levels(root, proc_self_cgroup)
+    if levels is not None:
+        return CgroupLimits(memory_limit_bytes=_lowest(_int(_read(d / "memory.max")) for d in levels),
+                            memory_usage_bytes=_first(_int(_read(d / "memory.current")) for d in levels))
+    levels = _v1_levels(root, proc_self_cgroup, "memory")
+    return CgroupLimits(
+        memory_limit_bytes=_lowest(_int(_read(d / "memory.limit_in_bytes")) for d in levels),
+        memory_usage_bytes=_first(_int(_read(d / "memory.usage_in_bytes")) for d in levels))
+
+
+def cpu_limits(root: Path = DEFAULT_ROOT, proc_self_cgroup: Path = PROC_SELF_CGROUP) -> CgroupLimits:
+    """Only the CPU fields of `read_limits` (the CPU collector reads no memory files)."""
+    levels = _v2_levels(root, proc_self_cgroup)
+    if levels is not None:
+        usage_usec = _first(_stat_field(_read(d / "cpu.stat"), "usage_usec") for d in levels)
+        return CgroupLimits(cpu_limit=_lowest(_v2_quota(_read(d / "cpu.max")) for d in levels),
+                            cpu_usage_seconds=usage_usec / 1e6 if usage_usec is not None else None)
+    cpu_levels = _v1_levels(root, proc_self_cgroup, "cpu", "cpu,cpuacct")
+    usage_ns = _first(_int(_read(d / "cpuacct.usage"))
+                      for d in _v1_levels(root, proc_self_cgroup, "cpuacct", "cpu,cpuacct"))
+    return CgroupLimits(cpu_limit=_lowest(_v1_quota(d) for d in cpu_levels),
+                        cpu_usage_seconds=usage_ns / 1e9 if usage_ns is not None else None)
+
+
 def read_limits(root: Path = DEFAULT_ROOT, proc_self_cgroup: Path = PROC_SELF_CGROUP) -> CgroupLimits:
     """The limits and usage of our cgroup under `root` (cgroup v2 when root/cgroup.controllers exists)."""
-    paths = own_paths(proc_self_cgroup)
-    if (root / "cgroup.controllers").exists():
-        levels = _levels(root, paths.get("", "/"))
-        usage_usec = _first(_stat_field(_read(d / "cpu.stat"), "usage_usec") for d in levels)
-        return CgroupLimits(
-            memory_limit_bytes=_lowest(_int(_read(d / "memory.max")) for d in levels),
-            memory_usage_bytes=_first(_int(_read(d / "memory.current")) for d in levels),
-            cpu_limit=_lowest(_v2_quota(_read(d / "cpu.max")) for d in levels),
-            cpu_usage_seconds=usage_usec / 1e6 if usage_usec is not None else None)
-    memory = _v1_dir(root, "memory")
-    cpu = _v1_dir(root, "cpu", "cpu,cpuacct")
-    cpuacct = _v1_dir(root, "cpuacct", "cpu,cpuacct")
-    memory_levels = _levels(memory, paths.get("memory", "/")) if memory else []
-    cpu_levels = _levels(cpu, paths.get("cpu", "/")) if cpu else []
-    acct_levels = _levels(cpuacct, paths.get("cpuacct", "/")) if cpuacct else []
-    usage_ns = _first(_int(_read(d / "cpuacct.usage")) for d in acct_levels)
-    return CgroupLimits(
-        memory_limit_bytes=_lowest(_int(_read(d / "memory.limit_in_bytes")) for d in memory_levels),
-        memory_usage_bytes=_first(_int(_read(d / "memory.usage_in_bytes")) for d in memory_levels),
-        cpu_limit=_lowest(_v1_quota(d) for d in cpu_levels),
-        cpu_usage_seconds=usage_ns / 1e9 if usage_ns is not None else None)
+    memory, cpu = memory_limits(root, proc_self_cgroup), cpu_limits(root, proc_self_cgroup)
+    return CgroupLimits(memory.memory_limit_bytes, memory.memory_usage_bytes, cpu.cpu_limit, cpu.cpu_usage_seconds)

@@ -4,7 +4,8 @@ Formatting is most of a scrape's cost once hundreds of projects and models are l
 (~25 ms for 200 projects + 500 models on 2 cores). A collector whose output depends only on
 its background sources' snapshots (`output_from_sources_only`) is rendered to text and gzip
 when one of its sources refreshes, and a scrape splices those bytes in. Other collectors run
-on every scrape as before. gzip members may be concatenated (RFC 1952), so the cached
+on every scrape as before; the sources' health block is rendered again only after a refresh.
+A scrape's body is sent as those parts, not copied into one. gzip members may be concatenated (RFC 1952), so the cached
 compressed parts are spliced too.
 """
 from __future__ import annotations
@@ -21,7 +22,8 @@ from prometheus_client.core import Metric
 from common.readable import readable
 from common import redact
 from common.redact import scrub_label
-from exporter.collectors.base import WordslabCollector, run_collector, self_metrics
+from exporter.collectors.base import (WordslabCollector, run_collector, self_metrics, source_health,
+                                      unique_sources)
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +45,13 @@ class Rendered:
     gzipped: bytes
     ok: bool
     seconds: float
+
+
+@dataclass(frozen=True)
+class _Health:
+    key: tuple
+    snapshots: tuple
+    parts: tuple[bytes, bytes]
 
 
 def _scrubbed(families: Iterable[Metric]) -> list[Metric]:
@@ -83,6 +92,10 @@ class Exposition:
         self.collectors = list(collectors)
         self._cache: dict[str, Rendered] = {}
         self._locks = {c.name: threading.Lock() for c in self.collectors}
+        self._sources = unique_sources(self.collectors)
+        # The sources' health text, with the snapshots and watch modes it was rendered from.
+        self._health: _Health | None = None
+        self._health_lock = threading.Lock()
         for collector in self.collectors:
             if collector.output_from_sources_only:
                 for source in collector.sources:
@@ -110,8 +123,24 @@ class Exposition:
             self._cache[collector.name] = rendered
             return rendered
 
-    def render(self, gzipped: bool = False) -> bytes:
-        """The whole exposition in Prometheus text format 0.0.4, optionally gzip-compressed."""
+    def health(self) -> tuple[bytes, bytes]:
+        """`source_health` as (text, gzip), rendered again only when a source refreshed (a new
+        Snapshot object) or a watch mode changed. Snapshots are compared by identity: comparing
+        their values would cost more than rendering."""
+        snapshots = tuple(s.snapshot() for s in self._sources)
+        key = (redact.generation(), tuple(map(id, snapshots)),
+               tuple(s.watch_mode() if s.watch_mode is not None else None for s in self._sources))
+        with self._health_lock:
+            if self._health is not None and self._health.key == key:
+                return self._health.parts
+            text = _render(source_health(self._sources))
+            # The snapshots are kept with the key so that their ids cannot be reused meanwhile.
+            self._health = _Health(key, snapshots, (text, gzip.compress(text, compresslevel=6)))
+            return self._health.parts
+
+    def render_parts(self, gzipped: bool = False) -> list[bytes]:
+        """The exposition as parts to send one after another (the cached ones are not copied
+        into a new body): Prometheus text format 0.0.4, each part gzip-compressed if asked."""
         spliced: list[bytes] = []
         fresh: list[Metric] = []
         outcomes: list[tuple[str, bool, float]] = []
@@ -124,8 +153,13 @@ class Exposition:
                 families, ok, seconds = run_collector(collector)
                 fresh.extend(families)
                 outcomes.append((collector.name, ok, seconds))
-        fresh.extend(self_metrics(outcomes, self.collectors))
+        fresh.extend(self_metrics(outcomes))
         text = _render(fresh)
+        health = self.health()
         if gzipped:
-            return gzip.compress(text, compresslevel=6) + b"".join(spliced)
-        return text + b"".join(spliced)
+            return [gzip.compress(text, compresslevel=6), health[1], *spliced]
+        return [text, health[0], *spliced]
+
+    def render(self, gzipped: bool = False) -> bytes:
+        """The whole exposition in one body (see render_parts)."""
+        return b"".join(self.render_parts(gzipped))

@@ -43,12 +43,13 @@ def make_app(exposition: Exposition):
         if path == "/metrics":
             # Prometheus asks for gzip; the big cached parts are compressed in the background.
             gzipped = "gzip" in environ.get("HTTP_ACCEPT_ENCODING", "")
-            body = exposition.render(gzipped=gzipped)
-            headers = [("Content-Type", CONTENT_TYPE_LATEST), ("Content-Length", str(len(body)))]
+            parts = exposition.render_parts(gzipped=gzipped)
+            headers = [("Content-Type", CONTENT_TYPE_LATEST),
+                       ("Content-Length", str(sum(len(p) for p in parts)))]
             if gzipped:
                 headers.append(("Content-Encoding", "gzip"))
             start_response("200 OK", headers)
-            return [body]
+            return parts
         if path in ("/", ""):
             start_response("200 OK", [("Content-Type", "text/html; charset=utf-8")])
             return [page]

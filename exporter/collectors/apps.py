@@ -230,6 +230,7 @@ def probe(url: str, timeout: float = PROBE_TIMEOUT_SECONDS) -> bool:
 
 class AppsCollector(WordslabCollector):
     name = "apps"
+    output_from_sources_only = True
 
     def __init__(self, settings: Settings, *, probe_interval_seconds: float = PROBE_INTERVAL_SECONDS,
                  probe_timeout_seconds: float = PROBE_TIMEOUT_SECONDS):

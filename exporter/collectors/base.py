@@ -78,9 +78,8 @@ def run_collector(collector: WordslabCollector) -> tuple[list[Metric], bool, flo
     return families, ok, time.perf_counter() - started
 
 
-def self_metrics(outcomes: Iterable[tuple[str, bool, float]],
-                 collectors: Sequence[WordslabCollector]) -> Iterable[Metric]:
-    """Each collector's success and duration, then its background sources' health."""
+def self_metrics(outcomes: Iterable[tuple[str, bool, float]]) -> Iterable[Metric]:
+    """Each collector's success and duration (the sources' health is `source_health`)."""
     success = GaugeMetricFamily(
         PREFIX + "collector_success",
         "1 if the collector's last collection succeeded, 0 if it failed.",
@@ -97,8 +96,11 @@ def self_metrics(outcomes: Iterable[tuple[str, bool, float]],
         duration.add_metric([name], seconds)
     yield success
     yield duration
-    # A source several collectors read (the config DB) is reported once.
-    yield from source_health({id(s): s for c in collectors for s in c.sources}.values())
+
+
+def unique_sources(collectors: Sequence[WordslabCollector]) -> list[BackgroundSource]:
+    """The collectors' sources, each once: a source several collectors read (the config DB)."""
+    return list({id(s): s for c in collectors for s in c.sources}.values())
 
 
 def add_state_set(family: GaugeMetricFamily, labels: Sequence[str], states: Iterable[str], current: str) -> None:

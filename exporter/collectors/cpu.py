@@ -16,7 +16,7 @@ import psutil
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from common.config import Settings
-from exporter.cgroup import read_limits
+from exporter.cgroup import cpu_limits
 from exporter.collectors.base import PREFIX, WordslabCollector
 
 CPUINFO = Path("/proc/cpuinfo")
@@ -101,7 +101,7 @@ class CpuCollector(WordslabCollector):
                                  labels=["model"])
         info.add_metric([self.model], 1)
         yield info
-        limits = read_limits(self.settings.cgroup_root)
+        limits = cpu_limits(self.settings.cgroup_root)
         cores = usable_cores(self.logical_cores, limits.cpu_limit)
         yield GaugeMetricFamily(PREFIX + "cpu_cores", "Logical CPU cores this machine may use: fewer in a "
                                 "container with a CPU set, and with a cgroup CPU quota the cores it allows "

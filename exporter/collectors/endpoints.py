@@ -17,6 +17,7 @@ from exporter.collectors.base import PREFIX, WordslabCollector, add_state_set
 
 class EndpointsCollector(WordslabCollector):
     name = "endpoints"
+    output_from_sources_only = True
 
     def __init__(self, settings: Settings, nvml: Nvml | None = None):
         super().__init__(settings)

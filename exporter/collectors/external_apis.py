@@ -17,6 +17,7 @@ API = ("api",)
 
 class ExternalApisCollector(WordslabCollector):
     name = "external_apis"
+    output_from_sources_only = True
 
     def __init__(self, settings: Settings):
         super().__init__(settings)

@@ -10,7 +10,7 @@ from typing import Iterable
 import psutil
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from exporter.cgroup import read_limits
+from exporter.cgroup import memory_limits
 from exporter.collectors.base import PREFIX, WordslabCollector
 
 
@@ -18,7 +18,7 @@ def memory_figures(cgroup_root) -> tuple[int, int]:
     """(total, used) in bytes: the machine's, or its cgroup's when that limit is lower."""
     memory = psutil.virtual_memory()
     total, used = memory.total, memory.total - memory.available
-    limits = read_limits(cgroup_root)
+    limits = memory_limits(cgroup_root)
     if limits.memory_limit_bytes is not None and limits.memory_limit_bytes < total:
         total = limits.memory_limit_bytes
         used = limits.memory_usage_bytes if limits.memory_usage_bytes is not None else min(used, total)

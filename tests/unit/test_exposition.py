@@ -102,3 +102,58 @@ def test_gzip_members_decompress_to_the_plain_text():
     unzipped = gzip.decompress(exposition.render(gzipped=True)).decode()
     assert _samples(unzipped).keys() == _samples(plain).keys()
     assert "wordslab_item_value" in unzipped
+
+
+def test_app_status_is_rendered_when_a_probe_round_changes_it_not_per_scrape(vm_env, monkeypatch):
+    """The apps collector (like endpoints and external APIs) reads only its probes' snapshots: a
+    scrape splices the text of the last round, and a round that changes a status shows at once."""
+    from exporter.collectors.apps import AppsCollector
+    from tests.fakes.http_apps import answering
+    from tests.fakes.loopback import serving
+    from tests.support.env import free_port
+
+    with serving(answering(200)) as url:
+        env = {**vm_env, "JUPYTERLAB_PORT": url.rsplit(":", 1)[1], "DASHBOARD_PORT": str(free_port())}
+        apps = AppsCollector(Settings.from_env(env))
+        exposition = Exposition([apps])
+        apps.probe_source.refresh_now()
+        calls = []
+        original = apps.collect_metrics
+        monkeypatch.setattr(apps, "collect_metrics", lambda: calls.append(1) or original())
+        up = _samples(exposition.render().decode())
+        for _ in range(3):
+            exposition.render(gzipped=True)
+        assert calls == []
+    apps.probe_source.refresh_now()  # the server is gone: the next round sees it down
+    down = _samples(exposition.render().decode())
+    apps.stop()
+    assert calls == [1]
+    key = ("wordslab_app_up", (("app", "jupyterlab"),))
+    assert (up[key], down[key]) == (1.0, 0.0)
+
+
+def test_source_health_is_rendered_again_after_a_refresh_or_a_watch_mode_change(monkeypatch):
+    import exporter.exposition as exposition_module
+    listed, fresh, exposition = _setup(["a"])
+    mode = ["inotify"]
+    listed.source.watch_mode = lambda: mode[0]
+    renders = []
+    original = exposition_module.source_health
+    monkeypatch.setattr(exposition_module, "source_health", lambda s: renders.append(1) or original(s))
+
+    def health(text):
+        samples = _samples(text)
+        return (samples[("wordslab_source_refresh_success", (("source", "items"),))],
+                samples.get(("wordslab_source_last_success_timestamp_seconds", (("source", "items"),))),
+                [k[1] for k, v in samples.items() if k[0] == "wordslab_source_watch_mode" and v == 1])
+
+    assert health(exposition.render().decode()) == (0.0, None, [(("mode", "inotify"), ("source", "items"))])
+    exposition.render(), exposition.render(gzipped=True)
+    assert len(renders) == 1  # nothing changed: the cached block is spliced
+
+    listed.source.refresh_now()  # an equal value, but a refresh: its time is news
+    ok, at, _ = health(exposition.render().decode())
+    assert (ok, at is not None, len(renders)) == (1.0, True, 2)
+    mode[0] = "polling"
+    assert health(exposition.render().decode())[2] == [(("mode", "polling"), ("source", "items"))]
+    assert len(renders) == 3
