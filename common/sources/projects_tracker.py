@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Callable, Mapping
 
 from common.background import BackgroundSource, SourceGroup
-from common.sources import git_status
+from common.sources import fetch_schedule, git_status
 from common.sources.git_status import ProjectFiles, ProjectStatus, RepoCache
 from common.watch import Watcher
 
@@ -61,6 +61,8 @@ class ProjectsTracker(SourceGroup):
         self._files: dict[str, ProjectFiles] = {}
         self._status_swept = self._files_swept = -math.inf
         self._links: dict[str, set[str]] = {}  # a linked project's real path -> its link names
+        self._fetch_attempts: dict[str, float] = {}  # project -> unix time of our last fetch of it
+        self._started = time.time()
         self.watcher = Watcher("projects", self._on_change, observer_factory) if watch else None
         self.status_source = BackgroundSource("projects_status", self._refresh_statuses, polling_seconds)
         self.files_source = BackgroundSource("projects_files", self._refresh_files, files_polling_seconds)
@@ -220,6 +222,25 @@ class ProjectsTracker(SourceGroup):
             self._files_swept = time.monotonic()
         self._files, _ = self._updated(self._files, sweep, names, rediscover, git_status.walk_project)
         return self._files
+
+    def fetch_due(self, interval: float, timeout: float = git_status.FETCH_TIMEOUT_SECONDS,
+                  now: float | None = None) -> dict[str, git_status.FetchResult]:
+        """`git fetch` of the projects whose slot came since they last synced (common/sources/
+        fetch_schedule.py); {} when none is due. Projects come from the status snapshot, whose
+        last-sync times file events keep current; one not read yet waits for the next round."""
+        now = time.time() if now is None else now
+        due = [status.path for name, status in self.statuses().items()
+               if fetch_schedule.is_due(name, status.last_sync, self._fetch_attempts.get(name), now, interval,
+                                        watched_since=self._started)]
+        if not due:
+            return {}
+        for repo in due:
+            self._fetch_attempts[git_status.project_name(repo)] = now
+        results = git_status.map_projects(
+            lambda repo: git_status.fetch_project(repo, self.env, timeout, self.cache), due)
+        if self.watch_mode() != "inotify":
+            self.status_source.request_refresh()
+        return {name: result for name, result in results.items() if result is not None}
 
     def fetch_all(self, timeout: float = git_status.FETCH_TIMEOUT_SECONDS) -> dict[str, git_status.FetchResult]:
         """`git fetch` of every project; what it changes reaches the status through file events

@@ -2,7 +2,7 @@
 
 The scrape only reads snapshots: git status and directory walks run in the tracker's
 two background sources, woken by file events for the projects that changed
-(common/sources/projects_tracker.py), and `git fetch` runs periodically in a third.
+(common/sources/projects_tracker.py), and `git fetch` runs in a third: each project once per interval, in its own slot.
 """
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ from exporter.collectors.base import WordslabCollector, gauge
 # Walking every file is the costly part: when polling (no file watches), a few status cycles
 # per walk is fresh enough for sizes and "last modified" ages.
 FILES_INTERVAL_FACTOR = 4
+# How often the fetch source looks for projects whose fetch slot came.
+FETCH_TICK_SECONDS = 5.0
 
 
 PROJECT = ("project",)
@@ -37,14 +39,23 @@ class ProjectsCollector(WordslabCollector):
                                        files_polling_seconds=interval * FILES_INTERVAL_FACTOR)
         self.status_source, self.files_source = self.tracker.status_source, self.tracker.files_source
         self.sources = [self.status_source, self.files_source]
+        self.fetch_interval = settings.git_fetch_interval_seconds
+        self._fetches: dict[str, git_status.FetchResult] = {}
         self.fetch_source: BackgroundSource | None = None
-        if settings.git_fetch_interval_seconds > 0:  # 0 turns background fetching off
+        if self.fetch_interval > 0:  # 0 turns background fetching off
+            # It wakes often and fetches only the projects due (common/sources/fetch_schedule.py).
             self.fetch_source = BackgroundSource("projects_fetch", self._fetch,
-                                                 settings.git_fetch_interval_seconds)
+                                                 min(FETCH_TICK_SECONDS, self.fetch_interval))
             self.sources.append(self.fetch_source)
 
     def _fetch(self) -> dict[str, git_status.FetchResult]:
-        return self.tracker.fetch_all()
+        """Each project's last background fetch result; the same dict when nothing was due."""
+        fetched = self.tracker.fetch_due(self.fetch_interval)
+        known = self.tracker.statuses()
+        if not fetched and set(self._fetches) <= set(known):
+            return self._fetches
+        self._fetches = {name: result for name, result in {**self._fetches, **fetched}.items() if name in known}
+        return self._fetches
 
     def stop(self) -> None:
         super().stop()
@@ -77,7 +88,9 @@ class ProjectsCollector(WordslabCollector):
         last_sync = gauge("project_last_sync_timestamp_seconds", "Last successful fetch, pull or push "
                           "with a remote. Absent if the project never synced since it was cloned.", PROJECT)
         fetch_ok = gauge("project_fetch_success", "1 if the last background `git fetch` succeeded, "
-                         "0 if it failed (offline, credentials needed, timeout). Absent without a remote.", PROJECT)
+                         "0 if it failed (offline, credentials needed, timeout). Absent without a remote, and until "
+                         "the project's first fetch slot (each project is fetched once per "
+                         "--git-fetch-interval, at its own offset into it).", PROJECT)
         size = gauge("project_size_bytes", "Disk usage of the project directory, .git included.", PROJECT)
         modified = gauge("project_last_modified_timestamp_seconds",
                          "Modification time of the newest file or directory outside .git.", PROJECT)

@@ -87,3 +87,14 @@ def sample_projects(workspace: Path, remotes_dir: Path, url_for) -> dict[str, Pa
     (projects["changed"] / "notes.txt").write_text("untracked\n")
     projects["local"] = init_repo(workspace / "local", {"notebook.ipynb": "{}\n"})
     return projects
+
+
+def synced_at(repo: Path, when: float) -> None:
+    """As if the project last synced at `when`: the dashboard's sync note written then, and the
+    files git leaves on a fetch, pull or push (FETCH_HEAD, remote-tracking reflogs) dated back."""
+    from common.sources.git_status import record_sync
+    record_sync(repo, when)
+    gdir = repo / ".git"
+    for path in [gdir / "FETCH_HEAD", *(gdir / "logs" / "refs" / "remotes").rglob("*")]:
+        if path.is_file():
+            os.utime(path, (when, when))

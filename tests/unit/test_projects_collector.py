@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import shutil
+import time
 
 import pytest
 
 from exporter.collectors.projects import ProjectsCollector
 from common.config import Settings
-from tests.support.git_repos import git, sample_projects
+from tests.support.git_repos import git, sample_projects, synced_at
 from tests.support.metrics import promtool_problems, scrape
 
 
@@ -23,9 +24,14 @@ def world(tmp_path, vm_env):
 
 
 def refreshed(settings) -> ProjectsCollector:
+    """The collector once its projects, last synced a day ago, were read, fetched and read again."""
+    for repo in settings.workspace.iterdir() if settings.workspace else ():
+        if "[remote" in (repo / ".git" / "config").read_text():
+            synced_at(repo, time.time() - 86400)
     collector = ProjectsCollector(settings)
-    # Fetch first, as the background loop does: ahead/behind must reflect the remote.
-    for source in sorted(collector.sources, key=lambda s: s is not collector.fetch_source):
+    collector.status_source.refresh_now()  # the projects the fetch finds due
+    collector.fetch_source.refresh_now()
+    for source in collector.sources:  # ahead/behind as of that fetch
         source.refresh_now()
     return collector
 

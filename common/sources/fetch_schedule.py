@@ -1,0 +1,31 @@
+"""When each project's background `git fetch` is due: once per interval, each in its own slot.
+
+A project's slot is a fixed offset into the interval, from a hash of its name, so 200 projects
+fetched every 15 minutes make about one fetch every 4.5 s rather than a burst of 200 (and
+their git children) every 15 minutes. A project is due when neither its last sync (fetch,
+pull, push or clone, read from git's own files: common/sources/git_status.last_sync_timestamp)
+nor our last attempt comes after its latest slot. So a restart does not fetch again what was
+just fetched, a failed fetch waits for the next slot, and no project goes longer than the
+interval without a fetch once the exporter runs.
+"""
+from __future__ import annotations
+
+import zlib
+
+
+def latest_slot(name: str, now: float, interval: float) -> float:
+    """Unix time of the project's most recent slot at or before `now` (seconds)."""
+    phase = zlib.crc32(name.encode("utf-8", "surrogateescape")) / 2 ** 32 * interval
+    return now - (now - phase) % interval
+
+
+def is_due(name: str, last_sync: float | None, last_attempt: float | None, now: float,
+           interval: float, watched_since: float | None = None) -> bool:
+    """True when the project should be fetched now (times are unix seconds; None: never).
+
+    A project with neither a sync nor an attempt counts from `watched_since` (the exporter's
+    start) when given: git leaves no sync time on a clone, and fetching every fresh clone at
+    start-up would be the burst the slots avoid.
+    """
+    seen = max((t for t in (last_sync, last_attempt) if t is not None), default=watched_since)
+    return seen is None or seen < latest_slot(name, now, interval)
