@@ -19,8 +19,9 @@ from exporter.collectors.base import WordslabCollector, gauge
 # Walking every file is the costly part: when polling (no file watches), a few status cycles
 # per walk is fresh enough for sizes and "last modified" ages.
 FILES_INTERVAL_FACTOR = 4
-# How often the fetch source looks for projects whose fetch slot came.
-FETCH_TICK_SECONDS = 5.0
+# How often the fetch source fetches the projects whose slot came meanwhile: each round's
+# new sync times re-render the projects' text once, so a round a minute, not one per project.
+FETCH_TICK_SECONDS = 60.0
 
 
 PROJECT = ("project",)
