@@ -96,6 +96,8 @@ class Exposition:
         # The sources' health text, with the snapshots and watch modes it was rendered from.
         self._health: _Health | None = None
         self._health_lock = threading.Lock()
+        # Per snapshot-only collector: (secrets generation, family name -> (family as built, its text)).
+        self._family_texts: dict[str, tuple[int, dict[str, tuple[tuple, bytes]]]] = {}
         for collector in self.collectors:
             if collector.output_from_sources_only:
                 for source in collector.sources:
@@ -118,10 +120,29 @@ class Exposition:
             if cached is not None and cached.key == key:
                 return cached
             families, ok, seconds = run_collector(collector)
-            text = _render(families)
+            text = self._render_changed(collector.name, key[0], families)
             rendered = Rendered(key, text, gzip.compress(text, compresslevel=6), ok, seconds)
             self._cache[collector.name] = rendered
             return rendered
+
+    def _render_changed(self, name: str, generation: int, families: list[Metric]) -> bytes:
+        """The families' text, formatting again only those whose samples changed since the
+        collector's last render (a fetch round changes 2 of the projects' 11 families), and all
+        of them when the secrets to mask did (`generation`)."""
+        known_generation, previous = self._family_texts.get(name, (None, {}))
+        if known_generation != generation:
+            previous = {}
+        current: dict[str, tuple[tuple, bytes]] = {}
+        texts: list[bytes] = []
+        for family in families:
+            # As built, before scrubbing (which replaces label dicts): what the next build is compared to.
+            built = (family.type, family.documentation, family.unit, tuple(family.samples))
+            cached = previous.get(family.name)
+            text = cached[1] if cached is not None and cached[0] == built else _render([family])
+            current[family.name] = (built, text)
+            texts.append(text)
+        self._family_texts[name] = (generation, current)
+        return b"".join(texts)
 
     def health(self) -> tuple[bytes, bytes]:
         """`source_health` as (text, gzip), rendered again only when a source refreshed (a new

@@ -13,6 +13,7 @@ from tests.support.admin_http import AdminHttp
 from tests.support.admin_server import start_admin
 from tests.support.polling import wait_for
 from tests.support.prometheus import start_exporter
+from tests.support.sqlite_lock import exclusive_lock
 
 
 def _sqlite3(db, sql: str) -> str:
@@ -132,19 +133,6 @@ def test_a_write_refused_by_a_locked_database_says_so_and_saves_nothing(root):
         server.stop()
 
 
-# Another process holding SQLite's exclusive lock (locking_mode=EXCLUSIVE keeps it after the
-# transaction), as a migration tool or a stuck writer would.
-_HOLD_LOCK = """
-import sqlite3, sys
-c = sqlite3.connect(sys.argv[1], isolation_level=None)
-c.execute('PRAGMA locking_mode=EXCLUSIVE')
-c.execute('BEGIN EXCLUSIVE')
-c.execute("UPDATE settings SET value = value")
-print('locked', flush=True)
-sys.stdin.read()
-"""
-
-
 def _scrape_timed(address: str) -> tuple[float, str]:
     import time
     started = time.monotonic()
@@ -158,26 +146,22 @@ def test_a_locked_db_shows_as_a_failed_source_on_a_prompt_scrape_of_the_running_
         _save_budget(AdminHttp(server), "44")
     finally:
         server.stop()
-    holder = subprocess.Popen([sys.executable, "-c", _HOLD_LOCK, str(server.db_path)],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     exporter = None
     try:
-        assert holder.stdout.readline().strip() == "locked"
-        exporter, address = start_exporter(server.env, [], tmp_path)
-        failed = 'wordslab_source_refresh_success{source="config_db"} 0.0'
-        wait_for(lambda: failed in _scrape_timed(address)[1], timeout=30,
-                 what="the exporter to report the locked DB as a failed source")
-        seconds, text = _scrape_timed(address)
-        # The read waits for the lock in the background source, never in the scrape.
-        assert seconds < 1.0, f"a scrape took {seconds:.2f} s while the DB was locked"
-        assert 'wordslab_collector_success{collector="vms"} 1.0' in text
-        holder.stdin.close()
-        holder.wait(timeout=30)
+        with exclusive_lock(server.db_path) as holder:
+            exporter, address = start_exporter(server.env, [], tmp_path)
+            failed = 'wordslab_source_refresh_success{source="config_db"} 0.0'
+            wait_for(lambda: failed in _scrape_timed(address)[1], timeout=30,
+                     what="the exporter to report the locked DB as a failed source")
+            seconds, text = _scrape_timed(address)
+            # The read waits for the lock in the background source, never in the scrape.
+            assert seconds < 1.0, f"a scrape took {seconds:.2f} s while the DB was locked"
+            assert 'wordslab_collector_success{collector="vms"} 1.0' in text
+            holder.stdin.close()
+            holder.wait(timeout=30)
         wait_for(lambda: _metric_budget(address) == "44.0", timeout=30,
                  what="the budget once the lock is released")
         assert 'wordslab_source_refresh_success{source="config_db"} 1.0' in _scrape_timed(address)[1]
     finally:
-        if holder.poll() is None:
-            holder.kill()
         if exporter is not None:
             exporter.stop()

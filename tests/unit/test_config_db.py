@@ -3,8 +3,6 @@
 Real SQLite files written by the admin's own store code; a real second process holds the lock.
 """
 import os
-import subprocess
-import sys
 import time
 from contextlib import contextmanager
 
@@ -23,6 +21,7 @@ from common.store.vms import BUDGET_SETTING, HostingPlatform, Vm, VmTemplate
 from exporter.collectors.jobs import JobsCollector
 from exporter.collectors.vms import VmsCollector
 from exporter.exposition import Exposition
+from tests.support.sqlite_lock import exclusive_lock
 from tests.support.metrics import refreshed
 
 
@@ -132,17 +131,6 @@ def test_a_replaced_db_file_is_reopened(settings, tmp_path):
     db.close()
 
 
-HOLD_LOCK = """
-import sqlite3, sys
-c = sqlite3.connect(sys.argv[1], isolation_level=None)
-c.execute('PRAGMA locking_mode=EXCLUSIVE')
-c.execute('BEGIN EXCLUSIVE')
-c.execute("UPDATE settings SET value = '999'")
-print('locked', flush=True)
-sys.stdin.read()
-"""
-
-
 def test_a_lock_holder_fails_the_reader_not_the_scrape(settings):
     engine, sessions = _store(settings)
     _add_vm(sessions, "trainer", budget="250")
@@ -152,17 +140,11 @@ def test_a_lock_holder_fails_the_reader_not_the_scrape(settings):
     # Our idle connection keeps an exclusive-mode writer from locking at all; let go of it so the
     # holder gets the lock, as when the exporter starts while another process holds it.
     vms.config.close()
-    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(settings.db_path)],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "locked"
+    with exclusive_lock(settings.db_path):
         os.utime(settings.db_path)  # make sure the reader sees a change and tries to read
         failed = vms.config.source.refresh_now()
         with counting(Engine, "before_cursor_execute") as statements:
             text = exposition.render().decode()
-    finally:
-        holder.stdin.close()
-        holder.wait(timeout=30)
     assert not failed.ok and "locked" in failed.error
     assert statements == []
     assert 'wordslab_source_refresh_success{source="config_db"} 0.0' in text

@@ -157,3 +157,39 @@ def test_source_health_is_rendered_again_after_a_refresh_or_a_watch_mode_change(
     mode[0] = "polling"
     assert health(exposition.render().decode())[2] == [(("mode", "polling"), ("source", "items"))]
     assert len(renders) == 3
+
+
+class _TwoFamilies(_Listed):
+    """The listed items, and a family that never changes."""
+
+    def collect_metrics(self):
+        yield from super().collect_metrics()
+        yield GaugeMetricFamily("wordslab_fixed", "Never changes.", value=1)
+
+
+def test_only_the_families_that_changed_are_formatted_again(monkeypatch):
+    import exporter.exposition as exposition_module
+    from common import redact
+    formatted = []
+    original = exposition_module._render
+    monkeypatch.setattr(exposition_module, "_render",
+                        lambda families: formatted.extend(f.name for f in families) or original(families))
+    collector = _TwoFamilies(Settings.from_env({}), ["a"])
+    exposition = Exposition([collector])
+    collector.source.refresh_now()
+    assert formatted == ["wordslab_item_value", "wordslab_fixed"]
+
+    formatted.clear()
+    collector.items.append("token-0123456789abcdef")
+    collector.source.refresh_now()
+    assert formatted == ["wordslab_item_value"]
+    whole = original(list(collector.collect_metrics()))
+    assert exposition.prerender(collector).text == whole  # the same bytes as formatting it all
+
+    formatted.clear()
+    for name in ("_secrets", "_ordered", "_generation"):  # the known secrets come back after the test
+        monkeypatch.setattr(redact, name, getattr(redact, name))
+    redact.remember("token-0123456789abcdef")  # a secret learnt: every family is scrubbed again
+    text = exposition.prerender(collector).text.decode()
+    assert formatted == ["wordslab_item_value", "wordslab_fixed"]
+    assert "token-0123456789abcdef" not in text and 'item="a"' in text
