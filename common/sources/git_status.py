@@ -321,6 +321,12 @@ class RepoCache:
             self._remotes[repo] = (key, urls)
         return urls
 
+    def forget_remotes(self) -> None:
+        """Ask git for remote URLs again (a global or included config no event tells of). Commit
+        times stay: a commit's time never changes, so an oid read once is known for good."""
+        with self._lock:
+            self._remotes = {}
+
     def last_commit(self, repo: Path, oid: str, env: Mapping[str, str]) -> float | None:
         with self._lock:
             cached = self._commits.get(repo)

@@ -75,6 +75,24 @@ def test_an_edit_rereads_only_that_project_with_one_git_status(workspace, git_ca
         tracker.stop()
 
 
+def test_a_sweep_asks_again_for_status_and_remotes_but_not_for_known_commit_times(workspace, git_calls):
+    """A commit's time never changes: the sweep (the safety net for a global or included git
+    config) runs `git status` and `git config` per project, not `git log` again."""
+    tracker = tracker_for(workspace, watch=False)
+    tracker.sweep_now()
+    times = {name: status.last_commit for name, status in tracker.statuses().items()}
+    git_calls.clear()
+    tracker.sweep_now()
+    assert sorted(git_calls) == [("alpha", "config"), ("alpha", "status"), ("beta", "config"), ("beta", "status")]
+    assert {name: status.last_commit for name, status in tracker.statuses().items()} == times
+    oid = commit(workspace / "alpha", "later.txt", "later\n")
+    git_calls.clear()
+    tracker.sweep_now()
+    assert ("alpha", "log") in git_calls and ("beta", "log") not in git_calls
+    assert tracker.statuses()["alpha"].branch.oid == oid
+    assert tracker.statuses()["alpha"].last_commit == float(git(workspace / "alpha", "log", "-1", "--format=%ct"))
+
+
 def test_projects_appear_and_disappear_with_the_directories(workspace):
     tracker = tracker_for(workspace)
     tracker.start()
