@@ -5,9 +5,9 @@ fetches the projects whose slot came every minute or so, so 200 projects fetched
 minutes make about 13 fetches a minute rather than a burst of 200 (and their git children)
 every 15 minutes. A project is due when neither its last sync (fetch,
 pull, push or clone, read from git's own files: common/sources/git_status.last_sync_timestamp)
-nor our last attempt comes after its latest slot. So a restart does not fetch again what was
-just fetched, a failed fetch waits for the next slot, and no project goes longer than the
-interval without a fetch once the exporter runs.
+nor our last attempt comes after its latest slot. So a restart fetches no burst, a failed
+fetch waits for the next slot, and no project goes longer than the interval without a fetch
+once the exporter runs.
 """
 from __future__ import annotations
 
@@ -24,9 +24,9 @@ def is_due(name: str, last_sync: float | None, last_attempt: float | None, now: 
            interval: float, watched_since: float | None = None) -> bool:
     """True when the project should be fetched now (times are unix seconds; None: never).
 
-    A project with neither a sync nor an attempt counts from `watched_since` (the exporter's
-    start) when given: git leaves no sync time on a clone, and fetching every fresh clone at
-    start-up would be the burst the slots avoid.
+    `watched_since` (the exporter's start) counts as a sync: after a start every project is
+    fetched at its first slot, within one interval, rather than all at once: git leaves no
+    sync time on a clone, and after a night off every project's last sync is old.
     """
-    seen = max((t for t in (last_sync, last_attempt) if t is not None), default=watched_since)
+    seen = max((t for t in (last_sync, last_attempt, watched_since) if t is not None), default=None)
     return seen is None or seen < latest_slot(name, now, interval)

@@ -62,7 +62,8 @@ class ProjectsTracker(SourceGroup):
         self._status_swept = self._files_swept = -math.inf
         self._links: dict[str, set[str]] = {}  # a linked project's real path -> its link names
         self._fetch_attempts: dict[str, float] = {}  # project -> unix time of our last fetch of it
-        self._started = time.time()
+        # Counts as every project's last sync for the fetch schedule: no burst of fetches at start.
+        self.watched_since = time.time()
         self.watcher = Watcher("projects", self._on_change, observer_factory) if watch else None
         self.status_source = BackgroundSource("projects_status", self._refresh_statuses, polling_seconds)
         self.files_source = BackgroundSource("projects_files", self._refresh_files, files_polling_seconds)
@@ -231,7 +232,7 @@ class ProjectsTracker(SourceGroup):
         now = time.time() if now is None else now
         due = [status.path for name, status in self.statuses().items()
                if fetch_schedule.is_due(name, status.last_sync, self._fetch_attempts.get(name), now, interval,
-                                        watched_since=self._started)]
+                                        watched_since=self.watched_since)]
         if not due:
             return {}
         for repo in due:

@@ -48,18 +48,25 @@ def _world(tmp_path: Path, vm_env: dict) -> tuple[Settings, dict[str, Path]]:
     git(repos["gone"], "remote", "set-url", "origin", str(remotes / "missing.git"))
     for name in ("old", "gone"):
         synced_at(repos[name], time.time() - 2 * INTERVAL)
+    synced_at(repos["fresh"], time.time())  # pulled a moment ago
     return settings, repos
+
+
+def _running(settings: Settings, for_seconds: float) -> ProjectsCollector:
+    """The projects collector of an exporter started `for_seconds` ago, its projects read."""
+    collector = ProjectsCollector(settings)
+    collector.tracker.watched_since -= for_seconds
+    collector.status_source.refresh_now()
+    return collector
 
 
 def test_only_projects_not_synced_within_the_interval_are_fetched_and_failures_wait(tmp_path, vm_env):
     settings, repos = _world(tmp_path, vm_env)
-    collector = ProjectsCollector(settings)
-    collector.status_source.refresh_now()
+    collector = _running(settings, 2 * INTERVAL)
     fetched = collector.fetch_source.refresh_now()
     assert {name: r.ok for name, r in fetched.value.items()} == {"old": True, "gone": False}
     assert (repos["old"] / ".git" / "FETCH_HEAD").exists()
-    # Cloned, never fetched: it waits for its slot, so a start-up fetches no burst of fresh clones.
-    assert not (repos["fresh"] / ".git" / "FETCH_HEAD").exists()
+    assert not (repos["fresh"] / ".git" / "FETCH_HEAD").exists()  # synced since its slot
 
     version = fetched.version
     collector.status_source.refresh_now()
@@ -68,15 +75,11 @@ def test_only_projects_not_synced_within_the_interval_are_fetched_and_failures_w
     assert (again.value, again.version) == (fetched.value, version)
 
 
-def test_a_restart_does_not_fetch_again_what_was_just_fetched(tmp_path, vm_env):
+def test_a_start_fetches_no_burst_and_every_project_within_one_interval(tmp_path, vm_env):
     settings, repos = _world(tmp_path, vm_env)
-    first = ProjectsCollector(settings)
-    first.status_source.refresh_now()
-    first.fetch_source.refresh_now()
-    fetch_head = repos["old"] / ".git" / "FETCH_HEAD"
-    stamp = fetch_head.stat().st_mtime_ns
-
-    restarted = ProjectsCollector(settings)
-    restarted.status_source.refresh_now()
-    assert set(restarted.fetch_source.refresh_now().value) == {"gone"}  # its last try is forgotten
-    assert fetch_head.stat().st_mtime_ns == stamp
+    started = _running(settings, 0)
+    assert started.fetch_source.refresh_now().value == {}  # all due since long, none fetched at start
+    assert not (repos["old"] / ".git" / "FETCH_HEAD").exists()
+    # One interval later every project's slot came once: each is fetched (the failing one fails).
+    fetched = started.tracker.fetch_due(INTERVAL, now=time.time() + INTERVAL)
+    assert {name: r.ok for name, r in fetched.items()} == {"old": True, "fresh": True, "gone": False}

@@ -29,6 +29,7 @@ def refreshed(settings) -> ProjectsCollector:
         if "[remote" in (repo / ".git" / "config").read_text():
             synced_at(repo, time.time() - 86400)
     collector = ProjectsCollector(settings)
+    collector.tracker.watched_since -= 86400  # as if it had run for a day: every project is due
     collector.status_source.refresh_now()  # the projects the fetch finds due
     collector.fetch_source.refresh_now()
     for source in collector.sources:  # ahead/behind as of that fetch
