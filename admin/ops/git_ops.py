@@ -11,7 +11,6 @@ import hashlib
 import os
 import re
 import shutil
-import signal
 import subprocess
 import threading
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from urllib.parse import urlsplit
 import git as gitpython
 
 from common.sources.git_status import (
-    GitError, discover_projects, first_line, git_env, read_branch_status, read_remote_urls, record_sync,
+    GitError, discover_projects, first_line, git_env, kill_group, read_branch_status, read_remote_urls, record_sync,
     run_git, upstream_remote,
 )
 from common.readable import readable
@@ -217,10 +216,7 @@ def _run_with_progress(args: list[str], env: Mapping[str, str], parser: gitpytho
     expired, cancelled = threading.Event(), threading.Event()
 
     def kill():
-        try:
-            os.killpg(process.pid, signal.SIGKILL)  # git and its helpers (remote-https, ssh)
-        except ProcessLookupError:
-            pass
+        kill_group(process)  # git and its helpers (remote-https, ssh)
 
     def expire():
         expired.set()

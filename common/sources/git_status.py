@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import threading
 import time
@@ -61,19 +62,33 @@ def repo_options(repo: Path, env: Mapping[str, str]) -> tuple[list[str], dict[st
     return ["-C", str(repo), "-c", f"safe.directory={real}", "-c", "core.fsmonitor=false"], run_env
 
 
+def kill_group(process: subprocess.Popen) -> None:
+    """SIGKILL git and the helpers it started (remote-http, ssh, upload-pack): a process started
+    with `start_new_session` leads its own group. Killing git alone left a helper waiting on a
+    silent server for ever."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
 def run_git(repo: Path | None, *args: str, env: Mapping[str, str], timeout: float) -> str:
     options, run_env = repo_options(repo, env) if repo is not None else ([], dict(env))
     cmd = ["git", *options, *args]
-    try:
-        # New session: no controlling terminal, so ssh cannot prompt either.
-        proc = subprocess.run(cmd, env=run_env, stdin=subprocess.DEVNULL, capture_output=True,
-                              timeout=timeout, start_new_session=True)
-    except subprocess.TimeoutExpired:
-        raise GitError(f"git {args[0]} timed out after {timeout:.0f} s") from None
+    # New session: no controlling terminal, so ssh cannot prompt either; and its own process
+    # group, stopped whole at the timeout.
+    with subprocess.Popen(cmd, env=run_env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, start_new_session=True) as proc:
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            kill_group(proc)
+            proc.communicate()
+            raise GitError(f"git {args[0]} timed out after {timeout:.0f} s") from None
     if proc.returncode != 0:
-        message = proc.stderr.decode(errors="replace").strip() or f"exit status {proc.returncode}"
+        message = stderr.decode(errors="replace").strip() or f"exit status {proc.returncode}"
         raise GitError(message)
-    return proc.stdout.decode(errors="surrogateescape")
+    return stdout.decode(errors="surrogateescape")
 
 
 # ---------------------------------------------------------------------------- discovery

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import socket
 
 import pytest
 
@@ -98,6 +99,34 @@ def test_failed_fetch_is_reported_and_does_not_count_as_sync(tmp_path, workspace
     assert "s3cret" not in result.error and "127.0.0.1" in result.error
     assert last_sync_timestamp(repo) is None  # git truncated FETCH_HEAD: not a sync
     assert read_project(repo, git_env()).git_url.startswith("http://127.0.0.1:")
+
+
+def _processes_mentioning(text: str) -> list[str]:
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if text in cmdline:
+            found.append(f"{pid}: {cmdline}")
+    return found
+
+
+def test_a_fetch_from_a_remote_that_never_answers_is_stopped_with_its_helpers(tmp_path, workspace):
+    """git runs `git-remote-http` (or ssh) as a child: stopping git alone at the timeout left that
+    helper waiting on the silent server for ever, one more at each fetch slot."""
+    make_remote(tmp_path / "remotes", "silent")
+    repo = clone(str(tmp_path / "remotes" / "silent.git"), workspace / "silent")
+    with socket.socket() as server:  # accepts connections (the kernel's backlog) and never answers
+        server.bind(("127.0.0.1", 0))
+        server.listen(8)
+        url = f"http://127.0.0.1:{server.getsockname()[1]}/silent-{os.getpid()}.git"
+        git(repo, "remote", "set-url", "origin", url)
+        result = git_status.fetch_project(repo, git_env(), timeout=2)
+        assert not result.ok and "timed out" in result.error
+        assert _processes_mentioning(url) == []
 
 
 def test_detached_head_no_upstream_and_empty_repo(tmp_path, workspace):
