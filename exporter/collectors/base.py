@@ -48,7 +48,9 @@ class WordslabCollector(SourceGroup):
 
     name: str = ""
     # True when collect_metrics() depends only on self.sources' snapshot values: its text is then
-    # rendered when a source refreshes, off the scrape path (see exporter/exposition.py).
+    # rendered when a source's value changes, off the scrape path (see exporter/exposition.py), and
+    # kept until the next change. Such a collector never reads the clock: a value that moves with
+    # time (a countdown, an age) is worked out in the source's refresh, so a change shows.
     output_from_sources_only: bool = False
 
     def __init__(self, settings: Settings):

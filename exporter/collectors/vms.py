@@ -47,27 +47,32 @@ class VmFacts:
     status_checked_at: float | None
     provider_ok: bool
     cost: tuple[float, float, float, str] | None  # compute, storage, total, source
-    autostop_at: float | None = None  # unix time autostop stops it unless used (admin/cloud/autostop.py)
+    # Seconds until autostop stops it unless used (admin/cloud/autostop.py), as of the read: worked
+    # out here, not while rendering, whose text is kept until the read's value changes.
+    autostop_remaining: float | None = None
 
 
-def _facts(vm: Vm, cost: VmMonthlyCost | None) -> VmFacts:
+def _facts(vm: Vm, cost: VmMonthlyCost | None, now: float) -> VmFacts:
     t = vm.template
     return VmFacts(vm.name, t.platform.provider, t.region or "", t.gpu, vm.terminal_url or "",
                    vm.dashboard_url or "", vm.status, t.vram_gb * t.gpu_count, t.vcpus, t.ram_gb,
                    t.compute_usd_per_hour, vm.container_gb, vm.volume_gb, vm.last_started_at,
                    vm.last_stopped_at, vm.max_running_hours, vm.status_checked_at, not vm.last_error,
                    (cost.compute_usd, cost.storage_usd, cost.total_usd, cost.source) if cost else None,
-                   vm.autostop_at if vm.status == "running" else None)
+                   max(0.0, vm.autostop_at - now) if vm.autostop_at is not None and vm.status == "running"
+                   else None)
 
 
 def load(session: Session, now: float | None = None) -> tuple[tuple[VmFacts, ...], float | None]:
-    """Every VM with its current-month cost row, and the monthly budget (USD, None when unset)."""
-    month = month_key(time.time() if now is None else now)
+    """Every VM with its current-month cost row, and the monthly budget (USD, None when unset).
+    Read again at least every config_db.FORCED_READ_SECONDS, which keeps the countdowns going."""
+    now = time.time() if now is None else now
+    month = month_key(now)
     costs = {c.vm_id: c for c in session.scalars(
         select(VmMonthlyCost).where(VmMonthlyCost.month == month))}
     vms = session.scalars(select(Vm).order_by(Vm.name).options(
         selectinload(Vm.template).selectinload(VmTemplate.platform))).all()
-    facts = tuple(_facts(vm, costs.get(vm.id)) for vm in vms)
+    facts = tuple(_facts(vm, costs.get(vm.id), now) for vm in vms)
     budget = get_setting(session, BUDGET_SETTING)
     return facts, float(budget) if budget else None
 
@@ -109,7 +114,6 @@ class VmsCollector(WordslabCollector):
                         "Unix time the VM's status was last read from its provider.", VM)
         autostop = gauge("vm_autostop_seconds_remaining", "Seconds until autostop stops the running VM "
                          "unless it is used (0: due now); absent without a countdown.", VM)
-        now = time.time()
         for vm in vms:
             info.add_metric([vm.name, vm.provider, vm.region, vm.gpu, vm.terminal_url, vm.dashboard_url], 1.0)
             add_state_set(status, [vm.name], VM_STATUSES, vm.status)
@@ -133,8 +137,8 @@ class VmsCollector(WordslabCollector):
             provider_ok.add_metric([vm.name], 1.0 if vm.provider_ok else 0.0)
             if vm.status_checked_at is not None:
                 checked.add_metric([vm.name], vm.status_checked_at)
-            if vm.autostop_at is not None:
-                autostop.add_metric([vm.name], max(0.0, vm.autostop_at - now))
+            if vm.autostop_remaining is not None:
+                autostop.add_metric([vm.name], vm.autostop_remaining)
         yield from (info, status, vram, cpus, memory, price, storage, started, stopped, cost,
                     from_provider, max_running, provider_ok, checked, autostop)
         if budget is not None:

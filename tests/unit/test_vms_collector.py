@@ -3,6 +3,7 @@ limits the alert rules use, read from a real SQLite store; no DB means no VMs, n
 import time
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.collectors.vms import GB, GIB, VmsCollector
 from common.config import Settings
@@ -10,6 +11,8 @@ from admin.cloud import vm_status
 from common.store import connect, init_db, session_factory
 from common.store.settings import set_setting
 from common.store.vms import BUDGET_SETTING, VM_STATUSES, HostingPlatform, Vm, VmTemplate
+from common.sources import config_db
+from exporter.exposition import Exposition
 from tests.support.metrics import promtool_problems, refreshed, scrape
 
 HOUR = 3600.0
@@ -107,3 +110,27 @@ def test_no_database_means_no_vms_and_no_failure(settings):
     assert result.value("wordslab_cost_budget_month_usd") is None
     assert result.value("wordslab_collector_success", collector="vms") == 1.0
     assert promtool_problems(result.text) == ""
+
+
+def test_the_autostop_countdown_goes_down_while_the_db_stays_the_same(settings, monkeypatch):
+    """The vms text is rendered when the DB snapshot changes, not at each scrape: a countdown
+    worked out from the clock while rendering stood still in /metrics until some row changed."""
+    now = time.time()
+    _populate(settings, now)
+    engine = connect(settings.db_path)
+    with session_factory(engine).begin() as s:
+        s.query(Vm).filter_by(name="trainer").one().autostop_at = now + HOUR
+    engine.dispose()
+    collector = refreshed(VmsCollector(settings))
+    exposition = Exposition([collector])
+
+    def countdown() -> float:
+        families = text_string_to_metric_families(exposition.render().decode())
+        return next(s.value for f in families for s in f.samples
+                    if s.name == "wordslab_vm_autostop_seconds_remaining" and s.labels["vm"] == "trainer")
+
+    assert countdown() == pytest.approx(HOUR, abs=60)
+    monkeypatch.setattr(time, "time", lambda: now + 600)  # ten minutes on, nothing written to the DB
+    monkeypatch.setattr(config_db, "FORCED_READ_SECONDS", 0.0)  # its periodic re-read is due
+    collector.config.source.refresh_now()
+    assert countdown() == pytest.approx(HOUR - 600, abs=1)
