@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Callable, Mapping
 
 from common.background import BackgroundSource, SourceGroup
+from common.readable import readable
 from common.sources import fetch_schedule, git_status
 from common.sources.git_status import ProjectFiles, ProjectStatus, RepoCache
 from common.watch import Watcher
@@ -107,7 +108,7 @@ class ProjectsTracker(SourceGroup):
         parts = rel.split(os.sep)
         if rel == "." or parts[0] == ".." or parts[0].startswith("."):
             return  # the workspace itself, or app data in hidden dirs (our own DB among them)
-        name = parts[0]
+        name = readable(parts[0])  # as projects are listed (git_status.project_name)
         status = files = True
         sync_only = False
         if len(parts) == 1:
@@ -143,7 +144,7 @@ class ProjectsTracker(SourceGroup):
         """Read one project again now (after an admin action on it), and look for projects again."""
         with self._lock:
             for marks in (self._status_marks, self._files_marks):
-                marks.names.add(name)
+                marks.names.add(readable(name))
                 marks.rediscover = True
         for source in self.sources:
             source.refresh_now()
@@ -183,7 +184,8 @@ class ProjectsTracker(SourceGroup):
             return marks.take()
 
     def _projects(self) -> dict[str, Path]:
-        return {repo.name: repo for repo in git_status.discover_projects(self.workspace)}
+        """By the name they are listed with, which for a name that is not UTF-8 is not its own."""
+        return {git_status.project_name(repo): repo for repo in git_status.discover_projects(self.workspace)}
 
     def _updated(self, current: dict, sweep: bool, names: set[str], rediscover: bool,
                  read: Callable[[Path], object]) -> tuple[dict, dict[str, Path]]:

@@ -75,6 +75,24 @@ def test_an_edit_rereads_only_that_project_with_one_git_status(workspace, git_ca
         tracker.stop()
 
 
+def test_an_edit_elsewhere_does_not_reread_a_project_whose_name_is_not_utf8(workspace, git_calls):
+    """Projects are listed by their readable name (caf\\xe9) but found on disk by their own
+    (surrogate-escaped): compared as they were, such a project looked new at every refresh."""
+    odd = init_repo(workspace / os.fsdecode(b"caf\xe9-notes"), {"README.md": "# notes\n"})
+    tracker = tracker_for(workspace)
+    tracker.start()
+    try:
+        assert eventually(lambda: len(tracker.statuses()) == 3 and len(tracker.files()) == 3)
+        git_calls.clear()
+        (workspace / "alpha" / "notes.txt").write_text("x\n")
+        assert eventually(lambda: tracker.statuses()["alpha"].branch.changed == ("notes.txt",))
+        assert set(git_calls) == {("alpha", "status")}
+        (odd / "more.txt").write_text("y\n")  # and its own edits are still seen
+        assert eventually(lambda: tracker.statuses()["caf\\xe9-notes"].branch.changed == ("more.txt",))
+    finally:
+        tracker.stop()
+
+
 def test_a_sweep_asks_again_for_status_and_remotes_but_not_for_known_commit_times(workspace, git_calls):
     """A commit's time never changes: the sweep (the safety net for a global or included git
     config) runs `git status` and `git config` per project, not `git log` again."""
