@@ -1,5 +1,6 @@
 """The /metrics body: snapshot-only collectors rendered on refresh, spliced into every scrape."""
 import gzip
+import zlib
 
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.parser import text_string_to_metric_families
@@ -95,13 +96,19 @@ def test_snapshot_collector_is_rendered_on_refresh_not_on_scrape():
     assert ("wordslab_item_value", (("item", "c"),)) in _samples(exposition.render().decode())
 
 
-def test_gzip_members_decompress_to_the_plain_text():
+def test_the_gzip_body_is_one_member_that_decompresses_to_the_plain_text():
+    """curl --compressed, wget and other zlib-based clients read only a body's first gzip member:
+    with one member per cached part they showed the per-scrape metrics and silently nothing else."""
     listed, fresh, exposition = _setup(["a", "b", "c"])
     listed.source.refresh_now()
-    plain = exposition.render().decode()
-    unzipped = gzip.decompress(exposition.render(gzipped=True)).decode()
-    assert _samples(unzipped).keys() == _samples(plain).keys()
-    assert "wordslab_item_value" in unzipped
+    for _ in range(2):  # the second from the cached parts
+        plain = exposition.render().decode()
+        first_member = zlib.decompressobj(wbits=31)  # gzip, one member, as curl decodes it
+        unzipped = first_member.decompress(exposition.render(gzipped=True)).decode()
+        assert first_member.eof and first_member.unused_data == b""
+        assert _samples(unzipped).keys() == _samples(plain).keys()
+        assert "wordslab_item_value" in unzipped and "wordslab_fresh_calls" in unzipped
+        assert gzip.decompress(exposition.render(gzipped=True)).decode().count("# HELP") == plain.count("# HELP")
 
 
 def test_app_status_is_rendered_when_a_probe_round_changes_it_not_per_scrape(vm_env, monkeypatch):
