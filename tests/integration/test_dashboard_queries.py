@@ -16,6 +16,7 @@ from common.config import Settings
 from tests.integration import worlds
 from tests.support import dashboards
 from tests.support.prometheus import PrometheusServer, prepare_config, start_exporter
+from tests.support.metrics import metrics_containing
 from tests.support.world import World
 
 pytestmark = pytest.mark.integration
@@ -102,6 +103,8 @@ def stack(tmp_path_factory):
     exporter = prometheus = None
     try:
         exporter, address = start_exporter(world.env, world.pythonpath, workdir)
+        # The first background fetch (at its slot, seconds into the world's short interval).
+        metrics_containing(address, "wordslab_project_fetch_success{", timeout=60)
         config_dir = prepare_config(Settings.from_env(world.env).state_dir, address)
         prometheus = PrometheusServer.start(config_dir, workdir)
         prometheus.wait_for_samples(address, SCRAPES_BEFORE_QUERIES, SCRAPE_WAIT_SECONDS)
