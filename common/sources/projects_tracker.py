@@ -28,6 +28,11 @@ from common.sources.git_status import ProjectFiles, ProjectStatus, RepoCache
 from common.watch import Watcher
 
 DEBOUNCE_SECONDS = 0.5
+# A project is read again no sooner than this many times what its last read took after it: files
+# that change all the time in a big project (a training run logging into a 100k-file tree: a
+# 0.3 s walk per event, 29 % of a core at one line a second) cost at most 1/BUSY_FACTOR of a core,
+# while a small project, or an edit after a quiet spell, is read again at once.
+BUSY_FACTOR = 20.0
 # Written by `git fetch` or by us after a sync: only the last-sync time changes, no git needed.
 SYNC_ONLY_FILES = ("FETCH_HEAD", git_status.SYNC_STATE_FILE)
 
@@ -62,6 +67,9 @@ class ProjectsTracker(SourceGroup):
         self._files: dict[str, ProjectFiles] = {}
         self._status_swept = self._files_swept = -math.inf
         self._links: dict[str, set[str]] = {}  # a linked project's real path -> its link names
+        # Per source: project -> (monotonic time its last read ended, seconds it took).
+        self._reads: dict[BackgroundSource, dict[str, tuple[float, float]]] = {}
+        self._wakes: dict[BackgroundSource, tuple[threading.Timer, float]] = {}
         self._fetch_attempts: dict[str, float] = {}  # project -> unix time of our last fetch of it
         # Counts as every project's last sync for the fetch schedule: no burst of fetches at start.
         self.watched_since = time.time()
@@ -89,6 +97,8 @@ class ProjectsTracker(SourceGroup):
         super().stop()
         if self.watcher is not None:
             self.watcher.stop()
+        for timer, _ in list(self._wakes.values()):
+            timer.cancel()
 
     # ------------------------------------------------------------------ events
 
@@ -178,10 +188,48 @@ class ProjectsTracker(SourceGroup):
             self.watcher.unwatch(Path(target), recursive=True)
 
     def _take(self, marks: _Marks, source: BackgroundSource, sweep: bool) -> tuple[set[str], set[str], bool]:
-        if not sweep and source.in_own_thread():
+        events = not sweep and source.in_own_thread()  # not a sweep, nor an admin action's re-read
+        if events:
             time.sleep(DEBOUNCE_SECONDS)  # let the rest of a burst of events arrive
         with self._lock:
-            return marks.take()
+            names, sync_only, rediscover = marks.take()
+            if events:
+                held = self._held_back(source, names)
+                marks.names |= held  # read at their turn
+                names -= held
+            return names, sync_only, rediscover
+
+    def _held_back(self, source: BackgroundSource, names: set[str]) -> set[str]:
+        """The marked projects read too recently for what a read of them costs (BUSY_FACTOR); the
+        source is woken again when the first of them may be read."""
+        now = time.monotonic()
+        waits = {}
+        for name in names:
+            ended, took = self._reads.get(source, {}).get(name, (-math.inf, 0.0))
+            if ended + BUSY_FACTOR * took > now:
+                waits[name] = ended + BUSY_FACTOR * took - now
+        if waits:
+            due = now + min(waits.values())
+            pending = self._wakes.get(source)
+            if pending is None or not pending[0].is_alive() or pending[1] > due:
+                timer = threading.Timer(due - now, source.request_refresh)
+                timer.daemon = True
+                timer.start()
+                self._wakes[source] = (timer, due)
+        return set(waits)
+
+    def _timed(self, source: BackgroundSource, read: Callable[[Path], object]) -> Callable[[Path], object]:
+        """`read`, noting when each project's read ended and how long it took (see _held_back)."""
+        reads = self._reads.setdefault(source, {})
+
+        def timed(repo: Path):
+            started = time.monotonic()
+            try:
+                return read(repo)
+            finally:
+                ended = time.monotonic()
+                reads[git_status.project_name(repo)] = (ended, ended - started)
+        return timed
 
     def _projects(self) -> dict[str, Path]:
         """By the name they are listed with, which for a name that is not UTF-8 is not its own."""
@@ -207,8 +255,8 @@ class ProjectsTracker(SourceGroup):
             self.cache.forget_remotes()  # what no event tells: global git config, remote URL includes
             self._status_swept = time.monotonic()
         cache = self.cache
-        statuses, projects = self._updated(self._statuses, sweep, names, rediscover,
-                                           lambda repo: git_status.read_project(repo, self.env, cache))
+        statuses, projects = self._updated(self._statuses, sweep, names, rediscover, self._timed(
+            self.status_source, lambda repo: git_status.read_project(repo, self.env, cache)))
         for name in sync_only - set(names):
             if name in statuses and not sweep:
                 status = statuses[name]
@@ -223,7 +271,8 @@ class ProjectsTracker(SourceGroup):
         names, _, rediscover = self._take(self._files_marks, self.files_source, sweep)
         if sweep:
             self._files_swept = time.monotonic()
-        self._files, _ = self._updated(self._files, sweep, names, rediscover, git_status.walk_project)
+        self._files, _ = self._updated(self._files, sweep, names, rediscover,
+                                       self._timed(self.files_source, git_status.walk_project))
         return self._files
 
     def fetch_due(self, interval: float, timeout: float = git_status.FETCH_TIMEOUT_SECONDS,

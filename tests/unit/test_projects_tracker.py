@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import time
 from collections import Counter
 
 import pytest
@@ -15,7 +16,7 @@ from watchdog.observers import Observer
 
 from common.config import Settings
 from common.sources import git_status
-from common.sources.projects_tracker import ProjectsTracker
+from common.sources.projects_tracker import BUSY_FACTOR, ProjectsTracker
 from exporter.collectors.projects import ProjectsCollector
 from tests.support.git_repos import commit, git, init_repo
 from tests.support.metrics import scrape
@@ -89,6 +90,29 @@ def test_an_edit_elsewhere_does_not_reread_a_project_whose_name_is_not_utf8(work
         assert set(git_calls) == {("alpha", "status")}
         (odd / "more.txt").write_text("y\n")  # and its own edits are still seen
         assert eventually(lambda: tracker.statuses()["caf\\xe9-notes"].branch.changed == ("more.txt",))
+    finally:
+        tracker.stop()
+
+
+def test_a_project_costly_to_read_is_read_again_at_its_own_pace_not_at_each_event(workspace):
+    """Files changing all the time in a big project (a training run logging into a 100k-file
+    tree) made a whole walk of it per event; now a project is read again no sooner than
+    BUSY_FACTOR times what its last read took, then without waiting for another event."""
+    tracker = tracker_for(workspace)
+    tracker.start()
+    try:
+        assert eventually(lambda: set(tracker.files()) == {"alpha", "beta"})
+        sizes = {name: files.size_bytes for name, files in tracker.files().items()}
+        reads = tracker._reads[tracker.files_source]
+        reads["alpha"] = (time.monotonic(), 60.0)  # as if walking alpha had just taken a minute
+        (workspace / "alpha" / "log.txt").write_bytes(b"x" * 65536)
+        (workspace / "beta" / "log.txt").write_bytes(b"x" * 65536)  # its event comes after alpha's
+        assert eventually(lambda: tracker.files()["beta"].size_bytes >= sizes["beta"] + 65536)
+        assert tracker.files()["alpha"].size_bytes == sizes["alpha"]  # held back, not forgotten
+
+        reads["alpha"] = (time.monotonic() - BUSY_FACTOR * 60.0 + 1.0, 60.0)  # its turn in a second
+        (workspace / "beta" / "log.txt").write_bytes(b"y" * 131072)  # a refresh that sees it
+        assert eventually(lambda: tracker.files()["alpha"].size_bytes >= sizes["alpha"] + 65536)
     finally:
         tracker.stop()
 
