@@ -28,5 +28,8 @@ def is_due(name: str, last_sync: float | None, last_attempt: float | None, now: 
     fetched at its first slot, within one interval, rather than all at once: git leaves no
     sync time on a clone, and after a night off every project's last sync is old.
     """
-    seen = max((t for t in (last_sync, last_attempt, watched_since) if t is not None), default=None)
+    # A time ahead of the clock (the clock set back, a file dated in the future) would hold the
+    # project back until the clock caught up: it counts as no time at all.
+    seen = max((t for t in (last_sync, last_attempt, watched_since) if t is not None and t <= now),
+               default=None)
     return seen is None or seen < latest_slot(name, now, interval)

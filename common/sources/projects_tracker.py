@@ -281,7 +281,9 @@ class ProjectsTracker(SourceGroup):
         fetch_schedule.py); {} when none is due. Projects come from the status snapshot, whose
         last-sync times file events keep current; one not read yet waits for the next round."""
         now = time.time() if now is None else now
-        due = [status.path for name, status in self.statuses().items()
+        statuses = self.statuses()
+        self._fetch_attempts = {n: t for n, t in self._fetch_attempts.items() if n in statuses}  # gone ones
+        due = [status.path for name, status in statuses.items()
                if fetch_schedule.is_due(name, status.last_sync, self._fetch_attempts.get(name), now, interval,
                                         watched_since=self.watched_since)]
         if not due:

@@ -26,6 +26,15 @@ def test_a_project_is_due_when_its_slot_came_since_it_last_synced():
     assert is_due("demo", None, None, now, INTERVAL, watched_since=slot - 1)
 
 
+def test_a_time_ahead_of_the_clock_does_not_hold_a_project_back():
+    """The clock set back (or FETCH_HEAD dated in the future): that time counts as none."""
+    now = 1_800_000_000.0
+    slot = latest_slot("demo", now, INTERVAL)
+    assert is_due("demo", now + 86400, None, now, INTERVAL, watched_since=slot - 1)
+    assert is_due("demo", None, now + 86400, now, INTERVAL)
+    assert not is_due("demo", now + 86400, slot + 1, now, INTERVAL)  # a real attempt since still counts
+
+
 def test_no_project_waits_longer_than_the_interval():
     for name in ("a", "project-001", "ünïcode", "x" * 300):
         for synced in (0.0, 123.4, 899.9, 1_800_000_000.0):
