@@ -466,9 +466,14 @@ def fetch_project(repo: Path, env: Mapping[str, str], timeout: float = FETCH_TIM
     return FetchResult(True)
 
 
+def fetch_repos(repos: list[Path], env: Mapping[str, str], timeout: float = FETCH_TIMEOUT_SECONDS,
+                workers: int = WORKERS, cache: RepoCache | None = None) -> dict[str, FetchResult]:
+    """`git fetch` of these projects in a few threads; those without a remote are left out."""
+    env = git_env(env)
+    results = map_projects(lambda repo: fetch_project(repo, env, timeout, cache), repos, workers)
+    return {name: result for name, result in results.items() if result is not None}
+
+
 def fetch_all(workspace: Path | None, env: Mapping[str, str], timeout: float = FETCH_TIMEOUT_SECONDS,
               workers: int = WORKERS, cache: RepoCache | None = None) -> dict[str, FetchResult]:
-    env = git_env(env)
-    results = map_projects(lambda repo: fetch_project(repo, env, timeout, cache),
-                           discover_projects(workspace), workers)
-    return {name: result for name, result in results.items() if result is not None}
+    return fetch_repos(discover_projects(workspace), env, timeout, workers, cache)

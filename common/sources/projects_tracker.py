@@ -290,16 +290,16 @@ class ProjectsTracker(SourceGroup):
             return {}
         for repo in due:
             self._fetch_attempts[git_status.project_name(repo)] = now
-        results = git_status.map_projects(
-            lambda repo: git_status.fetch_project(repo, self.env, timeout, self.cache), due)
-        if self.watch_mode() != "inotify":
-            self.status_source.request_refresh()
-        return {name: result for name, result in results.items() if result is not None}
+        return self._fetch(due, timeout)
 
     def fetch_all(self, timeout: float = git_status.FETCH_TIMEOUT_SECONDS) -> dict[str, git_status.FetchResult]:
-        """`git fetch` of every project; what it changes reaches the status through file events
+        """`git fetch` of every project (bench/ measures a whole round's cost with it)."""
+        return self._fetch(git_status.discover_projects(self.workspace), timeout)
+
+    def _fetch(self, repos: list[Path], timeout: float) -> dict[str, git_status.FetchResult]:
+        """`git fetch` of these projects; what it changes reaches the status through file events
         (or, when polling, through a refresh asked here)."""
-        results = git_status.fetch_all(self.workspace, self.env, timeout, cache=self.cache)
+        results = git_status.fetch_repos(repos, self.env, timeout, cache=self.cache)
         if self.watch_mode() != "inotify":
             self.status_source.request_refresh()
         return results
