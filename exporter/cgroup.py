@@ -116,7 +116,8 @@ def _v1_levels(root: Path, proc_self_cgroup: Path, *mounts: str) -> list[Path]:
 
 
 def memory_limits(root: Path = DEFAULT_ROOT, proc_self_cgroup: Path = PROC_SELF_CGROUP) -> CgroupLimits:
-    """Only the memory fields of `read_limits` (the memory collector reads no CPU files)."""
+    """Memory limit and usage of our cgroup under `root` (cgroup v2 when root/cgroup.controllers
+    exists, else v1's memory controller); the CPU fields stay None."""
     levels = _v2_levels(root, proc_self_cgroup)
     if levels is not None:
         return CgroupLimits(memory_limit_bytes=_lowest(_int(_read(d / "memory.max")) for d in levels),
@@ -128,7 +129,8 @@ def memory_limits(root: Path = DEFAULT_ROOT, proc_self_cgroup: Path = PROC_SELF_
 
 
 def cpu_limits(root: Path = DEFAULT_ROOT, proc_self_cgroup: Path = PROC_SELF_CGROUP) -> CgroupLimits:
-    """Only the CPU fields of `read_limits` (the CPU collector reads no memory files)."""
+    """CPU quota and usage of our cgroup under `root` (cgroup v2 when root/cgroup.controllers
+    exists, else v1's cpu and cpuacct controllers); the memory fields stay None."""
     levels = _v2_levels(root, proc_self_cgroup)
     if levels is not None:
         usage_usec = _first(_stat_field(_read(d / "cpu.stat"), "usage_usec") for d in levels)
@@ -140,8 +142,3 @@ def cpu_limits(root: Path = DEFAULT_ROOT, proc_self_cgroup: Path = PROC_SELF_CGR
     return CgroupLimits(cpu_limit=_lowest(_v1_quota(d) for d in cpu_levels),
                         cpu_usage_seconds=usage_ns / 1e9 if usage_ns is not None else None)
 
-
-def read_limits(root: Path = DEFAULT_ROOT, proc_self_cgroup: Path = PROC_SELF_CGROUP) -> CgroupLimits:
-    """The limits and usage of our cgroup under `root` (cgroup v2 when root/cgroup.controllers exists)."""
-    memory, cpu = memory_limits(root, proc_self_cgroup), cpu_limits(root, proc_self_cgroup)
-    return CgroupLimits(memory.memory_limit_bytes, memory.memory_usage_bytes, cpu.cpu_limit, cpu.cpu_usage_seconds)

@@ -12,7 +12,7 @@ import psutil
 import pytest
 
 from common.config import Settings
-from exporter.cgroup import own_paths, read_limits
+from exporter.cgroup import cpu_limits, memory_limits, own_paths
 from exporter.collectors.cpu import CpuCollector
 from exporter.collectors.memory import MemoryCollector
 from tests.support.metrics import exporter_metrics_containing, scrape
@@ -72,8 +72,8 @@ def test_nested_cgroup_takes_the_lowest_limit_up_to_the_root(tmp_path):
     root = v2_tree(tmp_path / "cgroup", memory_max=str(8 * GIB), cpu_max="max 100000")
     write(root / "user.slice", {"memory.max": str(2 * GIB), "cpu.max": "50000 100000"})
     write(root / "user.slice" / "app.scope", {"memory.max": "max", "memory.current": "12345"})
-    limits = read_limits(root, cgroup)
-    assert (limits.memory_limit_bytes, limits.memory_usage_bytes, limits.cpu_limit) == (2 * GIB, 12345, 0.5)
+    memory, cpu = memory_limits(root, cgroup), cpu_limits(root, cgroup)
+    assert (memory.memory_limit_bytes, memory.memory_usage_bytes, cpu.cpu_limit) == (2 * GIB, 12345, 0.5)
     assert own_paths(cgroup) == {"": "/user.slice/app.scope"}
 
 
