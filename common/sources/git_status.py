@@ -219,16 +219,50 @@ def read_branch_status(repo: Path, env: Mapping[str, str], *, ignored: bool = Fa
     return parse_porcelain_v2(raw), ignored_paths
 
 
-def read_remote_urls(repo: Path, env: Mapping[str, str], timeout: float = STATUS_TIMEOUT_SECONDS) -> dict[str, str]:
+# Remote URLs, and the include directives that can bring config from a file no stat here follows.
+REMOTE_CONFIG_KEYS = r"^(remote\..*\.url|include\.path|includeif\..*\.path)$"
+
+
+@dataclass(frozen=True)
+class RemoteConfig:
+    urls: dict[str, str]  # remote name -> URL as configured (secrets included: redact to show)
+    includes: bool  # some config git read for the repo has an include
+
+
+def read_remote_config(repo: Path, env: Mapping[str, str], timeout: float = STATUS_TIMEOUT_SECONDS) -> RemoteConfig:
+    """The repo's remotes as git reads its config, in one `git config` process; a repo without a
+    remote, or whose config git cannot read, gives no URLs."""
     try:
-        out = run_git(repo, "config", "--get-regexp", r"^remote\..*\.url$", env=env, timeout=timeout)
+        out = run_git(repo, "config", "--get-regexp", REMOTE_CONFIG_KEYS, env=env, timeout=timeout)
     except GitError:
-        return {}  # exit status 1: no remote configured
-    urls = {}
+        return RemoteConfig({}, False)  # exit status 1: none of these keys is set
+    urls, includes = {}, False
     for line in out.splitlines():
-        key, _, url = line.partition(" ")
-        urls[key.removeprefix("remote.").removesuffix(".url")] = url
-    return urls
+        key, _, value = line.partition(" ")
+        if key.startswith("remote."):
+            urls[key.removeprefix("remote.").removesuffix(".url")] = value
+        else:
+            includes = True
+    return RemoteConfig(urls, includes)
+
+
+def read_remote_urls(repo: Path, env: Mapping[str, str], timeout: float = STATUS_TIMEOUT_SECONDS) -> dict[str, str]:
+    return read_remote_config(repo, env, timeout).urls
+
+
+def read_shared_config(env: Mapping[str, str], timeout: float = STATUS_TIMEOUT_SECONDS) -> str:
+    """The config every repo reads besides its own (system, global, GIT_CONFIG_* in `env`, with
+    their includes), as `git config --list --show-origin -z` prints it outside any repository.
+
+    Raises GitError when git cannot read it (a malformed global config)."""
+    # GIT_DIR at a path that does not exist: no repository's own config is read.
+    return run_git(None, "config", "--list", "--show-origin", "-z",
+                   env={**env, "GIT_DIR": os.devnull + "/wordslab-no-repo"}, timeout=timeout)
+
+
+def has_include(shared_config: str) -> bool:
+    """Whether `read_shared_config` output holds an include (whose condition may differ per repo)."""
+    return re.search(r"\0include(if\.[^\n]*)?\.path\n", "\0" + shared_config, re.IGNORECASE) is not None
 
 
 def upstream_remote(upstream: str | None, remotes: Iterable[str]) -> str | None:
@@ -311,36 +345,65 @@ def _state(branch: BranchStatus, remotes: Mapping[str, str]) -> str:
     return "tracking"
 
 
+def config_key(repo: Path) -> tuple:
+    """Identity of the config files git reads for this repo alone (its common dir's `config`, and
+    `config.worktree`); () when the config cannot be found, which is never cached."""
+    gdir = git_dir(repo)
+    try:
+        common = gdir / (gdir / "commondir").read_text().strip()  # a linked worktree's shared dir
+    except (OSError, UnicodeDecodeError):
+        common = gdir
+    key = []
+    for path in (common / "config", gdir / "config.worktree"):
+        try:
+            st = os.stat(path)
+            key.append((st.st_ino, st.st_mtime_ns, st.st_size))
+        except FileNotFoundError:
+            if path.name == "config":
+                return ()
+            key.append(None)
+        except OSError:
+            return ()
+    return tuple(key)
+
+
 class RepoCache:
     """What a project's status needs beyond `git status`, asked of git again only when it can have
-    changed: remote URLs when the git dir's config file changes, HEAD's commit time when its oid
-    does. So a status re-read is one `git status` child process in the usual case."""
+    changed: remote URLs when the project's config file changes (or, at a sweep, when the shared
+    config or an include may have changed them), HEAD's commit time when its oid does. So a
+    status re-read is one `git status` child process in the usual case."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._remotes: dict[Path, tuple[tuple, dict[str, str]]] = {}
+        self._remotes: dict[Path, tuple[tuple, RemoteConfig]] = {}  # config key, what it says
         self._commits: dict[Path, tuple[str, float | None]] = {}
+        self._shared: str | None = None  # read_shared_config at the last recheck
 
     def remote_urls(self, repo: Path, env: Mapping[str, str]) -> dict[str, str]:
-        try:
-            st = os.stat(git_dir(repo) / "config")
-            key: tuple = (st.st_ino, st.st_mtime_ns, st.st_size)
-        except OSError:
-            key = ()
+        key = config_key(repo)
         with self._lock:
             cached = self._remotes.get(repo)
         if cached is not None and cached[0] == key and key:
-            return cached[1]
-        urls = read_remote_urls(repo, env)
+            return cached[1].urls
+        config = read_remote_config(repo, env)
         with self._lock:
-            self._remotes[repo] = (key, urls)
-        return urls
+            self._remotes[repo] = (key, config)
+        return config.urls
 
-    def forget_remotes(self) -> None:
-        """Ask git for remote URLs again (a global or included config no event tells of). Commit
-        times stay: a commit's time never changes, so an oid read once is known for good."""
+    def recheck_remotes(self, env: Mapping[str, str]) -> None:
+        """Forget the remote URLs that may have changed with no event to tell (the sweep's part):
+        all when the shared config (system, global) changed, has an include, or cannot be read;
+        else those of projects whose own config has an include. One `git config` process."""
+        try:
+            shared: str | None = read_shared_config(git_env(env))
+        except GitError:
+            shared = None
         with self._lock:
-            self._remotes = {}
+            if shared is None or shared != self._shared or has_include(shared):
+                self._remotes = {}
+            else:
+                self._remotes = {repo: cached for repo, cached in self._remotes.items() if not cached[1].includes}
+            self._shared = shared
 
     def last_commit(self, repo: Path, oid: str, env: Mapping[str, str]) -> float | None:
         with self._lock:

@@ -252,7 +252,7 @@ class ProjectsTracker(SourceGroup):
         sweep = self._sweep_due(self.status_source, self._status_swept)
         names, sync_only, rediscover = self._take(self._status_marks, self.status_source, sweep)
         if sweep:
-            self.cache.forget_remotes()  # what no event tells: global git config, remote URL includes
+            self.cache.recheck_remotes(self.env)  # what no event tells: global git config, includes
             self._status_swept = time.monotonic()
         cache = self.cache
         statuses, projects = self._updated(self._statuses, sweep, names, rediscover, self._timed(

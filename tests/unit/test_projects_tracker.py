@@ -117,15 +117,15 @@ def test_a_project_costly_to_read_is_read_again_at_its_own_pace_not_at_each_even
         tracker.stop()
 
 
-def test_a_sweep_asks_again_for_status_and_remotes_but_not_for_known_commit_times(workspace, git_calls):
-    """A commit's time never changes: the sweep (the safety net for a global or included git
-    config) runs `git status` and `git config` per project, not `git log` again."""
+def test_a_sweep_asks_again_for_status_but_not_for_known_commit_times(workspace, git_calls):
+    """A commit's time never changes: the sweep runs `git status` per project, not `git log`
+    again, and `git config` once for the config every project shares (none per project)."""
     tracker = tracker_for(workspace, watch=False)
     tracker.sweep_now()
     times = {name: status.last_commit for name, status in tracker.statuses().items()}
     git_calls.clear()
     tracker.sweep_now()
-    assert sorted(git_calls) == [("alpha", "config"), ("alpha", "status"), ("beta", "config"), ("beta", "status")]
+    assert sorted(git_calls) == [("", "config"), ("alpha", "status"), ("beta", "status")]
     assert {name: status.last_commit for name, status in tracker.statuses().items()} == times
     oid = commit(workspace / "alpha", "later.txt", "later\n")
     git_calls.clear()
@@ -133,6 +133,103 @@ def test_a_sweep_asks_again_for_status_and_remotes_but_not_for_known_commit_time
     assert ("alpha", "log") in git_calls and ("beta", "log") not in git_calls
     assert tracker.statuses()["alpha"].branch.oid == oid
     assert tracker.statuses()["alpha"].last_commit == float(git(workspace / "alpha", "log", "-1", "--format=%ct"))
+
+
+@pytest.fixture
+def home_env(workspace, vm_env):
+    """The tracker's environment with its own HOME (so its own global git config), no system config."""
+    return {**os.environ, "HOME": vm_env["HOME"], "GIT_CONFIG_NOSYSTEM": "1",
+            "XDG_CONFIG_HOME": os.path.join(vm_env["HOME"], ".config")}
+
+
+def urls(tracker):
+    return {name: status.git_url for name, status in tracker.statuses().items()}
+
+
+def test_a_sweep_sees_remote_urls_changed_where_no_event_tells(workspace, home_env, git_calls, tmp_path):
+    """The sweep is the safety net for what no file event in the workspace tells: a global git
+    config (url in ~/.gitconfig), a file included by a project's config or by the global one.
+    Each kind changes the URL shown at the next sweep; a sweep with none asks no project again."""
+    for name in ("alpha", "beta"):
+        git(workspace / name, "remote", "add", "origin", f"https://example.invalid/{name}.git")
+    gitconfig = os.path.join(home_env["HOME"], ".gitconfig")
+    tracker = ProjectsTracker(workspace, home_env, sweep_seconds=3600.0, polling_seconds=30.0,
+                              files_polling_seconds=120.0, watch=False)
+    tracker.sweep_now()
+    tracker.sweep_now()  # the shared config is known from here on
+    assert urls(tracker) == {"alpha": "https://example.invalid/alpha.git", "beta": "https://example.invalid/beta.git"}
+
+    # 1. The global config gains a remote: every project asked again, once.
+    with open(gitconfig, "w") as f:
+        f.write('[remote "mirror"]\n\turl = https://mirror.invalid/all.git\n')
+    git_calls.clear()
+    tracker.sweep_now()
+    assert sorted(c for c in git_calls if c[1] == "config") == [("", "config"), ("alpha", "config"), ("beta", "config")]
+    git_calls.clear()
+    tracker.sweep_now()
+    assert [c for c in git_calls if c[1] == "config"] == [("", "config")]
+
+    # 2. A project's config includes a file: that project is asked again at every sweep, so a
+    #    URL changed in the included file shows at the next one.
+    included = tmp_path / "alpha-remote.cfg"
+    git(workspace / "alpha", "remote", "remove", "origin")
+    git(workspace / "alpha", "config", "include.path", str(included))
+    asked = url_moved_in(included, tracker, "alpha", git_calls)
+    assert asked == [("", "config"), ("alpha", "config")]
+
+    # 3. The global config includes a file only for some repos (includeIf): all asked each sweep.
+    conditional = tmp_path / "beta-only.cfg"
+    git(workspace / "beta", "remote", "remove", "origin")
+    with open(gitconfig, "a") as f:
+        f.write(f'[includeIf "gitdir:{workspace / "beta"}/"]\n\tpath = {conditional}\n')
+    asked = url_moved_in(conditional, tracker, "beta", git_calls)
+    assert asked == [("", "config"), ("alpha", "config"), ("beta", "config")]
+
+
+def url_moved_in(included, tracker, name, git_calls) -> list[tuple[str, str]]:
+    """Origin's URL set in an included file, then changed there (no other file touched): each
+    shows at the next sweep. The `git config` calls of the second sweep."""
+    for host in ("first", "second"):
+        included.write_text(f'[remote "origin"]\n\turl = https://{host}.invalid/{name}.git\n')
+        git_calls.clear()
+        tracker.sweep_now()
+        assert urls(tracker)[name] == f"https://{host}.invalid/{name}.git"
+    return sorted(c for c in git_calls if c[1] == "config")
+
+
+def test_a_linked_worktree_keeps_its_remote_urls_until_the_shared_config_changes(workspace, git_calls):
+    """A linked worktree's config is its main repo's (commondir): read once, again when it changes."""
+    git(workspace / "alpha", "remote", "add", "origin", "https://example.invalid/alpha.git")
+    linked = workspace / "alpha-linked"
+    git(workspace / "alpha", "worktree", "add", "-q", "-b", "side", str(linked))
+    cache = git_status.RepoCache()
+    env = git_status.git_env()
+    assert cache.remote_urls(linked, env) == {"origin": "https://example.invalid/alpha.git"}
+    git_calls.clear()
+    assert cache.remote_urls(linked, env) == {"origin": "https://example.invalid/alpha.git"}
+    assert git_calls == []
+    git(workspace / "alpha", "remote", "set-url", "origin", "https://example.invalid/moved.git")
+    assert cache.remote_urls(linked, env) == {"origin": "https://example.invalid/moved.git"}
+
+
+def test_a_global_config_broken_then_mended_shows_at_the_next_sweeps(workspace, home_env):
+    """git cannot read a malformed ~/.gitconfig: every project shows git's error; once mended,
+    the next sweep reads them all again, remote URLs included."""
+    tracker = ProjectsTracker(workspace, home_env, sweep_seconds=3600.0, polling_seconds=30.0,
+                              files_polling_seconds=120.0, watch=False)
+    tracker.sweep_now()
+    tracker.sweep_now()
+    assert {status.state for status in tracker.statuses().values()} == {"no_remote"}
+    gitconfig = os.path.join(home_env["HOME"], ".gitconfig")
+    with open(gitconfig, "w") as f:
+        f.write("[broken\n")
+    tracker.sweep_now()
+    assert {status.state for status in tracker.statuses().values()} == {"error"}
+    assert "bad config line 1" in tracker.statuses()["alpha"].error
+    with open(gitconfig, "w") as f:
+        f.write('[remote "origin"]\n\turl = https://example.invalid/shared.git\n')
+    tracker.sweep_now()
+    assert urls(tracker) == {"alpha": "https://example.invalid/shared.git", "beta": "https://example.invalid/shared.git"}
 
 
 def test_projects_appear_and_disappear_with_the_directories(workspace):
