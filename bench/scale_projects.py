@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """N small git projects in a workspace, fast, and the projects collector's cost with them.
 
-`make_projects(workspace, n)` (used by bench_exporter.py --scale) clones one bare repo N
-times with `git clone --shared` (objects borrowed, nothing copied), each with the bare
-repo as its remote, some with local commits or untracked files.
+`make_projects(workspace, n)` (used by bench_exporter.py) clones one bare repo N times, each
+with the bare repo as its remote, some with local commits or untracked files. A plain local
+clone: its objects are hard links (nothing copied) and, as in a user's clone, it has no
+alternates (`--shared` would add one: a fifth git process, the alternate's `for-each-ref`, to
+every fetch, a quarter of its CPU).
 Run alone, it prints the background refresh cost per cycle of each projects source and
 the scrape-path cost (the collector reading snapshots): `python bench/scale_projects.py`.
 """
@@ -55,7 +57,7 @@ def make_projects(workspace: Path, n: int = 200) -> int:
     bare = make_template_remote(Path(tempfile.mkdtemp(prefix="scale-remote-", dir=workspace.parent)))
     for i in range(n):
         project = workspace / f"project-{i:03d}"
-        _git("clone", "-q", "--shared", str(bare), str(project))
+        _git("clone", "-q", str(bare), str(project))
         if i % 7 == 0:  # something to push
             (project / "local.txt").write_text("local work\n")
             _git("add", "local.txt", cwd=project)
