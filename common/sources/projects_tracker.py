@@ -9,7 +9,8 @@ renamed or deleted) makes them look for projects again. A project that is a syml
 elsewhere is watched at its target too (a recursive watch does not follow links), and the
 target's events count for the link. A full sweep every `sweep_seconds`
 is the safety net for what events cannot see (a global git config, a missed event); when the
-watches run out (inotify limits) every refresh is a sweep, every `polling_seconds`.
+watches run out (inotify limits) the sweep comes every `polling_seconds`, and between sweeps
+only the projects a background fetch touched are read again.
 """
 from __future__ import annotations
 
@@ -162,9 +163,14 @@ class ProjectsTracker(SourceGroup):
     # ------------------------------------------------------------------ refreshes
 
     def _sweep_due(self, source: BackgroundSource, swept_at: float) -> bool:
+        """A full read: every sweep_seconds while watching, every polling interval (and at each
+        direct call) while polling; between them, only what was marked (events, fetches)."""
         watching = self.watcher is not None and self._ensure_watched()
-        source.interval_seconds = self.sweep_seconds if watching else self._polling[source]
-        return not watching or time.monotonic() - swept_at >= self.sweep_seconds
+        every = self.sweep_seconds if watching else self._polling[source]
+        source.interval_seconds = every
+        if not watching and not source.in_own_thread():
+            return True
+        return time.monotonic() - swept_at >= every
 
     def _ensure_watched(self) -> bool:
         if self.workspace is None:
@@ -298,8 +304,10 @@ class ProjectsTracker(SourceGroup):
 
     def _fetch(self, repos: list[Path], timeout: float) -> dict[str, git_status.FetchResult]:
         """`git fetch` of these projects; what it changes reaches the status through file events
-        (or, when polling, through a refresh asked here)."""
+        (or, when polling, through a re-read of the fetched projects asked here)."""
         results = git_status.fetch_repos(repos, self.env, timeout, cache=self.cache)
-        if self.watch_mode() != "inotify":
+        if results and self.watch_mode() != "inotify":
+            with self._lock:
+                self._status_marks.names |= set(results)  # these alone, not a sweep of all
             self.status_source.request_refresh()
         return results

@@ -232,6 +232,33 @@ def test_a_global_config_broken_then_mended_shows_at_the_next_sweeps(workspace, 
     assert urls(tracker) == {"alpha": "https://example.invalid/shared.git", "beta": "https://example.invalid/shared.git"}
 
 
+def test_while_polling_a_fetch_rereads_the_fetched_project_not_all(workspace, git_calls, tmp_path):
+    """Watches gone, a sweep comes every polling interval; a background fetch in between asks
+    for a re-read of the projects it fetched (their commits behind may have changed), never
+    another sweep of every project (one each fetch round, a minute apart, before)."""
+    remote = tmp_path / "remote.git"
+    git(None, "clone", "-q", "--bare", str(workspace / "alpha"), str(remote))
+    git(workspace / "alpha", "remote", "add", "origin", str(remote))
+    git(workspace / "alpha", "fetch", "-q", "origin")
+    git(workspace / "alpha", "branch", "-q", "--set-upstream-to", "origin/main")
+    tracker = tracker_for(workspace, watch=False, polling_seconds=3600.0)
+    tracker.start()
+    try:
+        assert eventually(lambda: set(tracker.statuses()) == {"alpha", "beta"})
+        pusher = tmp_path / "pusher"
+        git(None, "clone", "-q", str(remote), str(pusher))
+        commit(pusher, "new.txt", "from elsewhere\n")
+        git(pusher, "push", "-q", "origin", "main")
+        git_calls.clear()
+        assert tracker.fetch_all()["alpha"].ok
+        assert eventually(lambda: tracker.statuses()["alpha"].branch.behind == 1)
+        time.sleep(1.0)  # DEBOUNCE_SECONDS and then some: no other read follows
+        assert ("beta", "status") not in git_calls and ("alpha", "status") in git_calls
+        assert tracker.watch_mode() == "polling"
+    finally:
+        tracker.stop()
+
+
 def test_projects_appear_and_disappear_with_the_directories(workspace):
     tracker = tracker_for(workspace)
     tracker.start()
