@@ -12,13 +12,14 @@ from __future__ import annotations
 import base64
 import http.client
 import json as jsonlib
+import os
 import socket
 import ssl
 import threading
 import time
 from typing import Iterator, Mapping
 from urllib.parse import unquote, urlencode, urljoin, urlsplit
-from urllib.request import getproxies, proxy_bypass
+from urllib.request import getproxies_environment, proxy_bypass_environment
 
 from common import outbound, redact
 
@@ -335,12 +336,30 @@ def _exchange(method: str, url: str, body: bytes | None, headers: dict[str, str]
     return Response(raw, connection, url, deadline)
 
 
+# The usual spellings of the proxy variables: when none changed, the proxies read last still hold.
+PROXY_VARIABLES = tuple(f"{name}_{suffix}" for name in ("http", "https", "all", "no", "HTTP", "HTTPS", "ALL", "NO")
+                        for suffix in (("proxy",) if name.islower() else ("PROXY",)))
+_proxies_cache: list = [None, {}]  # [values of PROXY_VARIABLES, urllib's proxies for them]
+_proxies_lock = threading.Lock()
+
+
+def _env_proxies() -> dict[str, str]:
+    """urllib's proxies from the environment ({scheme: URL}, "no": hosts), read again only when
+    a proxy variable changed: reading them scans the whole environment, at every probe before."""
+    key = tuple(os.environ.get(name) for name in PROXY_VARIABLES)
+    with _proxies_lock:
+        if _proxies_cache[0] != key:
+            _proxies_cache[:] = [key, getproxies_environment()]
+        return _proxies_cache[1]
+
+
 def _connection(scheme: str, host: str, port: int, timeout: float | None,
                 headers: dict[str, str]) -> tuple[http.client.HTTPConnection, bool, bool]:
     """A connection to the server, or to the proxy the environment names for it; then
     (connection, True for plain HTTP whose proxy gets the request itself, True for any proxy).
     HTTPS goes through a tunnel."""
-    proxy = None if proxy_bypass(host) else getproxies().get(scheme)
+    proxies = _env_proxies()
+    proxy = None if proxy_bypass_environment(host, proxies) else proxies.get(scheme)
     if not proxy:
         if scheme == "https":
             return http.client.HTTPSConnection(host, port, timeout=timeout, context=_tls()), False, False

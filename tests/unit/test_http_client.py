@@ -228,6 +228,21 @@ def test_a_proxy_named_by_the_environment_is_used_for_plain_http(echo, monkeypat
     assert answer.json()["path"] == target
 
 
+def test_proxy_variables_changed_while_running_take_effect_at_the_next_request(echo, monkeypatch):
+    """The proxies are kept between requests (reading them scans the environment), but a change
+    to a proxy variable is seen at once."""
+    target = f"http://127.0.0.1:{free_port()}/via"
+    for name in ("no_proxy", "NO_PROXY", "http_proxy", "HTTP_PROXY"):
+        monkeypatch.delitem(os.environ, name, raising=False)
+    with pytest.raises(http_client.ConnectionError):
+        http_client.get(target, timeout=5)  # direct: nothing listens there
+    monkeypatch.setitem(os.environ, "HTTP_PROXY", echo)
+    assert http_client.get(target, timeout=5).json()["path"] == target
+    monkeypatch.setitem(os.environ, "no_proxy", "127.0.0.1")
+    with pytest.raises(http_client.ConnectionError):
+        http_client.get(target, timeout=5)
+
+
 @pytest.mark.parametrize("url", ["http://[::1/x", "http://user:s3cret-pw@[::1/x", "http://ho st/", "http://host/a b",
                                  "http://host/\x7f"])
 def test_a_malformed_url_is_an_invalid_url_request_exception_without_its_password(url):
