@@ -68,6 +68,7 @@ class ProjectsTracker(SourceGroup):
         self._files: dict[str, ProjectFiles] = {}
         self._status_swept = self._files_swept = -math.inf
         self._links: dict[str, set[str]] = {}  # a linked project's real path -> its link names
+        self._relink, self._linked_at = True, -math.inf  # links to look for again; when last looked
         # Per source: project -> (monotonic time its last read ended, seconds it took).
         self._reads: dict[BackgroundSource, dict[str, tuple[float, float]]] = {}
         self._wakes: dict[BackgroundSource, tuple[threading.Timer, float]] = {}
@@ -124,7 +125,7 @@ class ProjectsTracker(SourceGroup):
         sync_only = False
         if len(parts) == 1:
             with self._lock:
-                self._status_marks.rediscover = self._files_marks.rediscover = True
+                self._status_marks.rediscover = self._files_marks.rediscover = self._relink = True
         elif parts[1] == ".git" and len(parts) > 2:
             inside = parts[2:]
             if inside[-1].endswith(".lock"):
@@ -176,8 +177,15 @@ class ProjectsTracker(SourceGroup):
         if self.workspace is None:
             return False
         if not self.watcher.watch(self.workspace, recursive=True):
+            self._relink = True
             return False
-        self._watch_links()
+        with self._lock:
+            relink, self._relink = self._relink, False
+        # Links change only with the workspace's own entries (an event marks that); the sweep
+        # interval re-checks them anyway.
+        if relink or time.monotonic() - self._linked_at >= self.sweep_seconds:
+            self._linked_at = time.monotonic()
+            self._watch_links()
         return self.watcher.mode == "inotify"
 
     def _watch_links(self) -> None:

@@ -317,6 +317,36 @@ def test_a_project_linked_into_the_workspace_is_watched_through_its_link(workspa
         (workspace / "alpha" / "both.txt").write_text("both\n")
         assert eventually(lambda: tracker.statuses()["alpha"].branch.changed == ("both.txt",)
                           and tracker.statuses()["alias"].branch.changed == ("both.txt",))
+        # A link pointed elsewhere while running: its new target is watched instead.
+        third = init_repo(tmp_path / "elsewhere" / "third")
+        os.symlink(third, workspace / ".retarget")
+        os.replace(workspace / ".retarget", workspace / "later")
+        assert eventually(lambda: tracker.statuses()["later"].branch.changed == ())
+        (third / "third.txt").write_text("3\n")
+        assert eventually(lambda: tracker.statuses()["later"].branch.changed == ("third.txt",))
+    finally:
+        tracker.stop()
+
+
+def test_links_are_looked_for_again_only_when_the_workspace_itself_changes(workspace, tmp_path, monkeypatch):
+    """Each refresh listed the workspace for symlinked projects; an edit inside a project
+    cannot add or move a link, so only a change of the workspace's entries (or the sweep) does."""
+    tracker = tracker_for(workspace)
+    looks = []
+    real = tracker._watch_links
+    monkeypatch.setattr(tracker, "_watch_links", lambda: (looks.append(1), real()))
+    tracker.start()
+    try:
+        assert eventually(lambda: set(tracker.statuses()) == {"alpha", "beta"} and set(tracker.files()) == {"alpha", "beta"})
+        time.sleep(1.0)
+        looks.clear()
+        for i in range(3):
+            (workspace / "alpha" / f"edit-{i}.txt").write_text("x\n")
+            assert eventually(lambda: len(tracker.statuses()["alpha"].branch.changed) == i + 1)
+        assert looks == []
+        os.symlink(init_repo(tmp_path / "elsewhere" / "real"), workspace / "linked")
+        assert eventually(lambda: "linked" in tracker.statuses())
+        assert looks
     finally:
         tracker.stop()
 
