@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import http.client
 import json as jsonlib
-import os
 import socket
 import ssl
 import threading
@@ -21,7 +20,7 @@ from typing import Iterator, Mapping
 from urllib.parse import unquote, urlencode, urljoin, urlsplit
 from urllib.request import getproxies_environment, proxy_bypass_environment
 
-from common import outbound, redact
+from common import config, outbound, redact
 
 MAX_REDIRECTS = 30
 REDIRECT_CODES = (301, 302, 303, 307, 308)
@@ -336,17 +335,14 @@ def _exchange(method: str, url: str, body: bytes | None, headers: dict[str, str]
     return Response(raw, connection, url, deadline)
 
 
-# The usual spellings of the proxy variables: when none changed, the proxies read last still hold.
-PROXY_VARIABLES = tuple(f"{name}_{suffix}" for name in ("http", "https", "all", "no", "HTTP", "HTTPS", "ALL", "NO")
-                        for suffix in (("proxy",) if name.islower() else ("PROXY",)))
-_proxies_cache: list = [None, {}]  # [values of PROXY_VARIABLES, urllib's proxies for them]
+_proxies_cache: list = [None, {}]  # [config.proxy_variables(), urllib's proxies for them]
 _proxies_lock = threading.Lock()
 
 
 def _env_proxies() -> dict[str, str]:
     """urllib's proxies from the environment ({scheme: URL}, "no": hosts), read again only when
     a proxy variable changed: reading them scans the whole environment, at every probe before."""
-    key = tuple(os.environ.get(name) for name in PROXY_VARIABLES)
+    key = config.proxy_variables()
     with _proxies_lock:
         if _proxies_cache[0] != key:
             _proxies_cache[:] = [key, getproxies_environment()]

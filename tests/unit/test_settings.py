@@ -82,4 +82,4 @@ def test_git_fetch_interval_from_its_variable_its_flag_or_the_default():
     from_flag = exporter_cli.settings_from_args(exporter_cli.parse_args(["--git-fetch-interval", "60"]), env)
     default = exporter_cli.settings_from_args(exporter_cli.parse_args([]), {})
     assert (from_env.git_fetch_interval_seconds, from_flag.git_fetch_interval_seconds,
-            default.git_fetch_interval_seconds) == (0.0, 60.0, 900.0)
+            default.git_fetch_interval_seconds) == (0.0, 60.0, 1800.0)
