@@ -345,14 +345,33 @@ def _state(branch: BranchStatus, remotes: Mapping[str, str]) -> str:
     return "tracking"
 
 
+def common_dir(gdir: Path) -> Path:
+    """The git dir holding refs, objects and config: a linked worktree's main git dir (its
+    `commondir` file says where), else `gdir` itself."""
+    try:
+        return gdir / (gdir / "commondir").read_text().strip()
+    except (OSError, UnicodeDecodeError):
+        return gdir
+
+
+def git_dirs_outside(repo: Path) -> list[Path]:
+    """The git dirs a project's `.git` file points to (a linked worktree, `--separate-git-dir`,
+    a submodule checkout): its own and, for a linked worktree, the common one, where `git add`
+    and `git commit` write. [] for a plain `.git` directory, which is inside the project."""
+    if not (repo / ".git").is_file():
+        return []
+    gdir = git_dir(repo)
+    if gdir == repo / ".git":
+        return []  # a `.git` file git cannot follow: its status says why
+    common = common_dir(gdir)
+    return [gdir] if common == gdir else [gdir, common]
+
+
 def config_key(repo: Path) -> tuple:
     """Identity of the config files git reads for this repo alone (its common dir's `config`, and
     `config.worktree`); () when the config cannot be found, which is never cached."""
     gdir = git_dir(repo)
-    try:
-        common = gdir / (gdir / "commondir").read_text().strip()  # a linked worktree's shared dir
-    except (OSError, UnicodeDecodeError):
-        common = gdir
+    common = common_dir(gdir)
     key = []
     for path in (common / "config", gdir / "config.worktree"):
         try:
@@ -369,9 +388,9 @@ def config_key(repo: Path) -> tuple:
 
 class RepoCache:
     """What a project's status needs beyond `git status`, asked of git again only when it can have
-    changed: remote URLs when the project's config file changes (or, at a sweep, when the shared
-    config or an include may have changed them), HEAD's commit time when its oid does. So a
-    status re-read is one `git status` child process in the usual case."""
+    changed: remote URLs when the project's config file changes, at each read when its config has
+    an include (or, at a sweep, when the shared config changed), HEAD's commit time when its oid
+    does. So a status re-read is one `git status` child process in the usual case."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -383,7 +402,10 @@ class RepoCache:
         key = config_key(repo)
         with self._lock:
             cached = self._remotes.get(repo)
-        if cached is not None and cached[0] == key and key:
+        # A config with an include is asked again at each read of the project: the included
+        # file (often in the project's own tree, whose edit is what woke us) or, for includeIf,
+        # the branch or path it depends on may have changed while the config file did not.
+        if cached is not None and cached[0] == key and key and not cached[1].includes:
             return cached[1].urls
         config = read_remote_config(repo, env)
         with self._lock:

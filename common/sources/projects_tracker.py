@@ -5,9 +5,11 @@ workspace (common/watch.py). A change under a project marks that project; the so
 wait DEBOUNCE_SECONDS for the rest of a burst (a checkout, a save-all) and re-read only the
 marked projects: one `git status --porcelain=v2 --branch` each (RepoCache spares the other git
 commands) and one walk for sizes. A change directly under the workspace (a project cloned,
-renamed or deleted) makes them look for projects again. A project that is a symlink to a repo
-elsewhere is watched at its target too (a recursive watch does not follow links), and the
-target's events count for the link. A full sweep every `sweep_seconds`
+renamed or deleted) makes them look for projects again. What a project keeps outside its own
+tree is watched too, and its events count for the project: the target of a project that is a
+symlink to a repo elsewhere (a recursive watch does not follow links), and the git dir a `.git`
+file points to (a linked worktree's, with its main repo's common dir; `--separate-git-dir`; a
+submodule checkout), where `git add` and `git commit` write. A full sweep every `sweep_seconds`
 is the safety net for what events cannot see (a global git config, a missed event); when the
 watches run out (inotify limits) the sweep comes every `polling_seconds`, and between sweeps
 only the projects a background fetch touched are read again.
@@ -67,8 +69,10 @@ class ProjectsTracker(SourceGroup):
         self._statuses: dict[str, ProjectStatus] = {}
         self._files: dict[str, ProjectFiles] = {}
         self._status_swept = self._files_swept = -math.inf
-        self._links: dict[str, set[str]] = {}  # a linked project's real path -> its link names
-        self._relink, self._linked_at = True, -math.inf  # links to look for again; when last looked
+        # A place outside a project's tree (as its events spell it) -> the paths its events stand
+        # for: a symlinked project's target -> <workspace>/<link>, an outside git dir -> <project>/.git.
+        self._outside: dict[str, set[str]] = {}
+        self._relink, self._linked_at = True, -math.inf  # those to look for again; when last looked
         # Per source: project -> (monotonic time its last read ended, seconds it took).
         self._reads: dict[BackgroundSource, dict[str, tuple[float, float]]] = {}
         self._wakes: dict[BackgroundSource, tuple[threading.Timer, float]] = {}
@@ -106,14 +110,14 @@ class ProjectsTracker(SourceGroup):
 
     def _on_change(self, path: str) -> None:
         """Called in the watcher's thread for every changed path under the workspace or under
-        a linked project's target."""
+        a place a project keeps outside its tree (`_outside`)."""
         with self._lock:
-            links = list(self._links.items())
-        for target, names in links:
-            if path == target or path.startswith(target + os.sep):
-                for name in names:
-                    self._mark(os.path.join(self.workspace, name) + path[len(target):])
-        self._mark(path)  # a link's target may be a project of the workspace too
+            outside = list(self._outside.items())
+        for place, stand_for in outside:
+            if path == place or path.startswith(place + os.sep):
+                for prefix in stand_for:
+                    self._mark(prefix + path[len(place):])
+        self._mark(path)  # a link's target or a git dir may be inside a project of the workspace too
 
     def _mark(self, path: str) -> None:
         rel = os.path.relpath(path, self.workspace)
@@ -126,6 +130,9 @@ class ProjectsTracker(SourceGroup):
         if len(parts) == 1:
             with self._lock:
                 self._status_marks.rediscover = self._files_marks.rediscover = self._relink = True
+        elif parts[1:] == [".git"]:
+            with self._lock:
+                self._relink = True  # a `.git` file written or replaced: where its git dir is may change
         elif parts[1] == ".git" and len(parts) > 2:
             inside = parts[2:]
             if inside[-1].endswith(".lock"):
@@ -189,17 +196,32 @@ class ProjectsTracker(SourceGroup):
         return self.watcher.mode == "inotify"
 
     def _watch_links(self) -> None:
-        """Watch the target of every project that is a symlink; forget links that went."""
-        links: dict[str, set[str]] = {}
+        """Watch what each project keeps outside its tree (a symlink's target, the git dirs its
+        `.git` file points to); forget those that went. A place inside the workspace is already
+        watched: its events only need to count for the project too."""
+        outside: dict[str, set[str]] = {}
         for repo in git_status.discover_projects(self.workspace):
-            if repo.is_symlink():
-                target = os.path.realpath(repo)
-                if self.watcher.watch(Path(target), recursive=True):
-                    links.setdefault(target, set()).add(repo.name)
+            mine = os.path.join(self.workspace, repo.name)
+            places = [(os.path.realpath(repo), mine)] if repo.is_symlink() else []
+            places += [(os.path.realpath(gdir), os.path.join(mine, ".git")) for gdir in git_status.git_dirs_outside(repo)]
+            for real, stand_for in places:
+                place = self._as_workspace_path(real)
+                if place is None:
+                    if not self.watcher.watch(Path(real), recursive=True):
+                        continue
+                    place = real
+                outside.setdefault(place, set()).add(stand_for)
         with self._lock:
-            gone, self._links = set(self._links) - set(links), links
-        for target in gone:
-            self.watcher.unwatch(Path(target), recursive=True)
+            gone, self._outside = set(self._outside) - set(outside), outside
+        for place in gone:
+            self.watcher.unwatch(Path(place), recursive=True)
+
+    def _as_workspace_path(self, real: str) -> str | None:
+        """`real` as the workspace's watch spells its events, or None when it is outside it."""
+        workspace = os.path.realpath(self.workspace)
+        if not real.startswith(workspace + os.sep):
+            return None
+        return os.path.join(self.workspace, os.path.relpath(real, workspace))
 
     def _take(self, marks: _Marks, source: BackgroundSource, sweep: bool) -> tuple[set[str], set[str], bool]:
         events = not sweep and source.in_own_thread()  # not a sweep, nor an admin action's re-read

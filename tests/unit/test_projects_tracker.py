@@ -212,6 +212,24 @@ def test_a_linked_worktree_keeps_its_remote_urls_until_the_shared_config_changes
     assert cache.remote_urls(linked, env) == {"origin": "https://example.invalid/moved.git"}
 
 
+def test_a_remote_url_changed_in_a_file_the_project_includes_shows_with_its_event(workspace):
+    """A project's config may include a file kept in its own tree (`include.path =
+    ../.gitconfig`, a config shipped with the repo): editing it is an event in the project, but
+    the remote URLs were cached by the project's own config file, unchanged, so the old URL
+    stayed until the 15-minute sweep."""
+    shipped = workspace / "alpha" / ".gitconfig"
+    shipped.write_text('[remote "origin"]\n\turl = https://first.invalid/alpha.git\n')
+    git(workspace / "alpha", "config", "include.path", "../.gitconfig")
+    tracker = tracker_for(workspace)
+    tracker.start()
+    try:
+        assert eventually(lambda: urls(tracker).get("alpha") == "https://first.invalid/alpha.git")
+        shipped.write_text('[remote "origin"]\n\turl = https://second.invalid/alpha.git\n')
+        assert eventually(lambda: urls(tracker)["alpha"] == "https://second.invalid/alpha.git")
+    finally:
+        tracker.stop()
+
+
 def test_a_global_config_broken_then_mended_shows_at_the_next_sweeps(workspace, home_env):
     """git cannot read a malformed ~/.gitconfig: every project shows git's error; once mended,
     the next sweep reads them all again, remote URLs included."""
@@ -324,6 +342,38 @@ def test_a_project_linked_into_the_workspace_is_watched_through_its_link(workspa
         assert eventually(lambda: tracker.statuses()["later"].branch.changed == ())
         (third / "third.txt").write_text("3\n")
         assert eventually(lambda: tracker.statuses()["later"].branch.changed == ("third.txt",))
+    finally:
+        tracker.stop()
+
+
+def test_a_project_whose_git_dir_is_elsewhere_sees_staging_and_commits(workspace, tmp_path):
+    """A linked worktree (`git worktree add`), a repo made with `--separate-git-dir` and a
+    submodule checkout have a `.git` file: their index, HEAD and refs live in a git dir outside
+    the project's tree (or inside another project's .git). `git add` and `git commit` change
+    only that git dir, so they showed only at the 15-minute sweep."""
+    main = init_repo(tmp_path / "elsewhere" / "main")
+    git(main, "worktree", "add", "-q", "-b", "side", str(workspace / "outside-wt"))
+    git(workspace / "alpha", "worktree", "add", "-q", "-b", "side", str(workspace / "inside-wt"))
+    (tmp_path / "gitdirs").mkdir()
+    git(None, "init", "-q", "-b", "main", "--separate-git-dir", str(tmp_path / "gitdirs" / "sep"),
+        str(workspace / "separate"))
+    commit(workspace / "separate", "README.md", "# separate\n")
+    names = ("outside-wt", "inside-wt", "separate")
+    tracker = tracker_for(workspace)
+    tracker.start()
+    try:
+        assert eventually(lambda: set(names) <= set(tracker.statuses()))
+        for name in names:
+            (workspace / name / "work.txt").write_text("work\n")  # an event in the project's own tree
+        assert eventually(lambda: all(tracker.statuses()[n].branch.untracked == ("work.txt",) for n in names))
+        for name in names:
+            git(workspace / name, "add", "work.txt")  # only the index (in the git dir) changes
+        assert eventually(lambda: all(tracker.statuses()[n].branch.staged == ("work.txt",) for n in names))
+        for name in names:
+            git(workspace / name, "commit", "-q", "-m", "work")  # index, HEAD's branch ref, logs
+        assert eventually(lambda: all(tracker.statuses()[n].branch.changed == () and
+                                      tracker.statuses()[n].branch.oid == git(workspace / n, "rev-parse", "HEAD").strip()
+                                      for n in names))
     finally:
         tracker.stop()
 
