@@ -6,7 +6,9 @@ IN_ATTRIB comes for those) file or directory (never for reads: our own
 `git status` and directory walks open files, and must not wake us again). When the kernel's
 watches run out (inotify max_user_watches, ENOSPC; or max_user_instances, EMFILE) it gives all
 of them up and says so in `mode` ("polling"): the sources then sweep at their polling interval,
-and `wordslab_source_watch_mode` shows it. watchdog raises only when a tree's root cannot be
+and `wordslab_source_watch_mode` shows it. Watches are tried again `retry_seconds` after giving
+up (another program, an editor's file watcher starting, may have held the watches only for a
+while): polling is not for the rest of the process's life. watchdog raises only when a tree's root cannot be
 watched and silently skips the subdirectories the kernel refuses, so after each (re)check one
 probe watch asks the kernel for room: none left means some directory may be unwatched.
 """
@@ -15,8 +17,10 @@ from __future__ import annotations
 import ctypes
 import errno
 import logging
+import math
 import os
 import threading
+import time
 import warnings
 from pathlib import Path
 from typing import Callable
@@ -99,8 +103,11 @@ class Watcher:
     Watchers share the process's one observer unless `observer_factory` gives them their own.
     """
 
-    def __init__(self, name: str, on_change: Callable[[str], None], observer_factory=None):
+    def __init__(self, name: str, on_change: Callable[[str], None], observer_factory=None,
+                 retry_seconds: float = 900.0):
         self.name = name
+        self.retry_seconds = retry_seconds
+        self._gave_up_at = -math.inf
         self._handler = _Handler(on_change)
         self._observer_factory = observer_factory
         self._observer = None
@@ -114,7 +121,10 @@ class Watcher:
         key = (str(path), recursive)
         with self._lock:
             if self.mode != "inotify":
-                return False
+                if time.monotonic() - self._gave_up_at < self.retry_seconds:
+                    return False
+                log.info("%s: trying file watches again", self.name)
+                self.mode, self.error = "inotify", None
             if not os.path.isdir(path):
                 return False
             if key in self._watched:
@@ -185,6 +195,7 @@ class Watcher:
     def _give_up(self, error: str) -> None:
         log.warning("%s: file watches exhausted (%s); falling back to polling", self.name, error)
         self.mode, self.error = "polling", error
+        self._gave_up_at = time.monotonic()
         self._release_all()
 
     def _release_all(self) -> None:

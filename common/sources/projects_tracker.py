@@ -79,7 +79,9 @@ class ProjectsTracker(SourceGroup):
         self._fetch_attempts: dict[str, float] = {}  # project -> unix time of our last fetch of it
         # Counts as every project's last sync for the fetch schedule: no burst of fetches at start.
         self.watched_since = time.time()
-        self.watcher = Watcher("projects", self._on_change, observer_factory) if watch else None
+        self.watcher = Watcher("projects", self._on_change, observer_factory,
+                               retry_seconds=sweep_seconds) if watch else None
+        self._was_watching: dict[BackgroundSource, bool] = {}  # per source, at its last refresh
         self.status_source = BackgroundSource("projects_status", self._refresh_statuses, polling_seconds)
         self.files_source = BackgroundSource("projects_files", self._refresh_files, files_polling_seconds)
         self._polling = {self.status_source: polling_seconds, self.files_source: files_polling_seconds}
@@ -176,7 +178,10 @@ class ProjectsTracker(SourceGroup):
         watching = self.watcher is not None and self._ensure_watched()
         every = self.sweep_seconds if watching else self._polling[source]
         source.interval_seconds = every
-        if not watching and not source.in_own_thread():
+        # Watching again after polling (watches freed): what changed since the last poll came with no event.
+        resumed = watching and not self._was_watching.get(source, True)
+        self._was_watching[source] = watching
+        if resumed or (not watching and not source.in_own_thread()):
             return True
         return time.monotonic() - swept_at >= every
 

@@ -37,7 +37,7 @@ class WatchedSource(BackgroundSource[T], Generic[T]):
         self._swept = -math.inf
         self._watched_roots: set[Path] = set()
         self._new_root = False
-        self.watcher = Watcher(name, self._on_change, observer_factory)
+        self.watcher = Watcher(name, self._on_change, observer_factory, retry_seconds=sweep_seconds)
         self.watch_mode = lambda: self.watcher.mode
 
     def _on_change(self, path: str) -> None:

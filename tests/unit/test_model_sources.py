@@ -12,6 +12,7 @@ from common.sources.model_sources import ModelSources
 from tests.fakes.model_files import hf_llm, provider_file
 from tests.support.env import free_port
 from tests.support.waiting import eventually
+from tests.support.watch_limits import ExhaustedWhileHeld
 
 
 @pytest.fixture
@@ -69,5 +70,28 @@ def test_a_provider_folder_made_after_start_is_noticed(env):
         assert eventually(lambda: models(sources, "torch") == ["resnet18.pth"])
         provider_file(env, "keras", "cnn.h5", b"\0" * 4096)
         assert eventually(lambda: models(sources, "keras") == ["cnn.h5"])
+    finally:
+        sources.stop()
+
+
+def test_model_caches_are_watched_again_once_watches_are_freed(env):
+    """Watches refused while another program held them all: polling (the cache re-read every
+    30 s) lasted for the rest of the process's life. Tried again each sweep interval."""
+    ExhaustedWhileHeld.held = True
+    sources = ModelSources(env, sweep_seconds=3600, polling_seconds=30, observer_factory=ExhaustedWhileHeld)
+    source = sources.hf_source
+    assert source.watcher.retry_seconds == 3600
+    source.watcher.retry_seconds = 0.0  # the sweep interval has passed
+    try:
+        source.refresh_now()
+        assert source.watch_mode() == "polling"
+        hf_llm(env, "org/later")
+        ExhaustedWhileHeld.held = False
+        source.refresh_now()
+        assert source.watch_mode() == "inotify"
+        assert models(sources, "huggingface") == ["org/later"]
+        sources.start()
+        hf_llm(env, "org/watched")
+        assert eventually(lambda: models(sources, "huggingface") == ["org/later", "org/watched"])
     finally:
         sources.stop()

@@ -21,6 +21,7 @@ from exporter.collectors.projects import ProjectsCollector
 from tests.support.git_repos import commit, git, init_repo
 from tests.support.metrics import scrape
 from tests.support.waiting import eventually
+from tests.support.watch_limits import ExhaustedWhileHeld
 
 
 
@@ -446,6 +447,29 @@ def test_out_of_watches_falls_back_to_polling_and_says_so(vm_env, workspace):
     collector.status_source.refresh_now()
     assert scrape(collector).value("wordslab_project_changed_files", project="beta") == 1.0
     collector.stop()
+
+
+def test_watches_freed_later_are_used_again_after_a_sweep_interval(workspace):
+    """An editor's file watcher starting may hold every watch for a while: the tracker polled
+    (a full `git status` of every project every 30 s) for the rest of the process's life. It
+    tries watching again each sweep interval, then reads everything once, as a sweep does."""
+    ExhaustedWhileHeld.held = True
+    tracker = tracker_for(workspace, observer_factory=ExhaustedWhileHeld)
+    assert tracker.watcher.retry_seconds == tracker.sweep_seconds
+    tracker.watcher.retry_seconds = 0.0  # the sweep interval has passed
+    try:
+        tracker.sweep_now()
+        assert tracker.watch_mode() == "polling"
+        (workspace / "beta" / "while-polling.txt").write_text("x\n")  # after the last poll
+        ExhaustedWhileHeld.held = False
+        tracker.status_source.refresh_now()
+        assert tracker.watch_mode() == "inotify"
+        assert tracker.statuses()["beta"].branch.changed == ("while-polling.txt",)
+        tracker.start()
+        (workspace / "alpha" / "watched.txt").write_text("x\n")
+        assert eventually(lambda: tracker.statuses()["alpha"].branch.changed == ("watched.txt",))
+    finally:
+        tracker.stop()
 
 
 _TRACK_UNDER_LIMIT = textwrap.dedent("""
