@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import http.client
+import ipaddress
 import json as jsonlib
 import socket
 import ssl
@@ -349,13 +350,25 @@ def _env_proxies() -> dict[str, str]:
         return _proxies_cache[1]
 
 
+def _loopback(host: str) -> bool:
+    """This machine's loopback (localhost, 127.0.0.0/8, ::1): never asked of a proxy, whose own
+    loopback it would be. Go's net/http does the same whatever no_proxy says."""
+    name = host.lower().rstrip(".")
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
 def _connection(scheme: str, host: str, port: int, timeout: float | None,
                 headers: dict[str, str]) -> tuple[http.client.HTTPConnection, bool, bool]:
     """A connection to the server, or to the proxy the environment names for it; then
     (connection, True for plain HTTP whose proxy gets the request itself, True for any proxy).
     HTTPS goes through a tunnel."""
     proxies = _env_proxies()
-    proxy = None if proxy_bypass_environment(host, proxies) else proxies.get(scheme)
+    proxy = None if _loopback(host) or proxy_bypass_environment(host, proxies) else proxies.get(scheme)
     if not proxy:
         if scheme == "https":
             return http.client.HTTPSConnection(host, port, timeout=timeout, context=_tls()), False, False

@@ -219,8 +219,12 @@ def test_urls_that_are_not_http_are_refused_clearly(url):
         http_client.get(url, timeout=1)
 
 
+# A name no resolver knows (RFC 2606): only a proxy, which is asked for the whole URL, can answer.
+REMOTE = "http://wordslab-remote.invalid:8080/via"
+
+
 def test_a_proxy_named_by_the_environment_is_used_for_plain_http(echo, monkeypatch):
-    target = f"http://127.0.0.1:{free_port()}/via"  # nothing listens there: only the proxy can answer
+    target = REMOTE
     monkeypatch.setitem(os.environ, "http_proxy", echo)
     monkeypatch.delitem(os.environ, "no_proxy", raising=False)
     monkeypatch.delitem(os.environ, "NO_PROXY", raising=False)
@@ -231,16 +235,30 @@ def test_a_proxy_named_by_the_environment_is_used_for_plain_http(echo, monkeypat
 def test_proxy_variables_changed_while_running_take_effect_at_the_next_request(echo, monkeypatch):
     """The proxies are kept between requests (reading them scans the environment), but a change
     to a proxy variable is seen at once."""
-    target = f"http://127.0.0.1:{free_port()}/via"
+    target = REMOTE
     for name in ("no_proxy", "NO_PROXY", "http_proxy", "HTTP_PROXY"):
         monkeypatch.delitem(os.environ, name, raising=False)
     with pytest.raises(http_client.ConnectionError):
-        http_client.get(target, timeout=5)  # direct: nothing listens there
+        http_client.get(target, timeout=5)  # direct: no such host
     monkeypatch.setitem(os.environ, "HTTP_PROXY", echo)
     assert http_client.get(target, timeout=5).json()["path"] == target
-    monkeypatch.setitem(os.environ, "no_proxy", "127.0.0.1")
+    monkeypatch.setitem(os.environ, "no_proxy", "wordslab-remote.invalid")
     with pytest.raises(http_client.ConnectionError):
         http_client.get(target, timeout=5)
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "LOCALHOST"])
+def test_this_machines_loopback_never_goes_through_a_proxy(echo, monkeypatch, host):
+    """A proxy's loopback is the proxy's own: with http_proxy set and no no_proxy (a VM behind a
+    corporate proxy), the exporter's probes of JupyterLab, Ollama or a vLLM server on 127.0.0.1
+    went to the proxy and showed them down. Loopback goes direct, as Go's net/http (Prometheus,
+    node_exporter) does whatever the proxy variables say."""
+    for name in ("no_proxy", "NO_PROXY"):
+        monkeypatch.delitem(os.environ, name, raising=False)
+    monkeypatch.setitem(os.environ, "http_proxy", f"http://127.0.0.1:{free_port()}")  # a proxy that never answers
+    monkeypatch.setitem(os.environ, "HTTP_PROXY", f"http://127.0.0.1:{free_port()}")
+    url = echo.replace("127.0.0.1", host) + "/api/status"
+    assert http_client.get(url, timeout=5).json()["path"] == "/api/status"
 
 
 @pytest.mark.parametrize("url", ["http://[::1/x", "http://user:s3cret-pw@[::1/x", "http://ho st/", "http://host/a b",
