@@ -265,6 +265,27 @@ def has_include(shared_config: str) -> bool:
     return re.search(r"\0include(if\.[^\n]*)?\.path\n", "\0" + shared_config, re.IGNORECASE) is not None
 
 
+def shared_config_files(shared_config: str | None, env: Mapping[str, str]) -> set[str]:
+    """Files outside any project whose edit changes every project's status or remotes: those
+    `read_shared_config` read (system, global, their includes), the global config's usual places
+    (so one made later counts), and the global excludes file (`core.excludesFile`, by default
+    $XDG_CONFIG_HOME/git/ignore), which decides what `git status` lists as untracked."""
+    home = env.get("HOME") or os.path.expanduser("~")
+    xdg = env.get("XDG_CONFIG_HOME") or os.path.join(home, ".config")
+    files = {env["GIT_CONFIG_GLOBAL"]} if env.get("GIT_CONFIG_GLOBAL") else {
+        os.path.join(home, ".gitconfig"), os.path.join(xdg, "git", "config")}
+    excludes = os.path.join(xdg, "git", "ignore")
+    records = (shared_config or "").split("\0")
+    for origin, entry in zip(records[0::2], records[1::2]):
+        if origin.startswith("file:"):
+            files.add(os.path.abspath(origin.removeprefix("file:")))
+        key, _, value = entry.partition("\n")
+        if key == "core.excludesfile" and value:
+            excludes = home + value[1:] if value.startswith("~/") else value
+    files.add(os.path.abspath(excludes))
+    return files
+
+
 def upstream_remote(upstream: str | None, remotes: Iterable[str]) -> str | None:
     """Remote name of an upstream like `origin/feature/x` (remote names may contain '/')."""
     if not upstream:
@@ -426,6 +447,12 @@ class RepoCache:
             else:
                 self._remotes = {repo: cached for repo, cached in self._remotes.items() if not cached[1].includes}
             self._shared = shared
+
+    def shared_files(self, env: Mapping[str, str]) -> set[str]:
+        """`shared_config_files` as of the last `recheck_remotes`."""
+        with self._lock:
+            shared = self._shared
+        return shared_config_files(shared, env)
 
     def last_commit(self, repo: Path, oid: str, env: Mapping[str, str]) -> float | None:
         with self._lock:

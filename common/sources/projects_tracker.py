@@ -82,6 +82,11 @@ class ProjectsTracker(SourceGroup):
         self.watcher = Watcher("projects", self._on_change, observer_factory,
                                retry_seconds=sweep_seconds) if watch else None
         self._was_watching: dict[BackgroundSource, bool] = {}  # per source, at its last refresh
+        # The global/system git config and excludes files (git_status.shared_config_files), the
+        # directories watched for them, and whether one changed since the last status sweep.
+        self._shared_files: frozenset[str] = frozenset()
+        self._shared_dirs: set[Path] = set()
+        self._shared_changed = False
         self.status_source = BackgroundSource("projects_status", self._refresh_statuses, polling_seconds)
         self.files_source = BackgroundSource("projects_files", self._refresh_files, files_polling_seconds)
         self._polling = {self.status_source: polling_seconds, self.files_source: files_polling_seconds}
@@ -111,8 +116,13 @@ class ProjectsTracker(SourceGroup):
     # ------------------------------------------------------------------ events
 
     def _on_change(self, path: str) -> None:
-        """Called in the watcher's thread for every changed path under the workspace or under
-        a place a project keeps outside its tree (`_outside`)."""
+        """Called in the watcher's thread for every changed path under the workspace, under
+        a place a project keeps outside its tree (`_outside`), or beside a shared git config file."""
+        if any(path == f or f.startswith(path + os.sep) for f in self._shared_files):
+            with self._lock:
+                self._shared_changed = True  # every project's status may change: a sweep
+            self.status_source.request_refresh()
+            return
         with self._lock:
             outside = list(self._outside.items())
         for place, stand_for in outside:
@@ -181,6 +191,12 @@ class ProjectsTracker(SourceGroup):
         # Watching again after polling (watches freed): what changed since the last poll came with no event.
         resumed = watching and not self._was_watching.get(source, True)
         self._was_watching[source] = watching
+        if source is self.status_source and self._shared_changed:
+            if source.in_own_thread():
+                time.sleep(DEBOUNCE_SECONDS)  # an editor's save is a burst of events
+            with self._lock:
+                self._shared_changed = False
+            return True
         if resumed or (not watching and not source.in_own_thread()):
             return True
         return time.monotonic() - swept_at >= every
@@ -220,6 +236,17 @@ class ProjectsTracker(SourceGroup):
             gone, self._outside = set(self._outside) - set(outside), outside
         for place in gone:
             self.watcher.unwatch(Path(place), recursive=True)
+
+    def _watch_shared(self) -> None:
+        """Watch the directories of the shared git config files (their nearest existing one, so
+        a file or folder made later is seen too), each alone, not its subtree."""
+        files = frozenset(self.cache.shared_files(self.env))
+        dirs = {d for d in (next((p for p in Path(f).parents if p.is_dir()), None) for f in files) if d}
+        for directory in dirs:  # all: watches given up while polling are made again
+            self.watcher.watch(directory, recursive=False)
+        for directory in self._shared_dirs - dirs:
+            self.watcher.unwatch(directory, recursive=False)
+        self._shared_files, self._shared_dirs = files, dirs
 
     def _as_workspace_path(self, real: str) -> str | None:
         """`real` as the workspace's watch spells its events, or None when it is outside it."""
@@ -295,6 +322,8 @@ class ProjectsTracker(SourceGroup):
         if sweep:
             self.cache.recheck_remotes(self.env)  # what no event tells: global git config, includes
             self._status_swept = time.monotonic()
+            if self.watcher is not None:
+                self._watch_shared()
         cache = self.cache
         statuses, projects = self._updated(self._statuses, sweep, names, rediscover, self._timed(
             self.status_source, lambda repo: git_status.read_project(repo, self.env, cache)))

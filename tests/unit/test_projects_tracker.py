@@ -231,6 +231,34 @@ def test_a_remote_url_changed_in_a_file_the_project_includes_shows_with_its_even
         tracker.stop()
 
 
+def test_a_global_git_config_or_excludes_file_edited_shows_without_waiting_for_the_sweep(workspace, home_env):
+    """The global excludes file decides what every project lists as untracked, and a malformed
+    ~/.gitconfig makes every project an error: no event in the workspace tells of either, so
+    an edit (or the fix) showed only at the 15-minute sweep. Their folders are watched too."""
+    ignore = os.path.join(home_env["XDG_CONFIG_HOME"], "git", "ignore")
+    os.makedirs(os.path.dirname(ignore))
+    (workspace / "alpha" / "scratch.log").write_text("x\n")
+    tracker = ProjectsTracker(workspace, home_env, sweep_seconds=3600.0, polling_seconds=30.0,
+                              files_polling_seconds=120.0)
+    tracker.start()
+    try:
+        assert eventually(lambda: "alpha" in tracker.statuses()
+                          and tracker.statuses()["alpha"].branch.untracked == ("scratch.log",))
+        with open(ignore, "w") as f:
+            f.write("*.log\n")
+        assert eventually(lambda: tracker.statuses()["alpha"].branch.untracked == ())
+        gitconfig = os.path.join(home_env["HOME"], ".gitconfig")
+        with open(gitconfig, "w") as f:
+            f.write("[broken\n")
+        assert eventually(lambda: {s.state for s in tracker.statuses().values()} == {"error"})
+        with open(gitconfig, "w") as f:
+            f.write('[remote "origin"]\n\turl = https://example.invalid/shared.git\n')
+        assert eventually(lambda: urls(tracker) == {"alpha": "https://example.invalid/shared.git",
+                                                    "beta": "https://example.invalid/shared.git"})
+    finally:
+        tracker.stop()
+
+
 def test_a_global_config_broken_then_mended_shows_at_the_next_sweeps(workspace, home_env):
     """git cannot read a malformed ~/.gitconfig: every project shows git's error; once mended,
     the next sweep reads them all again, remote URLs included."""
