@@ -199,7 +199,11 @@ class ProjectsTracker(SourceGroup):
             return True
         if resumed or (not watching and not source.in_own_thread()):
             return True
-        return time.monotonic() - swept_at >= every
+        due_in = every - (time.monotonic() - swept_at)
+        # A refresh between sweeps (an event, a fetch round) must not push the next sweep back:
+        # the source's thread waits `interval_seconds` after each refresh, whatever woke it.
+        source.interval_seconds = every if due_in <= 0 else due_in
+        return due_in <= 0
 
     def _ensure_watched(self) -> bool:
         if self.workspace is None:

@@ -62,8 +62,12 @@ class WatchedSource(BackgroundSource[T], Generic[T]):
 
     def _refresh_watched(self) -> T:
         watching = self._ensure_watched()
-        self.interval_seconds = self.watching_interval_seconds if watching else self.polling_seconds
-        sweep = not watching or time.monotonic() - self._swept >= self.sweep_seconds
+        due_in = self.sweep_seconds - (time.monotonic() - self._swept)
+        sweep = not watching or due_in <= 0
+        # Events between sweeps must not push the next sweep back: the thread waits this long
+        # after each refresh, whatever woke it.
+        self.interval_seconds = (min(self.watching_interval_seconds, self.sweep_seconds if sweep else due_in)
+                                 if watching else self.polling_seconds)
         # Woken by an event in its own thread; a direct call (an admin action) reads everything.
         requested = self.requested and self.in_own_thread()
         if not sweep and requested:

@@ -306,6 +306,23 @@ def test_while_polling_a_fetch_rereads_the_fetched_project_not_all(workspace, gi
         tracker.stop()
 
 
+def test_a_fetch_between_polls_does_not_push_the_next_poll_back(workspace):
+    """Polling (watches gone), the source waited a whole interval after every refresh, also
+    after the re-read a fetch round asks for (a minute apart): an edit showed after up to two
+    intervals (59.6 s measured at 30 s), not one. The wait after such a refresh is what is left."""
+    tracker = tracker_for(workspace, watch=False, polling_seconds=3600.0)
+    tracker.start()
+    try:
+        assert eventually(lambda: set(tracker.statuses()) == {"alpha", "beta"})
+        assert tracker.status_source.interval_seconds == 3600.0
+        refreshed = tracker.status_source.snapshot().refreshed_at
+        tracker.status_source.request_refresh()  # as a fetch round does while polling
+        assert eventually(lambda: tracker.status_source.snapshot().refreshed_at != refreshed)
+        assert tracker.status_source.interval_seconds < 3600.0
+    finally:
+        tracker.stop()
+
+
 def test_projects_appear_and_disappear_with_the_directories(workspace):
     tracker = tracker_for(workspace)
     tracker.start()
