@@ -454,6 +454,19 @@ class RepoCache:
             shared = self._shared
         return shared_config_files(shared, env)
 
+    def retain(self, repos: Iterable[Path]) -> None:
+        """Forget the projects not in `repos` (removed, renamed): the cache never grows with every
+        project ever seen (a script making and removing throwaway repos in the workspace)."""
+        keep = set(repos)
+        with self._lock:
+            self._remotes = {repo: cached for repo, cached in self._remotes.items() if repo in keep}
+            self._commits = {repo: cached for repo, cached in self._commits.items() if repo in keep}
+
+    def repos(self) -> set[Path]:
+        """The projects something is cached for."""
+        with self._lock:
+            return set(self._remotes) | set(self._commits)
+
     def last_commit(self, repo: Path, oid: str, env: Mapping[str, str]) -> float | None:
         with self._lock:
             cached = self._commits.get(repo)

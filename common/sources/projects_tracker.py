@@ -308,12 +308,18 @@ class ProjectsTracker(SourceGroup):
         return {git_status.project_name(repo): repo for repo in git_status.discover_projects(self.workspace)}
 
     def _updated(self, current: dict, sweep: bool, names: set[str], rediscover: bool,
-                 read: Callable[[Path], object]) -> tuple[dict, dict[str, Path]]:
+                 read: Callable[[Path], object], source: BackgroundSource) -> tuple[dict, dict[str, Path]]:
         """`current` with the marked (or, on a sweep, all) projects read again; the same dict
-        object when nothing was read, so the source sees no change."""
+        object when nothing was read, so the source sees no change. What is kept about projects
+        that went (read times, and for the status the RepoCache) is forgotten."""
         if not (sweep or names or rediscover):
             return current, {}
         projects = self._projects()
+        reads = self._reads.get(source, {})
+        for gone in set(reads) - set(projects):
+            reads.pop(gone, None)
+        if source is self.status_source:
+            self.cache.retain(projects.values())
         todo = set(projects) if sweep else (names | (set(projects) - set(current))) & set(projects)
         fresh = git_status.map_projects(read, [projects[n] for n in sorted(todo)])
         updated = {n: v for n, v in current.items() if n in projects}
@@ -330,7 +336,7 @@ class ProjectsTracker(SourceGroup):
                 self._watch_shared()
         cache = self.cache
         statuses, projects = self._updated(self._statuses, sweep, names, rediscover, self._timed(
-            self.status_source, lambda repo: git_status.read_project(repo, self.env, cache)))
+            self.status_source, lambda repo: git_status.read_project(repo, self.env, cache)), self.status_source)
         for name in sync_only - set(names):
             if name in statuses and not sweep:
                 status = statuses[name]
@@ -346,7 +352,7 @@ class ProjectsTracker(SourceGroup):
         if sweep:
             self._files_swept = time.monotonic()
         self._files, _ = self._updated(self._files, sweep, names, rediscover,
-                                       self._timed(self.files_source, git_status.walk_project))
+                                       self._timed(self.files_source, git_status.walk_project), self.files_source)
         return self._files
 
     def fetch_due(self, interval: float, timeout: float = git_status.FETCH_TIMEOUT_SECONDS,

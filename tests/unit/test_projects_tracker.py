@@ -338,6 +338,23 @@ def test_projects_appear_and_disappear_with_the_directories(workspace):
         tracker.stop()
 
 
+def test_what_is_kept_about_projects_that_went_is_forgotten(workspace):
+    """A script making and removing throwaway repos in the workspace: the tracker kept each
+    one's remote URLs, commit time and read times for the rest of its life."""
+    tracker = tracker_for(workspace)
+    tracker.start()
+    try:
+        for i in range(3):
+            init_repo(workspace / f"tmp-{i}")
+            assert eventually(lambda: f"tmp-{i}" in tracker.statuses() and f"tmp-{i}" in tracker.files())
+            shutil.rmtree(workspace / f"tmp-{i}")
+            assert eventually(lambda: set(tracker.statuses()) == set(tracker.files()) == {"alpha", "beta"})
+        assert tracker.cache.repos() == {workspace / "alpha", workspace / "beta"}
+        assert all(set(reads) == {"alpha", "beta"} for reads in tracker._reads.values())
+    finally:
+        tracker.stop()
+
+
 def test_touch_and_chmod_alone_are_seen(workspace):
     """Only an attribute event (IN_ATTRIB) comes for `touch` or `chmod`: the newest
     modification time moves, and an executable bit is a change git reports."""
