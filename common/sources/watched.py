@@ -49,16 +49,26 @@ class WatchedSource(BackgroundSource[T], Generic[T]):
         """Watch the roots; True while watching works. A root watched for the first time sets
         `_new_root`: files made in it before its watch began are only seen by a full read."""
         for root in self._roots():
-            if root.is_dir():
+            if not root.is_dir():
+                self._watched_roots.discard(root)
+                self._watch_nearest_parent(root)
+            if root.is_dir():  # also one made while its parent's watch was being set up
                 if self.watcher.watch(root, recursive=True) and root not in self._watched_roots:
                     self._watched_roots.add(root)
                     self._new_root = True
-            else:
-                self._watched_roots.discard(root)
-                parent = next((p for p in root.parents if p.is_dir()), None)
-                if parent is not None:
-                    self.watcher.watch(parent, recursive=False)  # wakes us when the next level appears
         return self.watcher.mode == "inotify"
+
+    def _watch_nearest_parent(self, root: Path) -> None:
+        """Watch the nearest existing parent of a missing root, which wakes us when the next level
+        appears; again one level down while levels appear meanwhile (`mkdir -p` of a cache races
+        the watch: a level made before its parent's watch began sends no event)."""
+        parent = next((p for p in root.parents if p.is_dir()), None)
+        while parent is not None and not root.is_dir():
+            self.watcher.watch(parent, recursive=False)
+            nearest = next((p for p in root.parents if p.is_dir()), None)
+            if nearest == parent:
+                return
+            parent = nearest
 
     def _refresh_watched(self) -> T:
         watching = self._ensure_watched()

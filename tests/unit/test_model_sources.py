@@ -95,3 +95,29 @@ def test_model_caches_are_watched_again_once_watches_are_freed(env):
         assert eventually(lambda: models(sources, "huggingface") == ["org/later", "org/watched"])
     finally:
         sources.stop()
+
+
+def test_a_cache_made_while_its_parent_watch_is_set_up_is_still_watched(env):
+    """`huggingface-cli download` on a machine with no cache yet makes huggingface/hub/models--...
+    at once: a level made after its parent appeared but before the parent's watch began sent no
+    event, and the download waited for the 15-minute sweep."""
+    sources = ModelSources(env, sweep_seconds=3600, polling_seconds=30)
+    source = sources.hf_source
+    hub = hf_hub_cache(env)
+    shutil.rmtree(hub.parent, ignore_errors=True)
+    assert hub.parent.parent.is_dir()
+    real_watch = source.watcher.watch
+
+    def racing_watch(path, recursive=True):
+        if path == hub.parent and not hub.exists():
+            hf_llm(env, "org/racer")  # made just before the new level's watch begins
+        return real_watch(path, recursive)
+
+    source.watcher.watch = racing_watch
+    sources.start()
+    try:
+        assert eventually(lambda: source.snapshot().ok)
+        hub.parent.mkdir()  # an event: the refresh it wakes watches this new level
+        assert eventually(lambda: models(sources, "huggingface") == ["org/racer"])
+    finally:
+        sources.stop()
