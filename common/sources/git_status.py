@@ -16,7 +16,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Mapping, TypeVar
+from typing import Callable, Iterable, Iterator, Mapping, TypeVar
 
 from common import redact
 from common.readable import readable
@@ -260,9 +260,19 @@ def read_shared_config(env: Mapping[str, str], timeout: float = STATUS_TIMEOUT_S
                    env={**env, "GIT_DIR": os.devnull + "/wordslab-no-repo"}, timeout=timeout)
 
 
+def config_entries(listing: str | None) -> Iterator[tuple[str, str, str]]:
+    """(origin, key, value) of each entry of `git config --list --show-origin -z` output, which
+    is "origin NUL key NEWLINE value NUL" per entry (keys lowercased by git but subsections)."""
+    records = (listing or "").split("\0")
+    for origin, entry in zip(records[0::2], records[1::2]):
+        key, _, value = entry.partition("\n")
+        yield origin, key, value
+
+
 def has_include(shared_config: str) -> bool:
     """Whether `read_shared_config` output holds an include (whose condition may differ per repo)."""
-    return re.search(r"\0include(if\.[^\n]*)?\.path\n", "\0" + shared_config, re.IGNORECASE) is not None
+    return any(key == "include.path" or (key.startswith("includeif.") and key.endswith(".path"))
+               for _, key, _ in config_entries(shared_config))
 
 
 def shared_config_files(shared_config: str | None, env: Mapping[str, str]) -> set[str]:
@@ -275,11 +285,9 @@ def shared_config_files(shared_config: str | None, env: Mapping[str, str]) -> se
     files = {env["GIT_CONFIG_GLOBAL"]} if env.get("GIT_CONFIG_GLOBAL") else {
         os.path.join(home, ".gitconfig"), os.path.join(xdg, "git", "config")}
     excludes = os.path.join(xdg, "git", "ignore")
-    records = (shared_config or "").split("\0")
-    for origin, entry in zip(records[0::2], records[1::2]):
+    for origin, key, value in config_entries(shared_config):
         if origin.startswith("file:"):
             files.add(os.path.abspath(origin.removeprefix("file:")))
-        key, _, value = entry.partition("\n")
         if key == "core.excludesfile" and value:
             excludes = home + value[1:] if value.startswith("~/") else value
     files.add(os.path.abspath(excludes))
