@@ -68,6 +68,12 @@ def kernel_room_error(path: str) -> OSError | None:
         os.close(fd)
 
 
+def nearest_dir(path: Path) -> Path | None:
+    """The nearest existing directory above `path` (what to watch for a file or folder that may
+    be made later), or None."""
+    return next((p for p in path.parents if p.is_dir()), None)
+
+
 class _Handler(FileSystemEventHandler):
     def __init__(self, on_change: Callable[[str], None]):
         self.on_change = on_change

@@ -28,7 +28,7 @@ from common.background import BackgroundSource, SourceGroup
 from common.readable import readable
 from common.sources import fetch_schedule, git_status
 from common.sources.git_status import ProjectFiles, ProjectStatus, RepoCache
-from common.watch import Watcher
+from common.watch import Watcher, nearest_dir
 
 DEBOUNCE_SECONDS = 0.5
 # A project is read again no sooner than this many times what its last read took after it: files
@@ -245,7 +245,7 @@ class ProjectsTracker(SourceGroup):
         """Watch the directories of the shared git config files (their nearest existing one, so
         a file or folder made later is seen too), each alone, not its subtree."""
         files = frozenset(self.cache.shared_files(self.env))
-        dirs = {d for d in (next((p for p in Path(f).parents if p.is_dir()), None) for f in files) if d}
+        dirs = {d for d in map(nearest_dir, map(Path, files)) if d}
         for directory in dirs:  # all: watches given up while polling are made again
             self.watcher.watch(directory, recursive=False)
         for directory in self._shared_dirs - dirs:

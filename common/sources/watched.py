@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Callable, Generic, Iterable, TypeVar
 
 from common.background import BackgroundSource
-from common.watch import Watcher
+from common.watch import Watcher, nearest_dir
 
 T = TypeVar("T")
 DEBOUNCE_SECONDS = 0.5
@@ -62,10 +62,10 @@ class WatchedSource(BackgroundSource[T], Generic[T]):
         """Watch the nearest existing parent of a missing root, which wakes us when the next level
         appears; again one level down while levels appear meanwhile (`mkdir -p` of a cache races
         the watch: a level made before its parent's watch began sends no event)."""
-        parent = next((p for p in root.parents if p.is_dir()), None)
+        parent = nearest_dir(root)
         while parent is not None and not root.is_dir():
             self.watcher.watch(parent, recursive=False)
-            nearest = next((p for p in root.parents if p.is_dir()), None)
+            nearest = nearest_dir(root)
             if nearest == parent:
                 return
             parent = nearest
